@@ -1,0 +1,26 @@
+//! Procedural macros of `tune-runtime`. Use them through `tune_runtime`, which re-exports
+//! them; generated code refers to `tune_runtime::__private`.
+
+use proc_macro::TokenStream;
+
+/// Declares a typed search space. See `docs/search-space.md`.
+#[proc_macro]
+pub fn search_space(input: TokenStream) -> TokenStream {
+    let _ = input;
+    TokenStream::new()
+}
+
+/// Turns a struct (class API) or a function (function API) into a trainable.
+/// See `docs/trainable.md`.
+#[proc_macro_attribute]
+pub fn trainable(args: TokenStream, input: TokenStream) -> TokenStream {
+    let _ = args;
+    input
+}
+
+/// Derives `Metrics` for a struct of numeric fields. See `docs/trainable.md`.
+#[proc_macro_derive(Metrics)]
+pub fn derive_metrics(input: TokenStream) -> TokenStream {
+    let _ = input;
+    TokenStream::new()
+}

@@ -3,6 +3,8 @@
 
 use proc_macro::TokenStream;
 
+mod runtime_path;
+
 /// Declares a typed search space. See `docs/search-space.md`.
 #[proc_macro]
 pub fn search_space(input: TokenStream) -> TokenStream {

@@ -9,6 +9,9 @@
 //! See the guides under `docs/` in the repository for the full reference.
 #![deny(missing_docs)]
 
+// Lets generated code name `::tune_runtime` inside this crate too (unit tests, doctests).
+extern crate self as tune_runtime;
+
 mod check;
 mod domain;
 mod error;

@@ -3,13 +3,15 @@
 
 use proc_macro::TokenStream;
 
+mod ctxt;
 mod runtime_path;
+mod space;
 
-/// Declares a typed search space. See `docs/search-space.md`.
+/// Declares typed search spaces: config structs and enum spaces implementing `Space`.
+/// See `docs/search-space.md`.
 #[proc_macro]
 pub fn search_space(input: TokenStream) -> TokenStream {
-    let _ = input;
-    TokenStream::new()
+    space::expand(input.into()).unwrap_or_else(syn::Error::into_compile_error).into()
 }
 
 /// Turns a struct (class API) or a function (function API) into a trainable.

@@ -138,6 +138,15 @@ pub fn decode_int(x: f64, low: i64, high: i64, q: Option<i64>) -> i64 {
     }
 }
 
+/// A value of a normal domain: unbounded, rounded to a multiple of `q` when given.
+#[inline]
+pub fn decode_normal(x: f64, q: Option<f64>) -> f64 {
+    match q {
+        Some(q) => (x / q).round() * q,
+        None => x,
+    }
+}
+
 /// Rounds to the nearest option index in `0..n`.
 #[inline]
 pub fn decode_index(x: f64, n: usize) -> usize {
@@ -152,6 +161,12 @@ fn path(prefix: &str, field: &str) -> String {
     format!("{prefix}{field}")
 }
 
+/// Relative tolerance of the quantum check for `f64` fields.
+const Q_TOL_F64: f64 = 1e-9;
+/// Relative tolerance of the quantum check for `f32` fields (rounding to `f32` moves a
+/// multiple of `q` by up to about 6e-8 of its magnitude).
+const Q_TOL_F32: f64 = 1e-6;
+
 /// Checks a float against a bounded domain. `closed_high` says whether `high` is allowed.
 #[allow(clippy::too_many_arguments)]
 pub fn check_float(
@@ -165,6 +180,40 @@ pub fn check_float(
     closed_high: bool,
     q: Option<f64>,
 ) {
+    check_float_tol(errors, prefix, field, domain, x, low, high, closed_high, q, Q_TOL_F64);
+}
+
+/// [`check_float`] for an `f32` field: the bounds are compared in `f32` precision, as the
+/// sampler narrows them.
+#[allow(clippy::too_many_arguments)]
+pub fn check_float32(
+    errors: &mut Vec<DomainViolation>,
+    prefix: &str,
+    field: &str,
+    domain: &str,
+    x: f32,
+    low: f64,
+    high: f64,
+    closed_high: bool,
+    q: Option<f64>,
+) {
+    let (low, high) = (f64::from(low as f32), f64::from(high as f32));
+    check_float_tol(errors, prefix, field, domain, f64::from(x), low, high, closed_high, q, Q_TOL_F32);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_float_tol(
+    errors: &mut Vec<DomainViolation>,
+    prefix: &str,
+    field: &str,
+    domain: &str,
+    x: f64,
+    low: f64,
+    high: f64,
+    closed_high: bool,
+    q: Option<f64>,
+    tol: f64,
+) {
     let inside = x >= low && (x < high || (closed_high && x <= high));
     if !x.is_finite() || !inside {
         let end = if closed_high { ']' } else { ')' };
@@ -173,13 +222,25 @@ pub fn check_float(
             message: format!("{x} is outside `{domain}`: expected a value in [{low}, {high}{end}"),
         });
     } else if let Some(q) = q {
-        let k = (x / q).round();
-        if ((k * q) - x).abs() > 1e-9 * q.abs().max(x.abs()) {
-            errors.push(DomainViolation {
-                path: path(prefix, field),
-                message: format!("{x} is not a multiple of {q} as `{domain}` requires"),
-            });
-        }
+        check_multiple(errors, prefix, field, domain, x, q, tol);
+    }
+}
+
+fn check_multiple(
+    errors: &mut Vec<DomainViolation>,
+    prefix: &str,
+    field: &str,
+    domain: &str,
+    x: f64,
+    q: f64,
+    tol: f64,
+) {
+    let k = (x / q).round();
+    if ((k * q) - x).abs() > tol * q.abs().max(x.abs()) {
+        errors.push(DomainViolation {
+            path: path(prefix, field),
+            message: format!("{x} is not a multiple of {q} as `{domain}` requires"),
+        });
     }
 }
 
@@ -192,13 +253,37 @@ pub fn check_normal(
     x: f64,
     q: Option<f64>,
 ) {
+    check_normal_tol(errors, prefix, field, domain, x, q, Q_TOL_F64);
+}
+
+/// [`check_normal`] for an `f32` field.
+pub fn check_normal32(
+    errors: &mut Vec<DomainViolation>,
+    prefix: &str,
+    field: &str,
+    domain: &str,
+    x: f32,
+    q: Option<f64>,
+) {
+    check_normal_tol(errors, prefix, field, domain, f64::from(x), q, Q_TOL_F32);
+}
+
+fn check_normal_tol(
+    errors: &mut Vec<DomainViolation>,
+    prefix: &str,
+    field: &str,
+    domain: &str,
+    x: f64,
+    q: Option<f64>,
+    tol: f64,
+) {
     if !x.is_finite() {
         errors.push(DomainViolation {
             path: path(prefix, field),
             message: format!("{x} is not a finite number as `{domain}` requires"),
         });
     } else if let Some(q) = q {
-        check_float(errors, prefix, field, domain, x, f64::MIN, f64::MAX, true, Some(q));
+        check_multiple(errors, prefix, field, domain, x, q, tol);
     }
 }
 

@@ -114,6 +114,10 @@ pub trait Space:
     /// Builds a config from an encoding. Values are clamped into their domains, rounded to
     /// integers or quanta, and categorical indices rounded to the nearest option; inactive
     /// dimensions are ignored. `x` has exactly [`Space::num_dims`] entries.
+    ///
+    /// A [`SpaceError::NotFinite`] names the dimension relative to this space; an enum
+    /// space's own variant selector has the empty name (the field holding it names it).
+    /// [`Space::decode`] turns that into the full name.
     fn decode_from(x: &[f64]) -> Result<Self, SpaceError>;
 
     /// Appends a [`DomainViolation`] for every field outside its declared domain. `prefix`
@@ -139,7 +143,15 @@ pub trait Space:
         if x.len() != Self::num_dims() {
             return Err(SpaceError::WrongLength { expected: Self::num_dims(), got: x.len() });
         }
-        Self::decode_from(x)
+        Self::decode_from(x).map_err(|e| match e {
+            // An enum space names its own variant selector with an empty name (the field
+            // holding it names it when nested); at the top level it is dimension 0.
+            SpaceError::NotFinite { name, value } if name.is_empty() => SpaceError::NotFinite {
+                name: Self::dims().into_iter().next().map(|d| d.name).unwrap_or_default(),
+                value,
+            },
+            other => other,
+        })
     }
 
     /// Checks every field against its domain.

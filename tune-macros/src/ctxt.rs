@@ -14,6 +14,11 @@ impl Ctxt {
         Self::default()
     }
 
+    /// Records an error.
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        self.errors.push(error);
+    }
+
     /// Records an error on the span of `tokens`.
     pub(crate) fn error_spanned<T: quote::ToTokens, M: std::fmt::Display>(
         &mut self,
@@ -21,11 +26,6 @@ impl Ctxt {
         message: M,
     ) {
         self.errors.push(syn::Error::new_spanned(tokens, message));
-    }
-
-    /// Records an error at `span`.
-    pub(crate) fn error_at<M: std::fmt::Display>(&mut self, span: proc_macro2::Span, message: M) {
-        self.errors.push(syn::Error::new(span, message));
     }
 
     pub(crate) fn has_errors(&self) -> bool {

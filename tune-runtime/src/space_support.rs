@@ -18,7 +18,7 @@ pub fn placeholder<T: Default>() -> T {
 /// Calls a `sample_from` closure on a config. Going through a generic function lets the
 /// closure's parameter type be inferred when the user leaves it out.
 #[inline]
-pub fn derived<S, T>(config: &S, f: impl FnOnce(&S) -> T) -> T {
+pub fn derived<S, T, F: FnOnce(&S) -> T>(config: &S, f: F) -> T {
     f(config)
 }
 

@@ -99,8 +99,8 @@ fn expand_decl(item: &Item, rt: &TokenStream, derive_deserialize: bool) -> Token
     let ident = &item.ident;
     let serde_crate = serde_path(rt);
     let deserialize = derive_deserialize.then(|| quote!(, #rt::__private::serde::Deserialize));
+    // Our derive comes first: a user's `#[serde(...)]` must follow the derive that declares it.
     let header = quote! {
-        #(#attrs)*
         #[derive(
             ::core::fmt::Debug,
             ::core::clone::Clone,
@@ -109,6 +109,7 @@ fn expand_decl(item: &Item, rt: &TokenStream, derive_deserialize: bool) -> Token
             #deserialize
         )]
         #[serde(crate = #serde_crate, deny_unknown_fields)]
+        #(#attrs)*
     };
     match &item.body {
         Body::Struct(shape) => {
@@ -116,7 +117,7 @@ fn expand_decl(item: &Item, rt: &TokenStream, derive_deserialize: bool) -> Token
                 Shape::Named(fields) => fields.as_slice(),
                 _ => &[],
             };
-            let fields = fields.iter().map(|f| {
+            let fields = unique_fields(fields).map(|f| {
                 let attrs = &f.attrs;
                 let fvis = f.vis.as_ref().unwrap_or(vis);
                 let fident = &f.ident;
@@ -126,12 +127,13 @@ fn expand_decl(item: &Item, rt: &TokenStream, derive_deserialize: bool) -> Token
             quote! { #header #vis struct #ident { #(#fields,)* } }
         }
         Body::Enum(variants) => {
-            let variants = variants.iter().map(|v| {
+            let mut seen = std::collections::HashSet::new();
+            let variants = variants.iter().filter(|v| seen.insert(v.ident.to_string())).map(|v| {
                 let attrs = &v.attrs;
                 let vident = &v.ident;
                 match &v.shape {
                     Shape::Named(fields) => {
-                        let fields = fields.iter().map(|f| {
+                        let fields = unique_fields(fields).map(|f| {
                             let attrs = &f.attrs;
                             let fident = &f.ident;
                             let ty = &f.ty;
@@ -145,6 +147,13 @@ fn expand_decl(item: &Item, rt: &TokenStream, derive_deserialize: bool) -> Token
             quote! { #header #vis enum #ident { #(#variants,)* } }
         }
     }
+}
+
+/// The fields with a name not seen before: after a duplicate-field error the dummy item
+/// keeps the first, so rustc does not report the duplicate again.
+fn unique_fields(fields: &[Field]) -> impl Iterator<Item = &Field> {
+    let mut seen = std::collections::HashSet::new();
+    fields.iter().filter(move |f| seen.insert(f.ident.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -246,7 +255,7 @@ fn field_dims(field: &Field, rt: &TokenStream) -> TokenStream {
         DomainKind::Nested => {
             quote_spanned!(ty.span()=> <#ty as #rt::__private::Space>::num_dims())
         }
-        DomainKind::Constant(_) | DomainKind::Derived(_) | DomainKind::Invalid => quote!(0usize),
+        DomainKind::Constant(_) | DomainKind::Derived(_) | DomainKind::Invalid(_) => quote!(0usize),
     }
 }
 
@@ -320,7 +329,7 @@ fn sample_expr(field: &Field, site: &Site<'_>, digit: Option<&Ident>) -> TokenSt
                 quote_spanned!(ty.span()=> <#ty as #rt::__private::Space>::sample_at(__tune_rng, #digit))
             }
         }
-        DomainKind::Invalid => quote!(::core::unreachable!()),
+        DomainKind::Invalid(_) => quote!(::core::unreachable!()),
     }
 }
 
@@ -395,7 +404,7 @@ fn describe_stmt(field: &Field, site: &Site<'_>, condition: &TokenStream) -> Tok
                 );
             }
         }
-        DomainKind::Constant(_) | DomainKind::Derived(_) | DomainKind::Invalid => quote!(),
+        DomainKind::Constant(_) | DomainKind::Derived(_) | DomainKind::Invalid(_) => quote!(),
     }
 }
 
@@ -435,7 +444,7 @@ fn encode_stmt(field: &Field, site: &Site<'_>) -> TokenStream {
                 __tune_at += __tune_n;
             }
         }
-        DomainKind::Constant(_) | DomainKind::Derived(_) | DomainKind::Invalid => quote!(),
+        DomainKind::Constant(_) | DomainKind::Derived(_) | DomainKind::Invalid(_) => quote!(),
     }
 }
 
@@ -486,7 +495,7 @@ fn decode_expr(field: &Field, site: &Site<'_>) -> TokenStream {
             __tune_at += __tune_n;
             __tune_v
         }),
-        DomainKind::Invalid => quote!(::core::unreachable!()),
+        DomainKind::Invalid(_) => quote!(::core::unreachable!()),
     }
 }
 
@@ -548,7 +557,7 @@ fn check_stmt(field: &Field, site: &Site<'_>) -> TokenStream {
                 __tune_errors,
             );
         },
-        DomainKind::Invalid => quote!(),
+        DomainKind::Invalid(_) => quote!(),
     }
 }
 
@@ -637,7 +646,7 @@ fn expand_struct_impl(item: &Item, fields: &[Field], rt: &TokenStream) -> TokenS
             let ty = &f.ty;
             let DomainKind::Derived(closure) = &f.domain.kind else { unreachable!() };
             let call = quote_spanned! {closure.span()=>
-                #rt::__private::space::derived(__tune_config, #closure)
+                #rt::__private::space::derived::<Self, #ty, _>(__tune_config, #closure)
             };
             quote! {
                 #[doc(hidden)]

@@ -18,7 +18,7 @@ use crate::ctxt::Ctxt;
 pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     let raw: parse::RawInput = syn::parse2(input)?;
     let mut cx = Ctxt::new();
-    let model = parse::from_syn(raw, &mut cx);
+    let model = parse::from_syn(raw);
     validate::validate(&model, &mut cx);
     let rt = match &model.krate {
         Some(path) => path.to_token_stream(),

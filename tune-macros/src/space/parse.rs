@@ -11,7 +11,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Attribute, Expr, ExprClosure, Generics, Ident, Lit, Token, Type, UnOp, Visibility};
 
-use crate::ctxt::{Ctxt, suggest};
+use crate::ctxt::suggest;
 
 /// Everything between the braces of `search_space! { ... }`.
 pub(crate) struct Input {
@@ -96,8 +96,8 @@ pub(crate) enum DomainKind {
     Derived(ExprClosure),
     /// No `= domain`: the field's type is itself a space.
     Nested,
-    /// The expression was not a domain; the error is already recorded.
-    Invalid,
+    /// The expression is not a domain; `validate` reports the error.
+    Invalid(syn::Error),
 }
 
 /// A numeric argument of a domain: the expression, and its value when it is a literal.
@@ -302,22 +302,23 @@ impl Parse for RawField {
 // ---------------------------------------------------------------------------------------
 // Model.
 
-/// Turns the syntax into the model, recording every malformed domain in `cx`.
-pub(crate) fn from_syn(raw: RawInput, cx: &mut Ctxt) -> Input {
-    let items = raw.items.into_iter().map(|item| parse_item(item, cx)).collect();
+/// Turns the syntax into the model. A malformed domain becomes `DomainKind::Invalid`
+/// holding its error, which `validate` reports in order with the others.
+pub(crate) fn from_syn(raw: RawInput) -> Input {
+    let items = raw.items.into_iter().map(parse_item).collect();
     Input { krate: raw.krate, items }
 }
 
-fn parse_item(raw: RawItem, cx: &mut Ctxt) -> Item {
+fn parse_item(raw: RawItem) -> Item {
     let body = match raw.body {
-        RawBody::Struct(shape) => Body::Struct(parse_shape(shape, cx)),
+        RawBody::Struct(shape) => Body::Struct(parse_shape(shape)),
         RawBody::Enum(variants) => Body::Enum(
             variants
                 .into_iter()
                 .map(|v| Variant {
                     attrs: v.attrs,
                     ident: v.ident,
-                    shape: parse_shape(v.shape, cx),
+                    shape: parse_shape(v.shape),
                     discriminant: v.discriminant,
                 })
                 .collect(),
@@ -326,17 +327,17 @@ fn parse_item(raw: RawItem, cx: &mut Ctxt) -> Item {
     Item { attrs: raw.attrs, vis: raw.vis, ident: raw.ident, generics: raw.generics, body }
 }
 
-fn parse_shape(raw: RawShape, cx: &mut Ctxt) -> Shape {
+fn parse_shape(raw: RawShape) -> Shape {
     match raw {
-        RawShape::Named(fields) => Shape::Named(fields.into_iter().map(|f| parse_field(f, cx)).collect()),
+        RawShape::Named(fields) => Shape::Named(fields.into_iter().map(parse_field).collect()),
         RawShape::Unit => Shape::Unit,
         RawShape::Tuple(tokens) => Shape::Tuple(tokens),
     }
 }
 
-fn parse_field(raw: RawField, cx: &mut Ctxt) -> Field {
+fn parse_field(raw: RawField) -> Field {
     let domain = match raw.domain {
-        Some(expr) => parse_domain(expr, cx),
+        Some(expr) => parse_domain(expr),
         None => Domain { tokens: raw.ty.to_token_stream(), name: None, kind: DomainKind::Nested },
     };
     let vis = match raw.vis {
@@ -347,7 +348,7 @@ fn parse_field(raw: RawField, cx: &mut Ctxt) -> Field {
 }
 
 /// Classifies the expression after `=`.
-fn parse_domain(expr: Expr, cx: &mut Ctxt) -> Domain {
+fn parse_domain(expr: Expr) -> Domain {
     let tokens = expr.to_token_stream();
     if is_literal(&expr) {
         return Domain { tokens, name: None, kind: DomainKind::Constant(expr) };
@@ -355,12 +356,12 @@ fn parse_domain(expr: Expr, cx: &mut Ctxt) -> Domain {
     let call = match expr {
         Expr::Call(call) => call,
         expr => {
-            cx.error_spanned(
+            let error = syn::Error::new_spanned(
                 &expr,
-            "expected a domain such as `uniform(0.0, 1.0)` or `choice([1, 2])`, or a literal: \
-                 write `constant(expr)` for a fixed value computed by an expression",
+                "expected a domain such as `uniform(0.0, 1.0)` or `choice([1, 2])`, or a \
+                 literal: write `constant(expr)` for a fixed value computed by an expression",
             );
-            return Domain { tokens, name: None, kind: DomainKind::Invalid };
+            return Domain { tokens, name: None, kind: DomainKind::Invalid(error) };
         }
     };
     let name = match &*call.func {
@@ -370,18 +371,18 @@ fn parse_domain(expr: Expr, cx: &mut Ctxt) -> Domain {
         _ => None,
     };
     let Some(name) = name else {
-        cx.error_spanned(
+        let error = syn::Error::new_spanned(
             &call.func,
             "expected a domain name such as `uniform` or `choice`: domains are written without \
              a path",
         );
-        return Domain { tokens, name: None, kind: DomainKind::Invalid };
+        return Domain { tokens, name: None, kind: DomainKind::Invalid(error) };
     };
-    let kind = parse_domain_call(&name, call, cx);
+    let kind = parse_domain_call(&name, call);
     Domain { tokens, name: Some(name), kind }
 }
 
-fn parse_domain_call(name: &Ident, call: syn::ExprCall, cx: &mut Ctxt) -> DomainKind {
+fn parse_domain_call(name: &Ident, call: syn::ExprCall) -> DomainKind {
     let n = name.to_string();
     let params: &[&str] = match n.as_str() {
         "uniform" | "loguniform" | "randint" | "lograndint" => &["low", "high"],
@@ -406,8 +407,7 @@ fn parse_domain_call(name: &Ident, call: syn::ExprCall, cx: &mut Ctxt) -> Domain
                     DOMAIN_NAMES.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
                 ),
             };
-            cx.error_spanned(name, message);
-            return DomainKind::Invalid;
+            return DomainKind::Invalid(syn::Error::new_spanned(name, message));
         }
     };
     let count = call.args.len();
@@ -415,17 +415,15 @@ fn parse_domain_call(name: &Ident, call: syn::ExprCall, cx: &mut Ctxt) -> Domain
         let plural = if params.len() == 1 { "" } else { "s" };
         let list = params.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
         let message = format!(
-                "`{n}` takes {} argument{plural} ({list}), found {}: write `{n}({})`",
-                params.len(),
-                count,
+            "`{n}` takes {} argument{plural} ({list}), found {count}: write `{n}({})`",
+            params.len(),
             params.join(", ")
         );
-        if count == 0 {
-            cx.error_at(call.paren_token.span.join(), message);
+        return DomainKind::Invalid(if count == 0 {
+            syn::Error::new(call.paren_token.span.join(), message)
         } else {
-            cx.error_spanned(&call.args, message);
-        }
-        return DomainKind::Invalid;
+            syn::Error::new_spanned(&call.args, message)
+        });
     }
     let mut args = call.args.into_iter();
     let mut num = || {
@@ -464,27 +462,21 @@ fn parse_domain_call(name: &Ident, call: syn::ExprCall, cx: &mut Ctxt) -> Domain
                 brackets: array.to_token_stream(),
                 options: array.elems.into_iter().collect(),
             },
-            other => {
-                cx.error_spanned(
-                    other,
-                    format!("`{n}` takes its options in brackets: write `{n}([a, b, c])`"),
-                );
-                DomainKind::Invalid
-            }
+            other => DomainKind::Invalid(syn::Error::new_spanned(
+                other,
+                format!("`{n}` takes its options in brackets: write `{n}([a, b, c])`"),
+            )),
         },
         "constant" => DomainKind::Constant(num().expr),
         "sample_from" => match num().expr {
             Expr::Closure(closure) => DomainKind::Derived(closure),
-            other => {
-                cx.error_spanned(
-                    other,
-                    "`sample_from` takes a closure over the config: write \
-                     `sample_from(|c: &Self| ...)`",
-                );
-                DomainKind::Invalid
-            }
+            other => DomainKind::Invalid(syn::Error::new_spanned(
+                other,
+                "`sample_from` takes a closure over the config: write `sample_from(|c: &Self| \
+                 ...)`",
+            )),
         },
-        _ => DomainKind::Invalid,
+        _ => DomainKind::Invalid(syn::Error::new_spanned(name, "unknown domain")),
     }
 }
 
@@ -556,7 +548,7 @@ impl Domain {
             ),
             DomainKind::Constant(expr) => render(expr),
             DomainKind::Derived(_) => "sample_from(..)".to_owned(),
-            DomainKind::Nested | DomainKind::Invalid => self.tokens.to_string(),
+            DomainKind::Nested | DomainKind::Invalid(_) => self.tokens.to_string(),
         }
     }
 }

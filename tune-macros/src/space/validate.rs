@@ -29,6 +29,10 @@ fn check_item(item: &Item, cx: &mut Ctxt) {
             ),
         );
     }
+    if item.generics.is_some() {
+        // The fields of a generic item are not checked: the generics are the mistake.
+        return;
+    }
     match &item.body {
         Body::Struct(Shape::Named(fields)) => check_fields(fields, None, cx),
         Body::Struct(Shape::Unit) => cx.error_spanned(
@@ -270,7 +274,7 @@ fn check_field(field: &Field, variant: Option<&Ident>, cx: &mut Ctxt) {
                 );
             }
         }
-        DomainKind::Invalid => {}
+        DomainKind::Invalid(error) => cx.push(error.clone()),
     }
 }
 

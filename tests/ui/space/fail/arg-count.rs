@@ -1,0 +1,9 @@
+use tune_runtime::search_space;
+
+search_space! {
+    struct Config {
+        lr: f64 = uniform(0.0, 1.0, 2.0),
+    }
+}
+
+fn main() {}

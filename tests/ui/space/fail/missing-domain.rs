@@ -1,0 +1,9 @@
+use tune_runtime::search_space;
+
+search_space! {
+    struct Config {
+        lr: f64,
+    }
+}
+
+fn main() {}

@@ -3,7 +3,9 @@
 
 use proc_macro::TokenStream;
 
+mod metrics;
 mod runtime_path;
+mod trainable;
 
 /// Declares a typed search space. See `docs/search-space.md`.
 #[proc_macro]
@@ -16,13 +18,13 @@ pub fn search_space(input: TokenStream) -> TokenStream {
 /// See `docs/trainable.md`.
 #[proc_macro_attribute]
 pub fn trainable(args: TokenStream, input: TokenStream) -> TokenStream {
-    let _ = args;
-    input
+    trainable::expand(args.into(), input.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 /// Derives `Metrics` for a struct of numeric fields. See `docs/trainable.md`.
-#[proc_macro_derive(Metrics)]
+#[proc_macro_derive(Metrics, attributes(metrics))]
 pub fn derive_metrics(input: TokenStream) -> TokenStream {
-    let _ = input;
-    TokenStream::new()
+    metrics::expand(input.into()).unwrap_or_else(syn::Error::into_compile_error).into()
 }

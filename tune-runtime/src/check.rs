@@ -259,7 +259,7 @@ pub fn validate_save_restore<T: Trainable>() -> Result<(), SaveRestoreError> {
 pub fn validate_save_restore_with<T: Trainable>(
     options: SaveRestoreOptions<T::Config>,
 ) -> Result<(), SaveRestoreError> {
-    Check::<T>::new(options).run(false, |_| None)
+    Check::<T>::new(options).run(false)
 }
 
 /// Panicking form of [`validate_save_restore`], called by the test `#[trainable]` generates.
@@ -332,11 +332,7 @@ pub fn validate_function_trainable<T: FunctionTrainable>(
     if !t.runner().stop(STOP_GRACE) {
         return Err(SaveRestoreError::DidNotStop { trainable: T::NAME, waited: STOP_GRACE });
     }
-    if checkpoints {
-        check.run(true, |t| usize::try_from(t.runner().iteration()).ok())
-    } else {
-        Ok(())
-    }
+    if checkpoints { check.run(true) } else { Ok(()) }
 }
 
 enum Outcome<M> {
@@ -388,14 +384,8 @@ impl<T: Trainable> Check<T> {
     }
 
     /// `allow_short`: a trainable that finishes before the save passes (function
-    /// trainables end when their function returns). `resume_at` gives the number of steps
-    /// a restored instance has already made (a function trainable resumes from its latest
-    /// `session.checkpoint`, which may be older than the save).
-    fn run(
-        mut self,
-        allow_short: bool,
-        resume_at: impl Fn(&mut T) -> Option<usize>,
-    ) -> Result<(), SaveRestoreError> {
+    /// trainables end when their function returns).
+    fn run(mut self, allow_short: bool) -> Result<(), SaveRestoreError> {
         T::resources(&self.config)
             .validate()
             .map_err(|source| SaveRestoreError::Resources { trainable: T::NAME, source })?;
@@ -453,7 +443,13 @@ impl<T: Trainable> Check<T> {
         for (mut t, from) in
             [(from_dir, RestoredFrom::Directory), (from_bytes, RestoredFrom::Memory)]
         {
-            let resume = resume_at(&mut t).unwrap_or(self.steps_before);
+            // A function trainable resumes from its latest `session.checkpoint`, which may
+            // be older than the save.
+            let resume = t
+                .state_iteration()
+                .and_then(|i| usize::try_from(i).ok())
+                .unwrap_or(self.steps_before)
+                .min(self.steps_before);
             let instance = from.to_string();
             for step in resume + 1..=history.len() {
                 let outcome = self.step(&mut t, &instance, step)?;

@@ -240,6 +240,11 @@ impl<C: Space, M: Metrics> FunctionRunner<C, M> {
         self.iteration
     }
 
+    /// The iteration of the latest checkpoint (made by the function or loaded).
+    pub fn state_iteration(&self) -> Option<u64> {
+        self.checkpoint.as_ref().map(|c| c.iteration)
+    }
+
     /// Whether the function has returned, failed or been stopped.
     pub fn is_done(&self) -> bool {
         matches!(self.state, RunState::Done)

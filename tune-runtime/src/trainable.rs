@@ -185,6 +185,15 @@ pub trait Checkpointable {
     fn save_state(&self) -> Result<Vec<u8>, CheckpointError>;
     /// Overwrites the checkpointed fields from bytes made by [`Checkpointable::save_state`].
     fn load_state(&mut self, bytes: &[u8]) -> Result<(), CheckpointError>;
+
+    /// The number of steps the saved (or just loaded) state belongs to, when it can lag
+    /// behind the steps taken: a function trainable's state is the one of its latest
+    /// `session.checkpoint`, which may be older than its latest report, and a restored
+    /// function resumes from there. `None` (the default, and what class trainables
+    /// generate) means the state is always that of the latest step.
+    fn state_iteration(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A training process that the runner steps, checkpoints and restores (the class API).

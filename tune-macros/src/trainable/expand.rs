@@ -274,6 +274,10 @@ fn expand_function(args: &Args, function: &Function, rt: &TokenStream) -> TokenS
                 fn load_state(&mut self, __tune_bytes: &[u8]) -> ::core::result::Result<(), #rt::__private::CheckpointError> {
                     self.__tune_runner.load_state(__tune_bytes)
                 }
+
+                fn state_iteration(&self) -> ::core::option::Option<u64> {
+                    self.__tune_runner.state_iteration()
+                }
             }
 
             #[automatically_derived]

@@ -583,3 +583,222 @@ fn state_difference(saved: &[u8], resaved: &[u8]) -> Option<Option<String>> {
         _ => Some(None),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::error::{DomainViolation, SpaceError, TrainResult};
+    use crate::space::{Condition, Dim};
+    use crate::trainable::{Checkpointable, TrainableSpec};
+    use rand::Rng;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Cfg {
+        start: u64,
+    }
+
+    impl Space for Cfg {
+        fn grid_size() -> usize {
+            1
+        }
+        fn sample_at<R: Rng + ?Sized>(rng: &mut R, _: usize) -> Self {
+            Cfg { start: rng.random_range(0..100) }
+        }
+        fn num_dims() -> usize {
+            0
+        }
+        fn describe(_: &mut Vec<Dim>, _: &str, _: Option<Condition>) {}
+        fn encode_into(&self, _: &mut [f64]) {}
+        fn decode_from(_: &[f64]) -> Result<Self, SpaceError> {
+            Ok(Cfg { start: 0 })
+        }
+        fn check_domains(&self, _: &str, _: &mut Vec<DomainViolation>) {}
+    }
+
+    #[derive(Debug, Clone)]
+    struct Loss {
+        loss: f64,
+        count: u64,
+    }
+
+    impl Metrics for Loss {
+        const NAMES: &'static [&'static str] = &["loss", "count"];
+        fn value(&self, index: usize) -> f64 {
+            match index {
+                0 => self.loss,
+                1 => self.count as f64,
+                _ => f64::NAN,
+            }
+        }
+    }
+
+    /// Which bug a [`Counter`] has.
+    trait Variant: Send + 'static {
+        /// `load_state` forgets `count`.
+        const FORGETS_COUNT: bool = false;
+        /// `reset_config` forgets to reset `count`.
+        const RESET_FORGETS_COUNT: bool = false;
+        /// `reset_config` is supported.
+        const RESETS: bool = false;
+        /// `save_state` leaves `count` out (saves 0), like a `#[checkpoint(skip)]` field.
+        const SKIPS_COUNT: bool = false;
+    }
+
+    struct Good;
+    impl Variant for Good {
+        const RESETS: bool = true;
+    }
+    struct ForgetfulLoad;
+    impl Variant for ForgetfulLoad {
+        const FORGETS_COUNT: bool = true;
+    }
+    struct ForgetfulReset;
+    impl Variant for ForgetfulReset {
+        const RESETS: bool = true;
+        const RESET_FORGETS_COUNT: bool = true;
+    }
+
+    struct SkipsCount;
+    impl Variant for SkipsCount {
+        const SKIPS_COUNT: bool = true;
+    }
+
+    struct Counter<V> {
+        count: u64,
+        start: u64,
+        _v: std::marker::PhantomData<V>,
+    }
+
+    impl<V: Variant> TrainableSpec for Counter<V> {
+        type Config = Cfg;
+        type Metrics = Loss;
+        const NAME: &'static str = "Counter";
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct State {
+        count: u64,
+        start: u64,
+    }
+
+    impl<V: Variant> Checkpointable for Counter<V> {
+        fn save_state(&self) -> Result<Vec<u8>, CheckpointError> {
+            crate::checkpoint::save_json(
+                Self::NAME,
+                &State { count: self.count, start: self.start },
+            )
+        }
+        fn load_state(&mut self, bytes: &[u8]) -> Result<(), CheckpointError> {
+            let state: State = crate::checkpoint::load_json(Self::NAME, bytes)?;
+            if !V::FORGETS_COUNT {
+                self.count = state.count;
+            }
+            self.start = state.start;
+            Ok(())
+        }
+    }
+
+    impl<V: Variant> Trainable for Counter<V> {
+        fn setup(config: &Cfg, _: &TrialContext) -> TrainResult<Self> {
+            Ok(Counter { count: 0, start: config.start, _v: std::marker::PhantomData })
+        }
+        fn step(&mut self) -> TrainResult<Loss> {
+            self.count += 1;
+            Ok(Loss { loss: 1.0 / (self.start + self.count) as f64, count: self.count })
+        }
+        fn reset_config(&mut self, config: &Cfg, _: &TrialContext) -> TrainResult<bool> {
+            if !V::RESETS {
+                return Ok(false);
+            }
+            self.start = config.start;
+            if !V::RESET_FORGETS_COUNT {
+                self.count = 0;
+            }
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn a_good_trainable_passes() {
+        validate_save_restore::<Counter<Good>>().unwrap();
+        validate_save_restore_with::<Counter<Good>>(
+            SaveRestoreOptions::new().seed(1).steps(1, 7).config(Cfg { start: 5 }),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_load_state_that_forgets_a_field_fails() {
+        let err = validate_save_restore::<Counter<ForgetfulLoad>>().unwrap_err();
+        match &err {
+            SaveRestoreError::StateDiffers { field, from, .. } => {
+                assert_eq!(field.as_deref(), Some("count"));
+                assert_eq!(*from, RestoredFrom::Directory);
+            }
+            other => panic!("unexpected error: {other}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains("in `count`"), "{message}");
+        assert!(message.contains("load_state does not restore"), "{message}");
+    }
+
+    #[test]
+    fn a_field_left_out_of_the_state_fails_on_metrics() {
+        let err = validate_save_restore::<Counter<SkipsCount>>().unwrap_err();
+        match &err {
+            SaveRestoreError::MetricsDiffer { step, metric, original, restored, .. } => {
+                assert_eq!((*step, *metric), (4, "loss"));
+                assert_ne!(original, restored);
+            }
+            other => panic!("unexpected error: {other}"),
+        }
+        assert!(err.to_string().contains("#[checkpoint(skip)]"), "{err}");
+    }
+
+    #[test]
+    fn a_reset_config_that_forgets_a_field_fails() {
+        let err = validate_save_restore::<Counter<ForgetfulReset>>().unwrap_err();
+        assert!(matches!(err, SaveRestoreError::ResetDiffers { step: 1, .. }), "{err}");
+        assert!(err.to_string().contains("reset_config returned true"), "{err}");
+    }
+
+    #[test]
+    fn metrics_are_compared_bitwise_and_nan_aware() {
+        let a = Loss { loss: f64::NAN, count: 1 };
+        let b = Loss { loss: f64::NAN, count: 1 };
+        assert!(first_difference(&a, &b).is_none());
+        let c = Loss { loss: 0.0, count: 1 };
+        let d = Loss { loss: -0.0, count: 1 };
+        assert_eq!(first_difference(&c, &d).map(|d| d.0), Some("loss"));
+    }
+
+    #[test]
+    fn metric_mismatch_message_names_the_problem() {
+        let err = SaveRestoreError::MetricsDiffer {
+            trainable: "Net",
+            step: 4,
+            metric: "loss",
+            original: 0.25,
+            restored: 0.5,
+            from: RestoredFrom::Memory,
+        };
+        assert_eq!(
+            err.to_string(),
+            "`Net`: metrics after restore differ at step 4: `loss` was 0.25, the instance \
+             restored from the in-memory state gave 0.5; a field that step() depends on is not \
+             checkpointed — is it marked #[checkpoint(skip)] or rebuilt wrongly in setup?"
+        );
+    }
+
+    #[test]
+    fn state_difference_ignores_key_order() {
+        assert_eq!(state_difference(br#"{"a":1,"b":2}"#, br#"{"b":2,"a":1}"#), None);
+        assert_eq!(
+            state_difference(br#"{"a":1,"b":2}"#, br#"{"a":1,"b":3}"#),
+            Some(Some("b".into()))
+        );
+        assert_eq!(state_difference(b"\x01", b"\x02"), Some(None));
+    }
+}

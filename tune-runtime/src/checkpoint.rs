@@ -81,3 +81,21 @@ pub fn load_json<S: DeserializeOwned>(
     serde_json::from_slice(bytes)
         .map_err(|source| CheckpointError::Deserialize { trainable, source })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_helpers_name_the_trainable() {
+        let bytes = save_json("Net", &[1, 2]).unwrap();
+        let back: Vec<i32> = load_json("Net", &bytes).unwrap();
+        assert_eq!(back, [1, 2]);
+        let err = load_json::<Vec<i32>>("Net", b"{").unwrap_err();
+        assert!(
+            err.to_string().starts_with("could not restore `Net` from its checkpoint"),
+            "{err}"
+        );
+    }
+}

@@ -687,7 +687,7 @@ mod tests {
         fn save_state(&self) -> Result<Vec<u8>, CheckpointError> {
             crate::checkpoint::save_json(
                 Self::NAME,
-                &State { count: self.count, start: self.start },
+                &State { count: if V::SKIPS_COUNT { 0 } else { self.count }, start: self.start },
             )
         }
         fn load_state(&mut self, bytes: &[u8]) -> Result<(), CheckpointError> {

@@ -1,0 +1,13 @@
+#[path = "../../support/config.rs"]
+mod config;
+
+use config::{Config, Loss};
+use tune_runtime::prelude::*;
+
+#[trainable(config = Config, metrics = Loss)]
+enum Net {
+    Small,
+    Large,
+}
+
+fn main() {}

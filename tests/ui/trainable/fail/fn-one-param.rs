@@ -1,0 +1,13 @@
+#[path = "../../support/config.rs"]
+mod config;
+
+use config::{Config, Loss};
+use tune_runtime::prelude::*;
+
+#[trainable]
+fn train(config: &Config) -> TrainResult<()> {
+    let _ = config;
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+#[path = "../../support/config.rs"]
+mod config;
+
+use config::{Config, Loss};
+use tune_runtime::prelude::*;
+
+#[trainable(config = Config, metrics = Loss)]
+struct Net<T> {
+    step: T,
+}
+
+fn main() {}

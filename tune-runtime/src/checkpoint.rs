@@ -63,16 +63,16 @@ pub fn restore_checkpoint<T: Trainable>(
         .map_err(|e| CheckpointError::Hook { trainable: T::NAME, message: e.to_string() })
 }
 
-/// Serializes a generated state struct (called by `Checkpointable::save_state`).
+/// Serializes a value to a checkpoint's bytes (JSON).
 #[doc(hidden)]
-pub fn save_json<S: Serialize>(
+pub fn save_json<S: Serialize + ?Sized>(
     trainable: &'static str,
     state: &S,
 ) -> Result<Vec<u8>, CheckpointError> {
     serde_json::to_vec(state).map_err(|source| CheckpointError::Serialize { trainable, source })
 }
 
-/// Deserializes a generated state struct (called by `Checkpointable::load_state`).
+/// Deserializes a value from a checkpoint's bytes (JSON).
 #[doc(hidden)]
 pub fn load_json<S: DeserializeOwned>(
     trainable: &'static str,
@@ -80,6 +80,38 @@ pub fn load_json<S: DeserializeOwned>(
 ) -> Result<S, CheckpointError> {
     serde_json::from_slice(bytes)
         .map_err(|source| CheckpointError::Deserialize { trainable, source })
+}
+
+/// The checkpointed fields of a class trainable read back from `state.json`: generated
+/// `load_state` takes each field by name, so that an error names the field, and assigns the
+/// fields only once all of them have been read.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct StateFields {
+    trainable: &'static str,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl StateFields {
+    /// Parses the bytes of a checkpoint: a JSON object with one entry per field.
+    pub fn parse(trainable: &'static str, bytes: &[u8]) -> Result<Self, CheckpointError> {
+        let fields = load_json(trainable, bytes)?;
+        Ok(Self { trainable, fields })
+    }
+
+    /// Takes the field `name` out of the checkpoint.
+    pub fn take<T: DeserializeOwned>(&mut self, name: &'static str) -> Result<T, CheckpointError> {
+        use serde::de::Error as _;
+        let trainable = self.trainable;
+        let value = self.fields.remove(name).ok_or_else(|| CheckpointError::Deserialize {
+            trainable,
+            source: serde_json::Error::missing_field(name),
+        })?;
+        T::deserialize(value).map_err(|e| CheckpointError::Deserialize {
+            trainable,
+            source: serde_json::Error::custom(format_args!("field `{name}`: {e}")),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +125,17 @@ mod tests {
         let back: Vec<i32> = load_json("Net", &bytes).unwrap();
         assert_eq!(back, [1, 2]);
         let err = load_json::<Vec<i32>>("Net", b"{").unwrap_err();
+        assert!(
+            err.to_string().starts_with("could not restore `Net` from its checkpoint"),
+            "{err}"
+        );
+
+        let mut fields = StateFields::parse("Net", br#"{"a": 1, "b": "x"}"#).unwrap();
+        assert_eq!(fields.take::<u32>("a").unwrap(), 1);
+        let err = fields.take::<u32>("b").unwrap_err();
+        assert!(err.to_string().contains("field `b`: invalid type: string"), "{err}");
+        let err = fields.take::<u32>("c").unwrap_err();
+        assert!(err.to_string().contains("missing field `c`"), "{err}");
         assert!(
             err.to_string().starts_with("could not restore `Net` from its checkpoint"),
             "{err}"

@@ -54,7 +54,7 @@ pub mod __private {
         check_function_trainable, check_function_trainable_steps, check_save_restore,
         check_save_restore_steps,
     };
-    pub use crate::checkpoint::{load_json, save_json};
+    pub use crate::checkpoint::{StateFields, load_json, save_json};
     /// Samplers, checks and decoders of every domain.
     pub mod domain {
         pub use crate::domain::*;

@@ -22,30 +22,36 @@ pub(crate) fn expand_dummy(args: &Args, model: &Model, rt: &TokenStream) -> Toke
         Model::Class(class) => {
             let item = &class.item;
             let ident = &item.ident;
+            if !item.generics.params.is_empty() {
+                return quote!(#item);
+            }
             let spec = match (&args.config, &args.metrics) {
-                (Some((_, config)), Some((_, metrics))) if item.generics.params.is_empty() => {
+                (Some((_, config)), Some((_, metrics))) => {
                     let name = ident.to_string();
                     quote! {
-                        const _: () = {
-                            impl #rt::__private::TrainableSpec for #ident {
-                                type Config = #config;
-                                type Metrics = #metrics;
-                                const NAME: &'static str = #name;
-                            }
-                            impl #rt::__private::Checkpointable for #ident {
-                                fn save_state(&self) -> ::core::result::Result<#rt::__private::Vec<u8>, #rt::__private::CheckpointError> {
-                                    ::core::unimplemented!()
-                                }
-                                fn load_state(&mut self, _: &[u8]) -> ::core::result::Result<(), #rt::__private::CheckpointError> {
-                                    ::core::unimplemented!()
-                                }
-                            }
-                        };
+                        impl #rt::__private::TrainableSpec for #ident {
+                            type Config = #config;
+                            type Metrics = #metrics;
+                            const NAME: &'static str = #name;
+                        }
                     }
                 }
                 _ => TokenStream::new(),
             };
-            quote!(#item #spec)
+            quote! {
+                #item
+                const _: () = {
+                    #spec
+                    impl #rt::__private::Checkpointable for #ident {
+                        fn save_state(&self) -> ::core::result::Result<#rt::__private::Vec<u8>, #rt::__private::CheckpointError> {
+                            ::core::unimplemented!()
+                        }
+                        fn load_state(&mut self, _: &[u8]) -> ::core::result::Result<(), #rt::__private::CheckpointError> {
+                            ::core::unimplemented!()
+                        }
+                    }
+                };
+            }
         }
         Model::Function(function) => {
             let item = &function.item;
@@ -130,65 +136,75 @@ fn expand_resources(args: &Args, rt: &TokenStream) -> TokenStream {
     }
 }
 
+/// `Checkpointable` from the fields not marked `#[checkpoint(skip)]`: the state is a JSON
+/// object keyed by field name (by position for a tuple struct), streamed out through a
+/// borrowing `Serialize` impl and read back field by field.
 fn expand_checkpointable(class: &Class, rt: &TokenStream) -> TokenStream {
     let ident = &class.item.ident;
-    let serde_path = format!("{rt}::__private::serde").replace(' ', "");
+    let name = ident.to_string();
     let saved: Vec<_> = class.fields.iter().filter(|f| !f.skip).collect();
-    let members: Vec<_> = saved.iter().map(|f| &f.member).collect();
-    // Spanned on each field's type: a type without `Serialize`/`Deserialize` is reported on
-    // the user's field, not on the attribute.
-    let ref_types = saved.iter().map(|f| {
-        let ty = &f.ty;
-        quote_spanned!(ty.span()=> &'__tune_a #ty)
+    let count = saved.len();
+    let keys: Vec<String> = saved
+        .iter()
+        .map(|f| match &f.member {
+            syn::Member::Named(ident) => {
+                let key = ident.to_string();
+                key.strip_prefix("r#").map(str::to_owned).unwrap_or(key)
+            }
+            syn::Member::Unnamed(index) => index.index.to_string(),
+        })
+        .collect();
+    // Each call is spanned on the field's type, so that a type without `Serialize` or
+    // `Deserialize` is reported on the user's field.
+    let writes = saved.iter().zip(&keys).map(|(f, key)| {
+        let (ty, member) = (&f.ty, &f.member);
+        quote_spanned! {ty.span()=>
+            #rt::__private::serde::ser::SerializeStruct::serialize_field::<#ty>(
+                &mut __tune_state, #key, &self.0.#member,
+            )?;
+        }
     });
-    let owned_types = saved.iter().map(|f| {
+    let locals: Vec<_> = (0..count).map(|i| format_ident!("__tune_field_{}", i)).collect();
+    let reads = saved.iter().zip(&keys).zip(&locals).map(|((f, key), local)| {
         let ty = &f.ty;
-        quote_spanned!(ty.span()=> #ty)
+        quote_spanned! {ty.span()=>
+            let #local = __tune_fields.take::<#ty>(#key)?;
+        }
     });
-    let (ref_def, owned_def, construct, assign) = if class.tuple && !saved.is_empty() {
-        let indices = (0..saved.len()).map(syn::Index::from);
-        (
-            quote!(struct __tune_StateRef<'__tune_a>(#(#ref_types,)*);),
-            quote!(struct __tune_State(#(#owned_types,)*);),
-            quote!(__tune_StateRef(#(&self.#members,)*)),
-            quote!(#(self.#members = __tune_state.#indices;)*),
-        )
-    } else {
-        // The marker keeps the lifetime used when no field is saved.
-        (
-            quote!(struct __tune_StateRef<'__tune_a> {
-                #(#members: #ref_types,)*
-                #[serde(skip)]
-                __tune_marker: ::core::marker::PhantomData<&'__tune_a ()>,
-            }),
-            quote!(struct __tune_State { #(#members: #owned_types,)* }),
-            quote!(__tune_StateRef { #(#members: &self.#members,)* __tune_marker: ::core::marker::PhantomData }),
-            quote!(#(self.#members = __tune_state.#members;)*),
-        )
-    };
-    let serde_attrs = quote!(#[serde(crate = #serde_path)]);
+    let members = saved.iter().map(|f| &f.member);
     quote! {
         #[allow(non_camel_case_types)]
-        #[derive(#rt::__private::serde::Serialize)]
-        #serde_attrs
-        #ref_def
+        struct __tune_StateRef<'__tune_a>(&'__tune_a #ident);
 
-        #[allow(non_camel_case_types)]
-        #[derive(#rt::__private::serde::Deserialize)]
-        #serde_attrs
-        #owned_def
+        impl #rt::__private::serde::Serialize for __tune_StateRef<'_> {
+            fn serialize<__TuneS: #rt::__private::serde::Serializer>(
+                &self,
+                __tune_serializer: __TuneS,
+            ) -> ::core::result::Result<__TuneS::Ok, __TuneS::Error> {
+                let mut __tune_state = #rt::__private::serde::Serializer::serialize_struct(
+                    __tune_serializer, #name, #count,
+                )?;
+                #(#writes)*
+                #rt::__private::serde::ser::SerializeStruct::end(__tune_state)
+            }
+        }
 
         #[automatically_derived]
         impl #rt::__private::Checkpointable for #ident {
             fn save_state(&self) -> ::core::result::Result<#rt::__private::Vec<u8>, #rt::__private::CheckpointError> {
-                #rt::__private::save_json(<Self as #rt::__private::TrainableSpec>::NAME, &#construct)
+                #rt::__private::save_json(<Self as #rt::__private::TrainableSpec>::NAME, &__tune_StateRef(self))
             }
 
             fn load_state(&mut self, __tune_bytes: &[u8]) -> ::core::result::Result<(), #rt::__private::CheckpointError> {
-                let __tune_state: __tune_State =
-                    #rt::__private::load_json(<Self as #rt::__private::TrainableSpec>::NAME, __tune_bytes)?;
-                #assign
-                let _ = __tune_state;
+                #[allow(unused_mut)]
+                let mut __tune_fields = #rt::__private::StateFields::parse(
+                    <Self as #rt::__private::TrainableSpec>::NAME,
+                    __tune_bytes,
+                )?;
+                #(#reads)*
+                // Assigned only once every field has been read: a bad checkpoint leaves
+                // the instance untouched.
+                #(self.#members = #locals;)*
                 ::core::result::Result::Ok(())
             }
         }
@@ -246,7 +262,10 @@ fn expand_function(args: &Args, function: &Function, rt: &TokenStream) -> TokenS
     };
     // Spanned on the return type: a function whose signature does not coerce to a
     // `TrainFn` is reported there.
-    let func = quote_spanned!(output_span=> #fn_ident);
+    let func = match fn_ident.to_string().strip_prefix("r#") {
+        Some(raw) => syn::Ident::new_raw(raw, output_span),
+        None => syn::Ident::new(&fn_name, output_span),
+    };
     let test = expand_test(args, &ident, &fn_name, quote!(check_function_trainable), rt);
     quote! {
         #item

@@ -61,8 +61,6 @@ pub(crate) struct Class {
     /// The struct, with the `#[checkpoint]` attributes removed.
     pub item: syn::ItemStruct,
     pub fields: Vec<StateField>,
-    /// Whether the fields are positional (a tuple struct).
-    pub tuple: bool,
 }
 
 /// A field of a class trainable.
@@ -88,7 +86,7 @@ pub(crate) fn parse_args(tokens: TokenStream, errors: &mut Vec<syn::Error>) -> A
     let mut args = Args::default();
     let parser = |input: ParseStream| -> syn::Result<()> {
         while !input.is_empty() {
-            if let Err(e) = parse_option(input, &mut args) {
+            if let Err(e) = parse_option(input, &mut args, errors) {
                 errors.push(e);
                 skip_to_comma(input)?;
             }
@@ -117,7 +115,11 @@ fn skip_to_comma(input: ParseStream) -> syn::Result<()> {
     Ok(())
 }
 
-fn parse_option(input: ParseStream, args: &mut Args) -> syn::Result<()> {
+fn parse_option(
+    input: ParseStream,
+    args: &mut Args,
+    errors: &mut Vec<syn::Error>,
+) -> syn::Result<()> {
     let key = input.call(Ident::parse_any).map_err(|e| {
         syn::Error::new(
             e.span(),
@@ -189,7 +191,7 @@ fn parse_option(input: ParseStream, args: &mut Args) -> syn::Result<()> {
             }
             let content;
             syn::parenthesized!(content in input);
-            parse_resources(&content, &mut args.resources)?;
+            parse_resources(&content, &mut args.resources, errors)?;
         }
         _ => {
             args.unknown.push(key);
@@ -208,42 +210,68 @@ fn expect_eq(input: ParseStream, key: &Ident, example: &str) -> syn::Result<()> 
     }
 }
 
-fn parse_resources(input: ParseStream, out: &mut Vec<Resource>) -> syn::Result<()> {
+/// Parses the entries of `resources(...)`; a bad entry is reported and skipped.
+fn parse_resources(
+    input: ParseStream,
+    out: &mut Vec<Resource>,
+    errors: &mut Vec<syn::Error>,
+) -> syn::Result<()> {
     while !input.is_empty() {
-        let key = input.call(Ident::parse_any)?;
-        if key == "custom" {
-            if !input.peek(syn::token::Paren) {
-                return Err(syn::Error::new(
-                    key.span(),
-                    "expected `custom(\"name\" = amount)`, e.g. `custom(\"tpu\" = 1)`",
-                ));
-            }
-            let content;
-            syn::parenthesized!(content in input);
-            while !content.is_empty() {
-                let name: LitStr = content.parse().map_err(|e| {
-                    syn::Error::new(
-                        e.span(),
-                        "expected a resource name in quotes: `custom(\"tpu\" = 1)`",
-                    )
-                })?;
-                content.parse::<Token![=]>()?;
-                let amount = parse_amount(&content)?;
-                out.push(Resource { key: ResourceKey::Custom(name), amount });
-                if !content.is_empty() {
-                    content.parse::<Token![,]>()?;
-                }
-            }
-        } else {
-            if !input.peek(Token![=]) {
-                return Err(syn::Error::new(key.span(), format!("expected `{key} = amount`")));
-            }
-            input.parse::<Token![=]>()?;
-            let amount = parse_amount(input)?;
-            out.push(Resource { key: ResourceKey::Named(key), amount });
+        if let Err(e) = parse_resource(input, out, errors) {
+            errors.push(e);
+            skip_to_comma(input)?;
         }
         if !input.is_empty() {
             input.parse::<Token![,]>()?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_resource(
+    input: ParseStream,
+    out: &mut Vec<Resource>,
+    errors: &mut Vec<syn::Error>,
+) -> syn::Result<()> {
+    let key = input.call(Ident::parse_any)?;
+    if key != "custom" {
+        if !input.peek(Token![=]) {
+            return Err(syn::Error::new(key.span(), format!("expected `{key} = amount`")));
+        }
+        input.parse::<Token![=]>()?;
+        let amount = parse_amount(input)?;
+        out.push(Resource { key: ResourceKey::Named(key), amount });
+        return Ok(());
+    }
+    if !input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(
+            key.span(),
+            "expected `custom(\"name\" = amount)`, e.g. `custom(\"tpu\" = 1)`",
+        ));
+    }
+    let content;
+    syn::parenthesized!(content in input);
+    while !content.is_empty() {
+        let entry = (|| -> syn::Result<Resource> {
+            let name: LitStr = content.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "expected a resource name in quotes: `custom(\"tpu\" = 1)`",
+                )
+            })?;
+            content.parse::<Token![=]>()?;
+            let amount = parse_amount(&content)?;
+            Ok(Resource { key: ResourceKey::Custom(name), amount })
+        })();
+        match entry {
+            Ok(resource) => out.push(resource),
+            Err(e) => {
+                errors.push(e);
+                skip_to_comma(&content)?;
+            }
+        }
+        if !content.is_empty() {
+            content.parse::<Token![,]>()?;
         }
     }
     Ok(())
@@ -301,7 +329,6 @@ pub(crate) fn parse_item(item: syn::Item, errors: &mut Vec<syn::Error>) -> Optio
 }
 
 fn parse_class(mut item: syn::ItemStruct, errors: &mut Vec<syn::Error>) -> Class {
-    let tuple = matches!(item.fields, syn::Fields::Unnamed(_));
     let mut fields = Vec::new();
     for (index, field) in item.fields.iter_mut().enumerate() {
         let mut skip = false;
@@ -323,7 +350,7 @@ fn parse_class(mut item: syn::ItemStruct, errors: &mut Vec<syn::Error>) -> Class
         };
         fields.push(StateField { member, ty: field.ty.clone(), skip });
     }
-    Class { item, fields, tuple }
+    Class { item, fields }
 }
 
 /// `#[checkpoint(skip)]`: the only form.

@@ -12,8 +12,8 @@ const MAX_CPUS: f64 = 4096.0;
 const MAX_GPUS: f64 = 1024.0;
 
 pub(crate) fn validate(args: &Args, model: &Model, errors: &mut Vec<syn::Error>) {
-    check_options(args, errors);
     check_resources(args, errors);
+    check_options(args, errors);
     match model {
         Model::Class(class) => {
             if !class.item.generics.params.is_empty() || class.item.generics.where_clause.is_some()

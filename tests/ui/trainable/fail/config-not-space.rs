@@ -10,7 +10,7 @@ struct Net {
 }
 
 impl Trainable for Net {
-    fn setup(_: &Config, _: &TrialContext) -> TrainResult<Self> {
+    fn setup(_: &String, _: &TrialContext) -> TrainResult<Self> {
         Ok(Net { step: 0 })
     }
     fn step(&mut self) -> TrainResult<Loss> {

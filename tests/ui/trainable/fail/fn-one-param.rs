@@ -1,6 +1,7 @@
 #[path = "../../support/config.rs"]
 mod config;
 
+#[allow(unused_imports)]
 use config::{Config, Loss};
 use tune_runtime::prelude::*;
 

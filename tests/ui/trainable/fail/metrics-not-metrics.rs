@@ -1,7 +1,7 @@
 #[path = "../../support/config.rs"]
 mod config;
 
-use config::{Config, Loss};
+use config::Config;
 use tune_runtime::prelude::*;
 
 #[trainable(config = Config, metrics = f64)]
@@ -13,9 +13,9 @@ impl Trainable for Net {
     fn setup(_: &Config, _: &TrialContext) -> TrainResult<Self> {
         Ok(Net { step: 0 })
     }
-    fn step(&mut self) -> TrainResult<Loss> {
+    fn step(&mut self) -> TrainResult<f64> {
         self.step += 1;
-        Ok(Loss { loss: 1.0 / self.step as f64 })
+        Ok(1.0 / self.step as f64)
     }
 }
 

@@ -34,7 +34,7 @@ fn main() {
     use tune_runtime::Checkpointable;
     let mut p = Pair::setup(&Config, &TrialContext::detached("p", 0)).unwrap();
     p.step().unwrap();
-    assert_eq!(p.save_state().unwrap(), b"[1,2]");
+    assert_eq!(p.save_state().unwrap(), br#"{"0":1,"2":2}"#);
     assert_eq!(Stateless.save_state().unwrap(), b"{}");
     tune_runtime::validate_save_restore::<Pair>().unwrap();
     tune_runtime::validate_save_restore::<Stateless>().unwrap();

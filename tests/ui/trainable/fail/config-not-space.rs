@@ -1,7 +1,7 @@
 #[path = "../../support/config.rs"]
 mod config;
 
-use config::{Config, Loss};
+use config::Loss;
 use tune_runtime::prelude::*;
 
 #[trainable(config = String, metrics = Loss)]

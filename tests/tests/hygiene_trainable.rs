@@ -4,8 +4,8 @@
 
 mod support;
 
-use support::config::GuessConfig;
 use ::tune_runtime::{Metrics, Session, Trainable, TrainableSpec, TrialContext, trainable};
+use support::config::GuessConfig;
 
 // Everything a careless expansion could pick up instead of the real thing.
 struct Result;
@@ -39,8 +39,7 @@ macro_rules! unimplemented {
 
 type R<T> = ::core::result::Result<T, ::tune_runtime::TrainError>;
 
-#[derive(Metrics, Debug)]
-#[derive(::core::clone::Clone)]
+#[derive(Metrics, Debug, ::core::clone::Clone)]
 struct HMetrics {
     loss: f64,
     step: u64,

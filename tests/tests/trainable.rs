@@ -1,6 +1,8 @@
 //! Behaviour of `#[trainable]` and `#[derive(Metrics)]`: resources, names, checkpoint state,
 //! and the function API's stepping, finishing, stopping, errors, panics and restore.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};

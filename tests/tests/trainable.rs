@@ -332,3 +332,60 @@ fn errors_name_the_problem() {
     let e = SaveRestoreError::FinishedEarly { trainable: "x", step: 1 };
     assert!(e.to_string().contains("test_steps"));
 }
+
+// --- checkpoint files of the trainable's own ---
+
+/// Keeps its weights in a file of its own (`save_files`), not in `state.json`.
+#[trainable(config = GuessConfig, metrics = GuessMetrics, test = false)]
+struct FileNet {
+    iter: u64,
+    #[checkpoint(skip)]
+    weights: Vec<f64>,
+    #[checkpoint(skip)]
+    restores_files: bool,
+}
+
+impl Trainable for FileNet {
+    fn setup(config: &GuessConfig, _ctx: &TrialContext) -> TrainResult<Self> {
+        Ok(FileNet { iter: 0, weights: vec![config.guess as f64; 3], restores_files: true })
+    }
+    fn step(&mut self) -> TrainResult<GuessMetrics> {
+        self.iter += 1;
+        for w in &mut self.weights {
+            *w *= 0.5;
+        }
+        Ok(GuessMetrics { diff: self.iter as i64, accuracy: self.weights.iter().sum() })
+    }
+    fn save_files(&self, dir: &std::path::Path) -> TrainResult<()> {
+        std::fs::write(dir.join("weights.json"), serde_json::to_vec(&self.weights)?)?;
+        Ok(())
+    }
+    fn restore_files(&mut self, dir: &std::path::Path) -> TrainResult<()> {
+        if self.restores_files {
+            self.weights = serde_json::from_slice(&std::fs::read(dir.join("weights.json"))?)?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn checkpoint_directories_hold_state_json_and_own_files() {
+    let ctx = TrialContext::detached("f", 1);
+    let mut a = FileNet::setup(&config(8, 1), &ctx).unwrap();
+    a.step().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint_1");
+    tune_runtime::save_checkpoint(&a, &checkpoint).unwrap();
+    let state = std::fs::read_to_string(checkpoint.join(tune_runtime::STATE_FILE)).unwrap();
+    assert_eq!(state, r#"{"iter":1}"#);
+    assert!(checkpoint.join("weights.json").exists());
+
+    let mut b = FileNet::setup(&config(8, 1), &ctx).unwrap();
+    tune_runtime::restore_checkpoint(&mut b, &checkpoint).unwrap();
+    assert_eq!((b.iter, &b.weights), (1, &vec![4.0; 3]));
+
+    let missing = tune_runtime::restore_checkpoint(&mut b, dir.path()).unwrap_err();
+    assert!(missing.to_string().contains("state.json"), "{missing}");
+
+    validate_save_restore::<FileNet>().unwrap();
+}

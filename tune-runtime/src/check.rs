@@ -28,7 +28,8 @@ pub enum RestoredFrom {
     /// Restored with `restore_checkpoint` from a checkpoint directory (`state.json` and the
     /// trainable's own files).
     Directory,
-    /// Restored with `load_state` from the bytes of `save_state`, in memory.
+    /// Restored with `load_state` from the bytes of `save_state`, in memory (plus
+    /// `restore_files` from the checkpoint directory when `save_files` wrote files).
     Memory,
 }
 
@@ -420,6 +421,15 @@ impl<T: Trainable> Check<T> {
             from: RestoredFrom::Memory,
             source,
         })?;
+        // A trainable that keeps part of its state in files of its own needs them: the
+        // in-memory copy is the bytes of `save_state` plus the same files.
+        if writes_files(dir.path()) {
+            from_bytes.restore_files(dir.path()).map_err(|e| SaveRestoreError::Restore {
+                trainable: T::NAME,
+                from: RestoredFrom::Memory,
+                source: CheckpointError::Hook { trainable: T::NAME, message: e.to_string() },
+            })?;
+        }
 
         for (t, from) in [(&from_dir, RestoredFrom::Directory), (&from_bytes, RestoredFrom::Memory)]
         {
@@ -514,6 +524,13 @@ impl<T: Trainable> Check<T> {
     }
 }
 
+/// Whether `save_files` wrote anything beside `state.json`.
+fn writes_files(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| e.file_name() != crate::checkpoint::STATE_FILE)
+    })
+}
+
 fn step_error<T: Trainable>(instance: &str, step: usize, e: &TrainError) -> SaveRestoreError {
     SaveRestoreError::Step {
         trainable: T::NAME,
@@ -586,7 +603,7 @@ fn state_difference(saved: &[u8], resaved: &[u8]) -> Option<Option<String>> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::error::{DomainViolation, SpaceError, TrainResult};
     use crate::space::{Condition, Dim};
@@ -595,8 +612,8 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    struct Cfg {
-        start: u64,
+    pub(crate) struct Cfg {
+        pub(crate) start: u64,
     }
 
     impl Space for Cfg {
@@ -618,9 +635,9 @@ mod tests {
     }
 
     #[derive(Debug, Clone)]
-    struct Loss {
-        loss: f64,
-        count: u64,
+    pub(crate) struct Loss {
+        pub(crate) loss: f64,
+        pub(crate) count: u64,
     }
 
     impl Metrics for Loss {

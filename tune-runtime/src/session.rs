@@ -452,3 +452,76 @@ fn join(handle: Option<JoinHandle<()>>) {
         let _ = handle.join();
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::check::tests::{Cfg, Loss};
+    use std::time::Instant;
+
+    fn runner(func: TrainFn<Cfg, Loss>) -> FunctionRunner<Cfg, Loss> {
+        FunctionRunner::new("f", func, &Cfg { start: 2 }, &TrialContext::detached("t", 0))
+    }
+
+    fn count_to_start(config: &Cfg, session: &mut Session<Loss>) -> TrainResult<()> {
+        let mut count: u64 = session.restored_state()?.unwrap_or(0);
+        while count < config.start {
+            count += 1;
+            session.checkpoint(&count)?;
+            session.report(Loss { loss: 0.0, count })?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_function_starts_lazily_and_finishes() {
+        let mut r = runner(count_to_start);
+        assert!(!r.is_done());
+        assert_eq!(r.step().unwrap().count, 1);
+        assert_eq!(r.step().unwrap().count, 2);
+        assert!(r.step().unwrap_err().is_finished());
+        assert!(r.is_done());
+        assert_eq!(r.iteration(), 2);
+        assert_eq!(r.state_iteration(), Some(2));
+    }
+
+    #[test]
+    fn load_state_restarts_a_running_function_from_the_checkpoint() {
+        let mut r = runner(count_to_start);
+        r.step().unwrap();
+        let bytes = r.save_state().unwrap();
+        r.step().unwrap();
+        r.load_state(&bytes).unwrap();
+        assert_eq!(r.iteration(), 1);
+        assert_eq!(r.step().unwrap().count, 2);
+        assert!(r.step().unwrap_err().is_finished());
+        let err = r.load_state(b"[]").unwrap_err();
+        assert!(err.to_string().starts_with("could not restore `f`"), "{err}");
+    }
+
+    #[test]
+    fn stop_gives_up_on_a_function_that_ignores_it() {
+        fn stubborn(_: &Cfg, session: &mut Session<Loss>) -> TrainResult<()> {
+            let _ = session.report(Loss { loss: 0.0, count: 1 });
+            std::thread::sleep(Duration::from_millis(400));
+            Ok(())
+        }
+        let mut r = runner(stubborn);
+        r.step().unwrap();
+        let start = Instant::now();
+        assert!(!r.stop(Duration::from_millis(50)));
+        assert!(start.elapsed() < Duration::from_millis(300));
+        assert!(r.step().unwrap_err().is_finished());
+    }
+
+    #[test]
+    fn panics_keep_their_message() {
+        fn boom(_: &Cfg, _: &mut Session<Loss>) -> TrainResult<()> {
+            panic!("{} went wrong", "something")
+        }
+        let err = runner(boom).step().unwrap_err();
+        assert_eq!(err.to_string(), "`f` panicked: something went wrong");
+        assert!(!err.is_finished());
+    }
+}

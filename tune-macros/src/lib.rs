@@ -4,8 +4,10 @@
 use proc_macro::TokenStream;
 
 mod ctxt;
+mod metrics;
 mod runtime_path;
 mod space;
+mod trainable;
 
 /// Declares typed search spaces: config structs and enum spaces implementing `Space`.
 /// See `docs/search-space.md`.
@@ -18,13 +20,13 @@ pub fn search_space(input: TokenStream) -> TokenStream {
 /// See `docs/trainable.md`.
 #[proc_macro_attribute]
 pub fn trainable(args: TokenStream, input: TokenStream) -> TokenStream {
-    let _ = args;
-    input
+    trainable::expand(args.into(), input.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 /// Derives `Metrics` for a struct of numeric fields. See `docs/trainable.md`.
-#[proc_macro_derive(Metrics)]
+#[proc_macro_derive(Metrics, attributes(metrics))]
 pub fn derive_metrics(input: TokenStream) -> TokenStream {
-    let _ = input;
-    TokenStream::new()
+    metrics::expand(input.into()).unwrap_or_else(syn::Error::into_compile_error).into()
 }

@@ -90,7 +90,9 @@ pub enum CheckpointError {
         message: String,
     },
     /// A function trainable was asked for a checkpoint but has not made one.
-    #[error("`{trainable}` has not made a checkpoint (call `session.checkpoint(&state)` before `report`)")]
+    #[error(
+        "`{trainable}` has not made a checkpoint (call `session.checkpoint(&state)` before `report`)"
+    )]
     NoCheckpoint {
         /// Name of the trainable.
         trainable: &'static str,
@@ -122,6 +124,12 @@ impl TrainError {
     /// Whether this error is the runner's request to stop (see [`crate::Stopped`]).
     pub fn is_stop(&self) -> bool {
         self.inner.is::<crate::session::Stopped>()
+    }
+
+    /// Whether this error says that a function trainable's function has returned: the
+    /// trial is complete and ends normally (see [`crate::Finished`]).
+    pub fn is_finished(&self) -> bool {
+        self.inner.is::<crate::session::Finished>()
     }
 }
 

@@ -13,6 +13,7 @@
 extern crate self as tune_runtime;
 
 mod check;
+mod checkpoint;
 mod domain;
 mod error;
 mod metrics;
@@ -21,12 +22,20 @@ mod space;
 mod space_support;
 mod trainable;
 
-pub use check::{SaveRestoreError, validate_save_restore, validate_save_restore_with};
-pub use error::{CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult};
+pub use check::{
+    RestoredFrom, SaveRestoreError, SaveRestoreOptions, validate_function_trainable,
+    validate_save_restore, validate_save_restore_with,
+};
+pub use checkpoint::{STATE_FILE, restore_checkpoint, save_checkpoint};
+pub use error::{
+    CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult,
+};
 pub use metrics::{Metric, MetricValue, Metrics};
-pub use session::{Session, Stopped};
+pub use session::{Finished, Session, Stopped, TrainFn};
 pub use space::{Condition, Dim, DimKind, Space};
-pub use trainable::{Checkpointable, Resources, Trainable, TrainableSpec, TrialContext};
+pub use trainable::{
+    Checkpointable, InvalidResources, Resources, Trainable, TrainableSpec, TrialContext,
+};
 
 pub use tune_macros::{Metrics, search_space, trainable};
 
@@ -42,7 +51,11 @@ pub mod prelude {
 /// in any release without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::check::{check_save_restore, check_function_trainable};
+    pub use crate::check::{
+        check_function_trainable, check_function_trainable_steps, check_save_restore,
+        check_save_restore_steps,
+    };
+    pub use crate::checkpoint::{StateFields, load_json, save_json};
     /// Samplers, checks and decoders of every domain.
     pub mod domain {
         pub use crate::domain::*;
@@ -53,13 +66,16 @@ pub mod __private {
     }
     pub use crate::error::{CheckpointError, DomainViolation, SpaceError};
     pub use crate::metrics::{Metric, MetricValue, Metrics};
-    pub use crate::session::{FunctionRunner, Session};
+    pub use crate::session::{FunctionRunner, FunctionTrainable, Session, TrainFn};
     pub use crate::space::{Condition, Dim, DimKind, Space};
-    pub use crate::trainable::{Checkpointable, Resources, Trainable, TrainableSpec, TrialContext};
-    pub use crate::TrainResult;
+    pub use crate::trainable::{
+        Checkpointable, ResourceAmount, Resources, Trainable, TrainableSpec, TrialContext,
+        resource_from_config,
+    };
+    pub use crate::{TrainError, TrainResult};
+    pub use core;
     pub use rand::Rng;
     pub use serde;
     pub use serde_json;
-    pub use core;
-    pub use std::{string::String, vec::Vec, boxed::Box, path::Path};
+    pub use std::{boxed::Box, path::Path, string::String, vec::Vec};
 }

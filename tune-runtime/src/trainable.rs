@@ -51,6 +51,72 @@ impl Resources {
         self.custom.insert(name.into(), amount);
         self
     }
+
+    /// Checks that every amount is a finite, non-negative number. Amounts computed from a
+    /// config (`resources(cpu = |c: &Config| ..)`) can only be checked at run time.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidResources`] naming the first bad amount.
+    pub fn validate(&self) -> Result<(), InvalidResources> {
+        let named = [
+            ("cpu", self.cpu),
+            ("gpu", self.gpu),
+            ("extra_cpu", self.extra_cpu),
+            ("extra_gpu", self.extra_gpu),
+        ];
+        let custom = self.custom.iter().map(|(k, v)| (k.as_str(), *v));
+        for (name, amount) in named.into_iter().chain(custom) {
+            if !amount.is_finite() || amount < 0.0 {
+                return Err(InvalidResources { resource: name.to_owned(), amount });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A resource amount that is negative, infinite or NaN.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "resource `{resource}` is {amount}; amounts must be finite and non-negative \
+     (check the expression given for `{resource}` in `#[trainable(resources(..))]`)"
+)]
+pub struct InvalidResources {
+    /// The resource's name (`cpu`, `gpu`, `extra_cpu`, `extra_gpu` or a custom name).
+    pub resource: String,
+    /// The amount that was asked for.
+    pub amount: f64,
+}
+
+/// A number that a resource amount computed from a config may have: the primitive numeric
+/// types convert to `f64`.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "a resource amount must be a number, and `{Self}` is not",
+    label = "make the closure return a number (f64, f32 or an integer)"
+)]
+pub trait ResourceAmount {
+    /// The amount as `f64`.
+    fn to_amount(self) -> f64;
+}
+
+macro_rules! resource_amount {
+    ($($t:ty),*) => {$(
+        impl ResourceAmount for $t {
+            #[inline]
+            #[allow(clippy::cast_lossless, clippy::cast_precision_loss)]
+            fn to_amount(self) -> f64 { self as f64 }
+        }
+    )*};
+}
+resource_amount!(f64, f32, i8, i16, i32, i64, isize, u8, u16, u32, u64, usize);
+
+/// Evaluates a resource amount computed from a config. Taking the closure as an
+/// `impl FnOnce(&C) -> R` argument lets its parameter type be inferred.
+#[doc(hidden)]
+#[inline]
+pub fn resource_from_config<C, R: ResourceAmount>(config: &C, f: impl FnOnce(&C) -> R) -> f64 {
+    f(config).to_amount()
 }
 
 /// What a trial knows about itself: handed to [`Trainable::setup`].
@@ -119,6 +185,15 @@ pub trait Checkpointable {
     fn save_state(&self) -> Result<Vec<u8>, CheckpointError>;
     /// Overwrites the checkpointed fields from bytes made by [`Checkpointable::save_state`].
     fn load_state(&mut self, bytes: &[u8]) -> Result<(), CheckpointError>;
+
+    /// The number of steps the saved (or just loaded) state belongs to, when it can lag
+    /// behind the steps taken: a function trainable's state is the one of its latest
+    /// `session.checkpoint`, which may be older than its latest report, and a restored
+    /// function resumes from there. `None` (the default, and what class trainables
+    /// generate) means the state is always that of the latest step.
+    fn state_iteration(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A training process that the runner steps, checkpoints and restores (the class API).

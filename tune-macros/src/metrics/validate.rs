@@ -1,0 +1,61 @@
+//! Checks of a metrics struct.
+
+use super::parse::MetricsStruct;
+
+pub(crate) fn validate(
+    input: &syn::DeriveInput,
+    model: &MetricsStruct,
+    errors: &mut Vec<syn::Error>,
+) {
+    match &input.data {
+        syn::Data::Struct(data) => match &data.fields {
+            syn::Fields::Named(named) if named.named.is_empty() => errors.push(syn::Error::new_spanned(
+                &input.ident,
+                "a metrics struct needs at least one field: add the numbers `step` reports, e.g. \
+                 `loss: f64`",
+            )),
+            syn::Fields::Named(_) => {}
+            syn::Fields::Unnamed(fields) => errors.push(syn::Error::new_spanned(
+                fields,
+                "`Metrics` needs named fields: each field's name is the metric's name, e.g. \
+                 `struct MyMetrics { loss: f64 }`",
+            )),
+            syn::Fields::Unit => errors.push(syn::Error::new_spanned(
+                &input.ident,
+                "`Metrics` needs named fields: each field's name is the metric's name, e.g. \
+                 `struct MyMetrics { loss: f64 }`",
+            )),
+        },
+        syn::Data::Enum(data) => errors.push(syn::Error::new(
+            data.enum_token.span,
+            "`Metrics` can only be derived for a struct with named numeric fields, not an enum",
+        )),
+        syn::Data::Union(data) => errors.push(syn::Error::new(
+            data.union_token.span,
+            "`Metrics` can only be derived for a struct with named numeric fields, not a union",
+        )),
+    }
+    if !input.generics.params.is_empty() {
+        errors.push(syn::Error::new_spanned(
+            &input.generics,
+            "`Metrics` cannot be derived for a generic struct: metric names and types are fixed \
+             per trainable",
+        ));
+    }
+    // Two fields whose handles would have the same name (`loss` and `Loss`).
+    let mut consts: Vec<(String, &syn::Ident)> = Vec::new();
+    for field in &model.fields {
+        let upper = field.name.to_uppercase();
+        if let Some((_, first)) = consts.iter().find(|(c, _)| *c == upper) {
+            errors.push(syn::Error::new_spanned(
+                &field.ident,
+                format!(
+                    "fields `{first}` and `{}` would both get the handle `{upper}`; rename one",
+                    field.ident
+                ),
+            ));
+        } else {
+            consts.push((upper, &field.ident));
+        }
+    }
+}

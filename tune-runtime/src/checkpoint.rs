@@ -1,0 +1,144 @@
+//! Checkpoint directories: the generated state in `state.json` beside the trainable's own
+//! files.
+//!
+//! A checkpoint directory holds [`STATE_FILE`], the self-describing JSON that
+//! [`Checkpointable::save_state`](crate::Checkpointable::save_state) produces (the struct's checkpointed fields by name), and
+//! whatever [`Trainable::save_files`] writes. The runner saves to
+//! `trial_dir/checkpoint_<iter>/` with [`save_checkpoint`] and restores with
+//! [`restore_checkpoint`]; `validate_save_restore` goes through the same two functions.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::CheckpointError;
+use crate::trainable::Trainable;
+
+/// Name of the file that holds the generated state inside a checkpoint directory.
+pub const STATE_FILE: &str = "state.json";
+
+/// Saves `trainable` into `dir` (created if missing): its state to [`STATE_FILE`], written
+/// atomically (a temporary file renamed into place), then its own files through
+/// [`Trainable::save_files`].
+///
+/// # Errors
+///
+/// [`CheckpointError::Serialize`] when the state cannot be serialized,
+/// [`CheckpointError::Io`] when the directory or file cannot be written,
+/// [`CheckpointError::Hook`] when `save_files` fails.
+pub fn save_checkpoint<T: Trainable>(trainable: &T, dir: &Path) -> Result<(), CheckpointError> {
+    let io = |source| CheckpointError::Io { path: dir.to_path_buf(), source };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let bytes = trainable.save_state()?;
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    file.write_all(&bytes).map_err(io)?;
+    file.as_file().sync_all().map_err(io)?;
+    let path = dir.join(STATE_FILE);
+    file.persist(&path).map_err(|e| CheckpointError::Io { path, source: e.error })?;
+    trainable
+        .save_files(dir)
+        .map_err(|e| CheckpointError::Hook { trainable: T::NAME, message: e.to_string() })
+}
+
+/// Restores `trainable` from a directory written by [`save_checkpoint`]: loads
+/// [`STATE_FILE`] with [`Checkpointable::load_state`](crate::Checkpointable::load_state), then calls
+/// [`Trainable::restore_files`].
+///
+/// # Errors
+///
+/// [`CheckpointError::Io`] when `state.json` cannot be read,
+/// [`CheckpointError::Deserialize`] when it does not hold this trainable's state,
+/// [`CheckpointError::Hook`] when `restore_files` fails.
+pub fn restore_checkpoint<T: Trainable>(
+    trainable: &mut T,
+    dir: &Path,
+) -> Result<(), CheckpointError> {
+    let path = dir.join(STATE_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| CheckpointError::Io { path, source })?;
+    trainable.load_state(&bytes)?;
+    trainable
+        .restore_files(dir)
+        .map_err(|e| CheckpointError::Hook { trainable: T::NAME, message: e.to_string() })
+}
+
+/// Serializes a value to a checkpoint's bytes (JSON).
+#[doc(hidden)]
+pub fn save_json<S: Serialize + ?Sized>(
+    trainable: &'static str,
+    state: &S,
+) -> Result<Vec<u8>, CheckpointError> {
+    serde_json::to_vec(state).map_err(|source| CheckpointError::Serialize { trainable, source })
+}
+
+/// Deserializes a value from a checkpoint's bytes (JSON).
+#[doc(hidden)]
+pub fn load_json<S: DeserializeOwned>(
+    trainable: &'static str,
+    bytes: &[u8],
+) -> Result<S, CheckpointError> {
+    serde_json::from_slice(bytes)
+        .map_err(|source| CheckpointError::Deserialize { trainable, source })
+}
+
+/// The checkpointed fields of a class trainable read back from `state.json`: generated
+/// `load_state` takes each field by name, so that an error names the field, and assigns the
+/// fields only once all of them have been read.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct StateFields {
+    trainable: &'static str,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl StateFields {
+    /// Parses the bytes of a checkpoint: a JSON object with one entry per field.
+    pub fn parse(trainable: &'static str, bytes: &[u8]) -> Result<Self, CheckpointError> {
+        let fields = load_json(trainable, bytes)?;
+        Ok(Self { trainable, fields })
+    }
+
+    /// Takes the field `name` out of the checkpoint.
+    pub fn take<T: DeserializeOwned>(&mut self, name: &'static str) -> Result<T, CheckpointError> {
+        use serde::de::Error as _;
+        let trainable = self.trainable;
+        let value = self.fields.remove(name).ok_or_else(|| CheckpointError::Deserialize {
+            trainable,
+            source: serde_json::Error::missing_field(name),
+        })?;
+        T::deserialize(value).map_err(|e| CheckpointError::Deserialize {
+            trainable,
+            source: serde_json::Error::custom(format_args!("field `{name}`: {e}")),
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_helpers_name_the_trainable() {
+        let bytes = save_json("Net", &[1, 2]).unwrap();
+        let back: Vec<i32> = load_json("Net", &bytes).unwrap();
+        assert_eq!(back, [1, 2]);
+        let err = load_json::<Vec<i32>>("Net", b"{").unwrap_err();
+        assert!(
+            err.to_string().starts_with("could not restore `Net` from its checkpoint"),
+            "{err}"
+        );
+
+        let mut fields = StateFields::parse("Net", br#"{"a": 1, "b": "x"}"#).unwrap();
+        assert_eq!(fields.take::<u32>("a").unwrap(), 1);
+        let err = fields.take::<u32>("b").unwrap_err();
+        assert!(err.to_string().contains("field `b`: invalid type: string"), "{err}");
+        let err = fields.take::<u32>("c").unwrap_err();
+        assert!(err.to_string().contains("missing field `c`"), "{err}");
+        assert!(
+            err.to_string().starts_with("could not restore `Net` from its checkpoint"),
+            "{err}"
+        );
+    }
+}

@@ -97,6 +97,12 @@ pub enum CheckpointError {
     },
 }
 
+/// Returned by `step` when the trainable has nothing more to run (a function trainable
+/// whose function returned). The runner ends the trial as TERMINATED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the trainable has finished")]
+pub struct Finished;
+
 /// The error type of user training code: any error converts into it with `?`.
 ///
 /// Like `anyhow::Error`, it does not implement `std::error::Error` itself, so that every
@@ -122,6 +128,12 @@ impl TrainError {
     /// Whether this error is the runner's request to stop (see [`crate::Stopped`]).
     pub fn is_stop(&self) -> bool {
         self.inner.is::<crate::session::Stopped>()
+    }
+
+    /// Whether this error says the trainable has ended by itself (see [`Finished`]): the
+    /// runner ends the trial as TERMINATED, not ERROR.
+    pub fn is_finished(&self) -> bool {
+        self.inner.is::<Finished>()
     }
 }
 

@@ -12,16 +12,45 @@
 // Lets generated code name `::tune_runtime` inside this crate too (unit tests, doctests).
 extern crate self as tune_runtime;
 
+mod analysis;
 mod check;
+mod checkpoint;
 mod domain;
 mod error;
+mod journal;
+mod logger;
 mod metrics;
+mod reporter;
+mod resources;
+mod runner;
+mod scheduler;
+mod searcher;
 mod session;
 mod space;
+mod stop;
 mod trainable;
+mod trial;
+mod tuner;
 
+#[cfg(test)]
+mod testing;
+
+pub use analysis::{Analysis, AnalysisError, CheckpointInfo, Rows, Table, TrialInfo};
+pub use checkpoint::{
+    CheckpointMeta, CheckpointStore, LocalCheckpoints, META_FILE, STATE_FILE, read_meta,
+};
+pub use journal::{
+    FileJournal, JOURNAL_FILE, JournalError, JournalStore, Record, read_journal,
+};
+pub use scheduler::{Decision, FifoScheduler, Scheduler};
+pub use searcher::{BasicVariantGenerator, Searcher, Suggestion};
+pub use stop::Stop;
+pub use trial::{Auto, Key, Mode, ResultRow, Scope, TrialId, TrialResult, TrialStatus};
+pub use tuner::{RunError, Tuner};
 pub use check::{SaveRestoreError, validate_save_restore, validate_save_restore_with};
-pub use error::{CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult};
+pub use error::{
+    CheckpointError, ConfigError, DomainViolation, Finished, SpaceError, TrainError, TrainResult,
+};
 pub use metrics::{Metric, MetricValue, Metrics};
 pub use session::{Session, Stopped};
 pub use space::{Condition, Dim, DimKind, Space};
@@ -32,8 +61,8 @@ pub use tune_macros::{Metrics, search_space, trainable};
 /// What a user's code needs in scope: `use tune_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Metric, Metrics, Resources, Session, Space, TrainError, TrainResult, Trainable,
-        TrialContext, search_space, trainable,
+        Analysis, Auto, Metric, Metrics, Mode, Resources, Rows, Scope, Session, Space, Stop,
+        TrainError, TrainResult, Trainable, TrialContext, Tuner, search_space, trainable,
     };
 }
 

@@ -205,8 +205,11 @@ impl<T: Trainable> Driver<T> {
         let mut next_tick = self.start + self.s.status_interval;
         let deadline = self.s.time_budget.map(|b| self.start + b);
         loop {
-            let started = self.fill();
-            if self.in_flight == 0 && !started {
+            let progressed = self.fill();
+            if self.in_flight == 0 {
+                if progressed {
+                    continue;
+                }
                 // Nothing runs and nothing could start: the experiment is over (or its
                 // searcher and scheduler hold nothing runnable).
                 break;

@@ -220,3 +220,45 @@ impl Reporter {
         println!("{}", text.trim_end());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_block_has_the_seed_layout() {
+        let view = StatusView {
+            scheduler: "FIFO",
+            cpu: (1.0, 2.0),
+            gpu: (0.0, 0.0),
+            dir: Path::new("/tmp/results/exp"),
+            counts: [1, 0, 0, 2, 0],
+            metric_name: Some("acc"),
+            rows: vec![StatusRow {
+                name: "Train_00000".into(),
+                status: TrialStatus::Running,
+                params: vec![("lr".into(), "0.01".into())],
+                metric: Some(0.5),
+                time_total_s: 1.25,
+                iteration: 3,
+            }],
+            elapsed: Duration::from_secs(2),
+            best: None,
+        };
+        let text = status_block(&view);
+        assert!(text.starts_with("== Status ==\nMemory usage on this node: "), "{text}");
+        for line in [
+            "Using FIFO scheduling algorithm.",
+            "Resources requested: 1/2 CPUs, 0/0 GPUs",
+            "Result logdir: /tmp/results/exp",
+            "Number of trials: 3 (1 RUNNING, 2 TERMINATED)",
+            "| Trial name  | status  | lr   | acc      | total time (s) | iter |",
+            "| Train_00000 | RUNNING | 0.01 | 0.500000 | 1.25000        | 3    |",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in\n{text}");
+        }
+        assert!(text.contains("2 more trials not shown"));
+        let mem = memory_usage();
+        assert!(mem == "n/a" || mem.ends_with(" GiB"), "{mem}");
+    }
+}

@@ -41,7 +41,11 @@ fn checkpoint_freq_and_at_end_write_complete_directories() {
         .unwrap();
     for t in a.trials() {
         let tdir = t.dir().unwrap();
-        assert_eq!(names(tdir), ["checkpoint_2", "checkpoint_4", "checkpoint_5"], "no temp dirs left");
+        assert_eq!(
+            names(tdir),
+            ["checkpoint_2", "checkpoint_4", "checkpoint_5"],
+            "no temp dirs left"
+        );
         for (it, c) in [2u64, 4, 5].iter().zip(t.checkpoints()) {
             assert_eq!(c.iteration, *it);
             assert_eq!(c.path, tdir.join(format!("checkpoint_{it}")));
@@ -53,7 +57,9 @@ fn checkpoint_freq_and_at_end_write_complete_directories() {
         }
     }
     // The journal knows them too.
-    let loaded = tune_runtime::Analysis::<support::Cfg, support::Score>::from_dir(dir.path().join("exp")).unwrap();
+    let loaded =
+        tune_runtime::Analysis::<support::Cfg, support::Score>::from_dir(dir.path().join("exp"))
+            .unwrap();
     assert_eq!(loaded.trials()[0].checkpoints(), a.trials()[0].checkpoints());
 }
 
@@ -87,7 +93,9 @@ fn keep_checkpoints_num_keeps_the_best() {
         .run()
         .unwrap();
     assert_eq!(names(a.trials()[0].dir().unwrap()), ["checkpoint_1"]);
-    let loaded = tune_runtime::Analysis::<support::Cfg, support::Score>::from_dir(dir.path().join("exp")).unwrap();
+    let loaded =
+        tune_runtime::Analysis::<support::Cfg, support::Score>::from_dir(dir.path().join("exp"))
+            .unwrap();
     assert_eq!(loaded.trials()[0].checkpoints().len(), 1);
 }
 
@@ -95,7 +103,12 @@ fn keep_checkpoints_num_keeps_the_best() {
 fn restore_continues_from_the_checkpoint() {
     let (tag, _) = new_probe();
     let dir = tempfile::tempdir().unwrap();
-    let a = tuner(tag, dir.path()).num_samples(1).checkpoint_freq(4).stop(Stop::iterations(4)).run().unwrap();
+    let a = tuner(tag, dir.path())
+        .num_samples(1)
+        .checkpoint_freq(4)
+        .stop(Stop::iterations(4))
+        .run()
+        .unwrap();
     let ckpt = a.trials()[0].checkpoints()[0].path.clone();
     let (tag2, probe2) = new_probe();
     let b = tuner(tag2, dir.path())

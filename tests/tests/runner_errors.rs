@@ -4,8 +4,8 @@
 mod support;
 
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use support::{Toy, new_probe, overrides};
 use tune_runtime::{JournalStore, RunError, Stop, TrialStatus, Tuner};
@@ -47,7 +47,8 @@ fn an_erroring_trial_is_marked_error() {
     let text = std::fs::read_to_string(t.dir().unwrap().join("error.txt")).unwrap();
     assert_eq!(text.trim(), "diverged at iteration 3");
     let loaded =
-        tune_runtime::Analysis::<support::Cfg, support::Score>::from_dir(dir.path().join("exp")).unwrap();
+        tune_runtime::Analysis::<support::Cfg, support::Score>::from_dir(dir.path().join("exp"))
+            .unwrap();
     assert_eq!(loaded.errored_trials()[0].error(), Some("diverged at iteration 3"));
 }
 
@@ -67,7 +68,10 @@ fn nan_metrics_are_an_error_naming_the_metric() {
     let a = tuner(dir.path(), "\"nan_at\": 2, \"fail_k\": 3").run().unwrap();
     let t = a.errored_trials()[0];
     let msg = t.error().unwrap();
-    assert!(msg.contains("metric `score` is NaN at iteration 2") && msg.contains("finite"), "{msg}");
+    assert!(
+        msg.contains("metric `score` is NaN at iteration 2") && msg.contains("finite"),
+        "{msg}"
+    );
     assert_eq!(t.num_results(), 1);
     // Nothing non-finite reached the files.
     let json = std::fs::read_to_string(t.dir().unwrap().join("result.json")).unwrap();
@@ -96,7 +100,10 @@ fn bad_config_overrides_fail_before_the_first_trial() {
     std::fs::write(&file, r#"{"k": 7}"#).unwrap();
     let err = tuner(dir.path(), "").config_overrides_file(&file).run().unwrap_err();
     assert!(err.to_string().contains("`k`"), "{err}");
-    let err = tuner(dir.path(), "").config_overrides_file(dir.path().join("missing.json")).run().unwrap_err();
+    let err = tuner(dir.path(), "")
+        .config_overrides_file(dir.path().join("missing.json"))
+        .run()
+        .unwrap_err();
     assert!(err.to_string().contains("missing.json"), "{err}");
     assert!(!dir.path().join("exp").exists(), "no trial ran");
 }

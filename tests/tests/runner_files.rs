@@ -37,11 +37,13 @@ fn trial_files_parse_and_match_the_results() {
         assert!(name.starts_with(&format!("Toy_{}_", t.id())), "{name}");
         assert!(name.contains(&format!("k={}", t.config().k)), "{name}");
         // params.json is the config.
-        let params: Cfg = serde_json::from_slice(&std::fs::read(tdir.join("params.json")).unwrap()).unwrap();
+        let params: Cfg =
+            serde_json::from_slice(&std::fs::read(tdir.join("params.json")).unwrap()).unwrap();
         assert_eq!(&params, t.config());
         // result.json: one JSON object per result with metrics and automatic fields.
         let text = std::fs::read_to_string(tdir.join("result.json")).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 3);
         for (line, r) in lines.iter().zip(t.results()) {
             assert_eq!(line["score"].as_f64().unwrap(), r.get(SCORE));
@@ -50,7 +52,10 @@ fn trial_files_parse_and_match_the_results() {
             assert_eq!(line["trial_id"], t.id().to_string());
             assert!(line["timestamp"].as_u64().unwrap() > 1_600_000_000);
         }
-        assert_eq!(lines.iter().map(|l| l["done"].as_bool().unwrap()).collect::<Vec<_>>(), [false, false, true]);
+        assert_eq!(
+            lines.iter().map(|l| l["done"].as_bool().unwrap()).collect::<Vec<_>>(),
+            [false, false, true]
+        );
         // progress.csv: header then one row per result.
         let csv = std::fs::read_to_string(tdir.join("progress.csv")).unwrap();
         let rows: Vec<&str> = csv.lines().collect();
@@ -102,11 +107,8 @@ fn analysis_table_and_best() {
     let dir = tempfile::tempdir().unwrap();
     let a = run(dir.path(), 3);
     let best = a.best_trial(SCORE, Mode::Max, Scope::Last).unwrap();
-    let top = a
-        .trials()
-        .iter()
-        .map(|t| t.last_result().unwrap().get(SCORE))
-        .fold(f64::MIN, f64::max);
+    let top =
+        a.trials().iter().map(|t| t.last_result().unwrap().get(SCORE)).fold(f64::MIN, f64::max);
     assert_eq!(best.last_result().unwrap().get(SCORE), top);
     let cfg: &Cfg = a.best_config(SCORE, Mode::Max, Scope::Last).unwrap();
     assert_eq!(cfg, best.config());
@@ -125,7 +127,8 @@ fn analysis_table_and_best() {
 
 #[test]
 fn a_seed_reproduces_the_experiment() {
-    let (d1, d2, d3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let configs = |a: &Analysis<Cfg, Score>| {
         a.trials().iter().map(|t| (t.config().x, t.config().k)).collect::<Vec<_>>()
     };

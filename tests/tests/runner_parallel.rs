@@ -76,7 +76,8 @@ fn impossible_requests_error_at_start_and_never_hang() {
     assert_eq!(probe.setups.load(Ordering::SeqCst), 0, "no trial started");
     let err = a.errored_trials()[0].error().unwrap().to_string();
     assert!(err.contains("8 CPUs but the experiment has 2"), "{err}");
-    let text = std::fs::read_to_string(a.errored_trials()[0].dir().unwrap().join("error.txt")).unwrap();
+    let text =
+        std::fs::read_to_string(a.errored_trials()[0].dir().unwrap().join("error.txt")).unwrap();
     assert!(text.contains("total_cpus"), "{text}");
     drop(dir);
     // A GPU trial on a machine without GPUs is the same kind of error.

@@ -63,7 +63,8 @@ fn paused_trials_resume_with_their_state() {
         assert_eq!(seen, expected, "the paused instance kept its state");
     }
     assert_eq!(probe.setups.load(std::sync::atomic::Ordering::SeqCst), 3);
-    let journal = std::fs::read_to_string(dir.path().join("exp").join(tune_runtime::JOURNAL_FILE)).unwrap();
+    let journal =
+        std::fs::read_to_string(dir.path().join("exp").join(tune_runtime::JOURNAL_FILE)).unwrap();
     assert_eq!(journal.matches("\"status\":\"PAUSED\"").count(), 3);
 }
 
@@ -89,7 +90,12 @@ impl Searcher<Cfg, Score> for OneAtATime {
             None => Suggestion::Finished,
         }
     }
-    fn on_trial_complete(&mut self, _trial: TrialId, last: Option<&TrialResult<Score>>, error: bool) {
+    fn on_trial_complete(
+        &mut self,
+        _trial: TrialId,
+        last: Option<&TrialResult<Score>>,
+        error: bool,
+    ) {
         assert!(last.is_some() && !error);
         self.busy = false;
         self.completed += 1;

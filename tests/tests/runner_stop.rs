@@ -48,14 +48,19 @@ fn metric_threshold_stops_at_the_first_result_reaching_it() {
         assert!(scores[..scores.len() - 1].iter().all(|s| *s < 5.0), "{scores:?}");
     }
     let (_d, t) = tuner("");
-    let a = t.stop(Stop::at_most(ITER_SEEN, 0.0).or(Stop::at_least(Auto::TrainingIteration, 4.0))).run().unwrap();
+    let a = t
+        .stop(Stop::at_most(ITER_SEEN, 0.0).or(Stop::at_least(Auto::TrainingIteration, 4.0)))
+        .run()
+        .unwrap();
     assert_eq!(iterations(&a), vec![4, 4, 4]);
 }
 
 #[test]
 fn closures_and_combinations() {
     let (_d, t) = tuner("");
-    let stop = Stop::when(|r: &TrialResult<Score>| r.training_iteration == 3 && r.metrics.iter_seen == 3.0);
+    let stop = Stop::when(|r: &TrialResult<Score>| {
+        r.training_iteration == 3 && r.metrics.iter_seen == 3.0
+    });
     assert_eq!(iterations(&t.stop(stop).run().unwrap()), vec![3, 3, 3]);
     // `and`: both must hold.
     let (_d, t) = tuner("");

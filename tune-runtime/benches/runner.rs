@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tune_runtime::{
-    CheckpointError, Checkpointable, ConfigError, Condition, Dim, DimKind, DomainViolation,
-    Metric, Metrics, SpaceError, Space, Stop, TrainResult, Trainable, TrainableSpec,
-    TrialContext, Tuner,
+    CheckpointError, Checkpointable, Condition, ConfigError, Dim, DimKind, DomainViolation, Metric,
+    Metrics, Space, SpaceError, Stop, TrainResult, Trainable, TrainableSpec, TrialContext, Tuner,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,7 +179,8 @@ fn workload(name: &str) {
     }
 }
 
-const ALL: [&str; 5] = ["trials-10k", "results-off", "results-on", "trials-100k-off", "trials-100k"];
+const ALL: [&str; 5] =
+    ["trials-10k", "results-off", "results-on", "trials-100k-off", "trials-100k"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();

@@ -115,7 +115,8 @@ impl<C: Space, M: Metrics> TrialInfo<C, M> {
             Scope::LastAvg(k) => {
                 let n = self.num_results();
                 let k = k.max(1).min(n);
-                (k > 0).then(|| self.results().skip(n - k).map(|r| r.get(key)).sum::<f64>() / k as f64)
+                (k > 0)
+                    .then(|| self.results().skip(n - k).map(|r| r.get(key)).sum::<f64>() / k as f64)
             }
         }
     }
@@ -123,7 +124,9 @@ impl<C: Space, M: Metrics> TrialInfo<C, M> {
     /// The result that `scope` picks: the last one, or the best by `key` and `mode`.
     fn pick(&self, key: Key<M>, mode: Mode, scope: Scope) -> Option<ResultRow<'_, M>> {
         match scope {
-            Scope::All => self.results().reduce(|a, b| if mode.better(b.get(key), a.get(key)) { b } else { a }),
+            Scope::All => self
+                .results()
+                .reduce(|a, b| if mode.better(b.get(key), a.get(key)) { b } else { a }),
             Scope::Last | Scope::LastAvg(_) => self.last_result(),
         }
     }
@@ -315,7 +318,12 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
 
     /// The trial with the best score for `key` in `scope` (trials without results are
     /// skipped; ties go to the earlier trial).
-    pub fn best_trial(&self, key: impl Into<Key<M>>, mode: Mode, scope: Scope) -> Option<&TrialInfo<C, M>> {
+    pub fn best_trial(
+        &self,
+        key: impl Into<Key<M>>,
+        mode: Mode,
+        scope: Scope,
+    ) -> Option<&TrialInfo<C, M>> {
         let key = key.into();
         let mut best: Option<(&TrialInfo<C, M>, f64)> = None;
         for t in &self.trials {
@@ -337,14 +345,24 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
 
     /// The result of [`Analysis::best_trial`] that `scope` looks at: its last result, or
     /// its best one for [`Scope::All`].
-    pub fn best_result(&self, key: impl Into<Key<M>>, mode: Mode, scope: Scope) -> Option<ResultRow<'_, M>> {
+    pub fn best_result(
+        &self,
+        key: impl Into<Key<M>>,
+        mode: Mode,
+        scope: Scope,
+    ) -> Option<ResultRow<'_, M>> {
         let key = key.into();
         self.best_trial(key, mode, scope).and_then(|t| t.pick(key, mode, scope))
     }
 
     /// The best checkpoint of [`Analysis::best_trial`]: the one whose iteration's result
     /// scores best for `key` and `mode`.
-    pub fn best_checkpoint(&self, key: impl Into<Key<M>>, mode: Mode, scope: Scope) -> Option<&Path> {
+    pub fn best_checkpoint(
+        &self,
+        key: impl Into<Key<M>>,
+        mode: Mode,
+        scope: Scope,
+    ) -> Option<&Path> {
         let key = key.into();
         let t = self.best_trial(key, mode, scope)?;
         let score = |c: &CheckpointInfo| {
@@ -407,6 +425,7 @@ fn flatten(v: &serde_json::Value, prefix: &str, f: &mut impl FnMut(String, Strin
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::testing::{Cfg, SCORE, Score};
@@ -422,7 +441,10 @@ mod tests {
 
     #[test]
     fn best_by_scope_and_mode() {
-        let a = Analysis { experiment_dir: PathBuf::new(), trials: vec![trial(0, &[1.0, 9.0, 2.0]), trial(1, &[3.0, 3.0, 3.0])] };
+        let a = Analysis {
+            experiment_dir: PathBuf::new(),
+            trials: vec![trial(0, &[1.0, 9.0, 2.0]), trial(1, &[3.0, 3.0, 3.0])],
+        };
         assert_eq!(a.best_trial(SCORE, Mode::Max, Scope::Last).unwrap().id(), TrialId(1));
         assert_eq!(a.best_trial(SCORE, Mode::Max, Scope::All).unwrap().id(), TrialId(0));
         assert_eq!(a.best_trial(SCORE, Mode::Max, Scope::LastAvg(2)).unwrap().id(), TrialId(0));
@@ -432,6 +454,10 @@ mod tests {
         let table = a.table(Rows::Last);
         assert_eq!(table.columns[..5], ["trial_id", "status", "config/k", "config/x", "score"]);
         assert_eq!(table.rows[0][4], "2");
-        assert!(table.to_csv().starts_with("trial_id,status,config/k,config/x,score,training_iteration"));
+        assert!(
+            table
+                .to_csv()
+                .starts_with("trial_id,status,config/k,config/x,score,training_iteration")
+        );
     }
 }

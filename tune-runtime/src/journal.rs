@@ -226,6 +226,7 @@ pub fn read_journal(path: &Path) -> Result<Vec<Record>, JournalError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

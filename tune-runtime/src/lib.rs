@@ -36,25 +36,23 @@ mod tuner;
 mod testing;
 
 pub use analysis::{Analysis, AnalysisError, CheckpointInfo, Rows, Table, TrialInfo};
+pub use check::{SaveRestoreError, validate_save_restore, validate_save_restore_with};
 pub use checkpoint::{
     CheckpointMeta, CheckpointStore, LocalCheckpoints, META_FILE, STATE_FILE, read_meta,
 };
-pub use journal::{
-    FileJournal, JOURNAL_FILE, JournalError, JournalStore, Record, read_journal,
-};
-pub use scheduler::{Decision, FifoScheduler, Scheduler};
-pub use searcher::{BasicVariantGenerator, Searcher, Suggestion};
-pub use stop::Stop;
-pub use trial::{Auto, Key, Mode, ResultRow, Scope, TrialId, TrialResult, TrialStatus};
-pub use tuner::{RunError, Tuner};
-pub use check::{SaveRestoreError, validate_save_restore, validate_save_restore_with};
 pub use error::{
     CheckpointError, ConfigError, DomainViolation, Finished, SpaceError, TrainError, TrainResult,
 };
+pub use journal::{FileJournal, JOURNAL_FILE, JournalError, JournalStore, Record, read_journal};
 pub use metrics::{Metric, MetricValue, Metrics};
+pub use scheduler::{Decision, FifoScheduler, Scheduler};
+pub use searcher::{BasicVariantGenerator, Searcher, Suggestion};
 pub use session::{Session, Stopped};
 pub use space::{Condition, Dim, DimKind, Space};
+pub use stop::Stop;
 pub use trainable::{Checkpointable, Resources, Trainable, TrainableSpec, TrialContext};
+pub use trial::{Auto, Key, Mode, ResultRow, Scope, TrialId, TrialResult, TrialStatus};
+pub use tuner::{RunError, Tuner};
 
 pub use tune_macros::{Metrics, search_space, trainable};
 
@@ -70,20 +68,20 @@ pub mod prelude {
 /// in any release without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::check::{check_save_restore, check_function_trainable};
+    pub use crate::check::{check_function_trainable, check_save_restore};
     /// Samplers, checks and decoders of every domain.
     pub mod domain {
         pub use crate::domain::*;
     }
+    pub use crate::TrainResult;
     pub use crate::error::{CheckpointError, DomainViolation, SpaceError};
     pub use crate::metrics::{Metric, MetricValue, Metrics};
     pub use crate::session::{FunctionRunner, Session};
     pub use crate::space::{Condition, Dim, DimKind, Space};
     pub use crate::trainable::{Checkpointable, Resources, Trainable, TrainableSpec, TrialContext};
-    pub use crate::TrainResult;
+    pub use core;
     pub use rand::Rng;
     pub use serde;
     pub use serde_json;
-    pub use core;
-    pub use std::{string::String, vec::Vec, boxed::Box, path::Path};
+    pub use std::{boxed::Box, path::Path, string::String, vec::Vec};
 }

@@ -71,7 +71,8 @@ impl TrialLogger {
     pub fn create<M: Metrics>(dir: &Path, config: &serde_json::Value) -> Result<Self, LogError> {
         fs::create_dir_all(dir).map_err(at(dir))?;
         let params = dir.join("params.json");
-        let text = serde_json::to_vec_pretty(config).map_err(io::Error::other).map_err(at(&params))?;
+        let text =
+            serde_json::to_vec_pretty(config).map_err(io::Error::other).map_err(at(&params))?;
         fs::write(&params, text).map_err(at(&params))?;
         let result_path = dir.join("result.json");
         let result = File::create(&result_path).map_err(at(&result_path))?;
@@ -86,18 +87,30 @@ impl TrialLogger {
             .collect::<Vec<_>>()
             .join(",");
         writeln!(progress, "{header}").map_err(at(&progress_path))?;
-        Ok(Self { dir: dir.to_path_buf(), result: BufWriter::with_capacity(4096, result), progress })
-    }
-
-    /// Appends one result (`values` as in a result row) to `result.json` and `progress.csv`.
-    pub fn result<M: Metrics>(&mut self, values: &[f64], id: TrialId, done: bool) -> Result<(), LogError> {
-        self.write_result::<M>(values, id, done).map_err(|source| LogError {
-            path: self.dir.join("result.json"),
-            source,
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            result: BufWriter::with_capacity(4096, result),
+            progress,
         })
     }
 
-    fn write_result<M: Metrics>(&mut self, values: &[f64], id: TrialId, done: bool) -> io::Result<()> {
+    /// Appends one result (`values` as in a result row) to `result.json` and `progress.csv`.
+    pub fn result<M: Metrics>(
+        &mut self,
+        values: &[f64],
+        id: TrialId,
+        done: bool,
+    ) -> Result<(), LogError> {
+        self.write_result::<M>(values, id, done)
+            .map_err(|source| LogError { path: self.dir.join("result.json"), source })
+    }
+
+    fn write_result<M: Metrics>(
+        &mut self,
+        values: &[f64],
+        id: TrialId,
+        done: bool,
+    ) -> io::Result<()> {
         let n = M::NAMES.len();
         let r = &mut self.result;
         let p = &mut self.progress;
@@ -106,7 +119,8 @@ impl TrialLogger {
             write!(r, "\"{name}\":{},", values[i])?;
             write!(p, "{},", values[i])?;
         }
-        let (iter, dt, total, ts) = (values[n] as u64, values[n + 1], values[n + 2], values[n + 3] as u64);
+        let (iter, dt, total, ts) =
+            (values[n] as u64, values[n + 1], values[n + 2], values[n + 3] as u64);
         writeln!(
             r,
             "\"training_iteration\":{iter},\"time_this_iter_s\":{dt},\"time_total_s\":{total},\
@@ -117,8 +131,12 @@ impl TrialLogger {
 
     /// Flushes both files.
     pub fn flush(&mut self) -> Result<(), LogError> {
-        self.result.flush().map_err(|source| LogError { path: self.dir.join("result.json"), source })?;
-        self.progress.flush().map_err(|source| LogError { path: self.dir.join("progress.csv"), source })
+        self.result
+            .flush()
+            .map_err(|source| LogError { path: self.dir.join("result.json"), source })?;
+        self.progress
+            .flush()
+            .map_err(|source| LogError { path: self.dir.join("progress.csv"), source })
     }
 }
 
@@ -130,6 +148,7 @@ pub(crate) fn write_error(dir: &Path, message: &str) -> Result<(), LogError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

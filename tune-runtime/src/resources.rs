@@ -70,18 +70,26 @@ impl ResourcePool {
         let mut why = Vec::new();
         let bad = |x: f64| !x.is_finite() || x < 0.0;
         if bad(req.cpu) || bad(req.gpu) || bad(req.extra_cpu) || bad(req.extra_gpu) {
-            return Some(format!("the trial requests invalid resources {req:?}; amounts must be finite and >= 0"));
+            return Some(format!(
+                "the trial requests invalid resources {req:?}; amounts must be finite and >= 0"
+            ));
         }
         if req.total_cpu() > self.total_cpu + EPS {
             why.push(format!("{} CPUs but the experiment has {}", req.total_cpu(), self.total_cpu));
         }
         if self.gpu_plan(req, &vec![1.0; self.gpu_ids.len()]).is_none() {
-            why.push(format!("{} GPUs but the experiment has {}", req.total_gpu(), self.gpu_ids.len()));
+            why.push(format!(
+                "{} GPUs but the experiment has {}",
+                req.total_gpu(),
+                self.gpu_ids.len()
+            ));
         }
         for (name, amount) in &req.custom {
             let total = self.custom_total.get(name).copied().unwrap_or(0.0);
             if bad(*amount) || *amount > total + EPS {
-                why.push(format!("{amount} of custom resource `{name}` but the experiment has {total}"));
+                why.push(format!(
+                    "{amount} of custom resource `{name}` but the experiment has {total}"
+                ));
             }
         }
         if why.is_empty() {
@@ -109,7 +117,8 @@ impl ResourcePool {
             return Some(vec![(slot, need)]);
         }
         let whole = need.ceil() as usize;
-        let slots: Vec<usize> = (0..free.len()).filter(|&i| free[i] >= 1.0 - EPS).take(whole).collect();
+        let slots: Vec<usize> =
+            (0..free.len()).filter(|&i| free[i] >= 1.0 - EPS).take(whole).collect();
         if slots.len() < whole {
             return None;
         }
@@ -165,6 +174,7 @@ impl ResourcePool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

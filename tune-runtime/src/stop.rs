@@ -129,8 +129,11 @@ impl<M: Metrics> Stop<M> {
         match &mut self.kind {
             Kind::Named { name, value, at_least } => {
                 let Some(key) = Key::<M>::by_name(name) else {
-                    let known: Vec<&str> =
-                        M::NAMES.iter().copied().chain(Auto::ALL.iter().map(|a| a.name())).collect();
+                    let known: Vec<&str> = M::NAMES
+                        .iter()
+                        .copied()
+                        .chain(Auto::ALL.iter().map(|a| a.name()))
+                        .collect();
                     return Err(format!(
                         "the stop criterion names `{name}`, which the trainable does not report; \
                          use one of: {}",
@@ -163,9 +166,10 @@ impl<M: Metrics> Stop<M> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::testing::{Score, SCORE};
+    use crate::testing::{SCORE, Score};
     use crate::trial::TrialId;
 
     fn result(iter: u64, score: f64) -> TrialResult<Score> {

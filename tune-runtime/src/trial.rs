@@ -262,7 +262,11 @@ impl<'a, M: Metrics> ResultRow<'a, M> {
 
     /// `(name, value)` for every field.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> + 'a {
-        M::NAMES.iter().copied().chain(Auto::ALL.iter().map(|a| a.name())).zip(self.values.iter().copied())
+        M::NAMES
+            .iter()
+            .copied()
+            .chain(Auto::ALL.iter().map(|a| a.name()))
+            .zip(self.values.iter().copied())
     }
 }
 

@@ -408,21 +408,20 @@ impl<T: Trainable> Tuner<T> {
             None => None,
         };
         let seed = self.seed.unwrap_or_else(runner::entropy_seed);
-        let name = self.name.clone().unwrap_or_else(|| format!("{}_{}", T::NAME, runner::date_stamp()));
+        let name =
+            self.name.clone().unwrap_or_else(|| format!("{}_{}", T::NAME, runner::date_stamp()));
         if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
             return Err(RunError::InvalidOption(format!(
                 "experiment name `{name}` must be a plain directory name (no `/`, not `.` or `..`)"
             )));
         }
         let local_dir = self.local_dir.clone().unwrap_or_else(default_local_dir);
-        let metric = self
-            .metric
-            .or_else(|| {
-                (!<Mets<T> as crate::Metrics>::NAMES.is_empty()).then(|| {
-                    let m = crate::Metric::new(0, <Mets<T> as crate::Metrics>::NAMES[0]);
-                    (Key::Metric(m), Mode::Max)
-                })
-            });
+        let metric = self.metric.or_else(|| {
+            (!<Mets<T> as crate::Metrics>::NAMES.is_empty()).then(|| {
+                let m = crate::Metric::new(0, <Mets<T> as crate::Metrics>::NAMES[0]);
+                (Key::Metric(m), Mode::Max)
+            })
+        });
         let gpu_ids = self.gpu_ids.take().unwrap_or_else(crate::resources::visible_gpus);
         runner::run::<T>(Settings {
             num_samples: self.num_samples,
@@ -454,16 +453,23 @@ impl<T: Trainable> Tuner<T> {
         })
     }
 
-    fn load_overrides(&self) -> Result<Option<serde_json::Map<String, serde_json::Value>>, RunError> {
+    fn load_overrides(
+        &self,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, RunError> {
         let text = match &self.overrides {
             Overrides::None => return Ok(None),
             Overrides::Json(s) => s.clone(),
             Overrides::File(p) => std::fs::read_to_string(p).map_err(|e| {
-                RunError::ConfigOverride(format!("cannot read `{}`: {e}; check the path", p.display()))
+                RunError::ConfigOverride(format!(
+                    "cannot read `{}`: {e}; check the path",
+                    p.display()
+                ))
             })?,
         };
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            RunError::ConfigOverride(format!("not valid JSON ({e}); write an object like {{\"lr\": 0.01}}"))
+            RunError::ConfigOverride(format!(
+                "not valid JSON ({e}); write an object like {{\"lr\": 0.01}}"
+            ))
         })?;
         let serde_json::Value::Object(map) = value else {
             return Err(RunError::ConfigOverride(

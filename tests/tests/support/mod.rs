@@ -216,7 +216,13 @@ impl Trainable for Toy {
     fn setup(config: &Cfg, ctx: &TrialContext) -> TrainResult<Self> {
         let probe = probe(config.tag);
         probe.setups.fetch_add(1, Ordering::SeqCst);
-        let mut t = Toy { iter: 0, acc: 0.0, config: Some(config.clone()), probe: Some(probe), cpu_milli: 0 };
+        let mut t = Toy {
+            iter: 0,
+            acc: 0.0,
+            config: Some(config.clone()),
+            probe: Some(probe),
+            cpu_milli: 0,
+        };
         t.take_cpu(ctx);
         Ok(t)
     }
@@ -242,7 +248,11 @@ impl Trainable for Toy {
         if self.iter == c.finish_at {
             return Err(tune_runtime::Finished.into());
         }
-        let score = if targeted && self.iter == c.nan_at { f64::NAN } else { c.x * c.k as f64 + self.iter as f64 };
+        let score = if targeted && self.iter == c.nan_at {
+            f64::NAN
+        } else {
+            c.x * c.k as f64 + self.iter as f64
+        };
         Ok(Score { score, iter_seen: self.iter as f64 })
     }
 

@@ -69,7 +69,8 @@ fn splitmix64(mut x: u64) -> u64 {
 
 /// A seed for unseeded experiments (recorded in the journal).
 pub(crate) fn entropy_seed() -> u64 {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let nanos =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     splitmix64(nanos ^ (u64::from(std::process::id()) << 32))
 }
 
@@ -170,8 +171,8 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
     }
     s.searcher.setup(s.num_samples, s.seed);
     let workers = s.total_cpus.ceil().max(1.0) as usize;
-    let workers =
-        Pool::start(workers.min(s.max_concurrent), Arc::clone(&s.checkpoint_store)).map_err(RunError::Threads)?;
+    let workers = Pool::start(workers.min(s.max_concurrent), Arc::clone(&s.checkpoint_store))
+        .map_err(RunError::Threads)?;
     let pool = ResourcePool::new(s.total_cpus, s.gpu_ids.clone(), s.custom_totals.clone());
     let reporter = Reporter::new(s.verbosity, s.searcher.total_trials());
     let mut d = Driver {
@@ -392,10 +393,12 @@ impl<T: Trainable> Driver<T> {
 
     fn checkpoint_request(&self, live: &Live<T>) -> Option<CheckpointRequest> {
         let next = live.iteration + 1;
-        (self.s.checkpoint_freq > 0 && next % self.s.checkpoint_freq == 0).then(|| CheckpointRequest {
-            dir: live.dir.join(format!("checkpoint_{next}")),
-            iteration: next,
-            time_total_s: live.time_total,
+        (self.s.checkpoint_freq > 0 && next % self.s.checkpoint_freq == 0).then(|| {
+            CheckpointRequest {
+                dir: live.dir.join(format!("checkpoint_{next}")),
+                iteration: next,
+                time_total_s: live.time_total,
+            }
         })
     }
 
@@ -538,7 +541,8 @@ impl<T: Trainable> Driver<T> {
             return self.finish(id, inst);
         }
         let stop = self.stopping || self.s.stop.should_stop(&result);
-        let decision = if stop { Decision::Stop } else { self.s.scheduler.on_trial_result(id, &result) };
+        let decision =
+            if stop { Decision::Stop } else { self.s.scheduler.on_trial_result(id, &result) };
         self.s.searcher.on_trial_result(id, &result);
         self.searcher_waiting = false;
         result.done = decision == Decision::Stop;
@@ -553,7 +557,10 @@ impl<T: Trainable> Driver<T> {
         }
         if let Some(j) = &mut self.journal {
             if let Err(source) = j.result(id.0, &self.row) {
-                self.fatal.get_or_insert(LogError { path: self.s.experiment_dir.join(JOURNAL_FILE), source });
+                self.fatal.get_or_insert(LogError {
+                    path: self.s.experiment_dir.join(JOURNAL_FILE),
+                    source,
+                });
                 self.journal = None;
             }
         }
@@ -789,6 +796,7 @@ impl<T: Trainable> Driver<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use crate::testing::{Counter, SCORE};
     use crate::{Mode, Scope, Stop, TrialStatus, Tuner};

@@ -41,11 +41,20 @@ pub(crate) enum Task<T: Trainable> {
 }
 
 pub(crate) enum Outcome<M> {
-    Stepped { metrics: M, dt: f64, checkpoint: Option<Result<(), String>> },
+    Stepped {
+        metrics: M,
+        dt: f64,
+        checkpoint: Option<Result<(), String>>,
+    },
     /// `setup`/`step` failed or panicked (`finished == false`), or the trainable ended by
     /// itself (`finished == true`: a function trainable whose function returned).
-    Failed { message: String, finished: bool },
-    Finished { checkpoint: Option<Result<(), String>> },
+    Failed {
+        message: String,
+        finished: bool,
+    },
+    Finished {
+        checkpoint: Option<Result<(), String>>,
+    },
     CleanedUp,
 }
 
@@ -70,17 +79,15 @@ impl<T: Trainable> Pool<T> {
             let rx = task_rx.clone();
             let tx = done_tx.clone();
             let store = Arc::clone(&store);
-            handles.push(
-                std::thread::Builder::new()
-                    .name(format!("tune-worker-{i}"))
-                    .spawn(move || {
-                        while let Ok(task) = rx.recv() {
-                            if tx.send(run_task(task, &*store)).is_err() {
-                                break;
-                            }
+            handles.push(std::thread::Builder::new().name(format!("tune-worker-{i}")).spawn(
+                move || {
+                    while let Ok(task) = rx.recv() {
+                        if tx.send(run_task(task, &*store)).is_err() {
+                            break;
                         }
-                    })?,
-            );
+                    }
+                },
+            )?);
         }
         Ok(Self { tasks, done, handles })
     }
@@ -105,7 +112,8 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 fn guard<R>(what: &str, f: impl FnOnce() -> R) -> Result<R, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| format!("`{what}` panicked: {}", panic_message(&*p)))
+    catch_unwind(AssertUnwindSafe(f))
+        .map_err(|p| format!("`{what}` panicked: {}", panic_message(&*p)))
 }
 
 fn failed<T: Trainable>(trial: u32, message: String) -> Done<T> {
@@ -153,17 +161,19 @@ fn run_task<T: Trainable>(task: Task<T>, store: &dyn CheckpointStore) -> Done<T>
     match task {
         Task::Start { trial, config, ctx, restore, reuse, checkpoint } => {
             let inst = match reuse {
-                Some(mut inst) => match guard("reset_config", || inst.reset_config(&config, &ctx)) {
-                    Ok(Ok(true)) => Ok(inst),
-                    Ok(Ok(false)) => {
-                        let _ = guard("cleanup", || inst.cleanup());
-                        drop(inst);
-                        guard("setup", || T::setup(&config, &ctx).map(Box::new))
-                            .and_then(|r| r.map_err(|e| format!("`setup` failed: {e}")))
+                Some(mut inst) => {
+                    match guard("reset_config", || inst.reset_config(&config, &ctx)) {
+                        Ok(Ok(true)) => Ok(inst),
+                        Ok(Ok(false)) => {
+                            let _ = guard("cleanup", || inst.cleanup());
+                            drop(inst);
+                            guard("setup", || T::setup(&config, &ctx).map(Box::new))
+                                .and_then(|r| r.map_err(|e| format!("`setup` failed: {e}")))
+                        }
+                        Ok(Err(e)) => Err(format!("`reset_config` failed: {e}")),
+                        Err(m) => Err(m),
                     }
-                    Ok(Err(e)) => Err(format!("`reset_config` failed: {e}")),
-                    Err(m) => Err(m),
-                },
+                }
                 None => guard("setup", || T::setup(&config, &ctx).map(Box::new))
                     .and_then(|r| r.map_err(|e| format!("`setup` failed: {e}"))),
             };
@@ -176,7 +186,10 @@ fn run_task<T: Trainable>(task: Task<T>, store: &dyn CheckpointStore) -> Done<T>
                     Ok(()) => {}
                     Err(message) => {
                         let _ = guard("cleanup", || inst.cleanup());
-                        return failed(trial, format!("restoring `{}` failed: {message}", dir.display()));
+                        return failed(
+                            trial,
+                            format!("restoring `{}` failed: {message}", dir.display()),
+                        );
                     }
                 }
             }

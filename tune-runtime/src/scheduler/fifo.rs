@@ -27,6 +27,7 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for FifoScheduler {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::testing::{Cfg, Score};
@@ -40,8 +41,11 @@ mod tests {
             &[TrialId(1)],
         );
         assert_eq!(pick, Some(TrialId(3)));
-        let pick =
-            <FifoScheduler as Scheduler<Cfg, Score>>::choose_trial_to_run(&mut s, &[], &[TrialId(1)]);
+        let pick = <FifoScheduler as Scheduler<Cfg, Score>>::choose_trial_to_run(
+            &mut s,
+            &[],
+            &[TrialId(1)],
+        );
         assert_eq!(pick, Some(TrialId(1)));
         assert_eq!(<FifoScheduler as Scheduler<Cfg, Score>>::name(&s), "FIFO");
     }

@@ -62,6 +62,7 @@ impl<C: Space, M: Metrics> Searcher<C, M> for BasicVariantGenerator {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::testing::{Cfg, Score};

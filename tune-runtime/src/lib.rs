@@ -12,38 +12,62 @@
 // Lets generated code name `::tune_runtime` inside this crate too (unit tests, doctests).
 extern crate self as tune_runtime;
 
+mod analysis;
 mod check;
 mod checkpoint;
 mod domain;
 mod error;
+mod journal;
+mod logger;
 mod metrics;
+mod reporter;
+mod resources;
+mod runner;
+mod scheduler;
+mod searcher;
 mod session;
 mod space;
 mod space_support;
+mod stop;
 mod trainable;
+mod trial;
+mod tuner;
 
+#[cfg(test)]
+mod testing;
+
+pub use analysis::{Analysis, AnalysisError, CheckpointInfo, Rows, Table, TrialInfo};
 pub use check::{
     RestoredFrom, SaveRestoreError, SaveRestoreOptions, validate_function_trainable,
     validate_save_restore, validate_save_restore_with,
 };
-pub use checkpoint::{STATE_FILE, restore_checkpoint, save_checkpoint};
+pub use checkpoint::{
+    CheckpointMeta, CheckpointStore, LocalCheckpoints, META_FILE, STATE_FILE, read_meta,
+    restore_checkpoint, save_checkpoint,
+};
 pub use error::{
     CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult,
 };
+pub use journal::{FileJournal, JOURNAL_FILE, JournalError, JournalStore, Record, read_journal};
 pub use metrics::{Metric, MetricValue, Metrics};
+pub use scheduler::{Decision, FifoScheduler, Scheduler};
+pub use searcher::{BasicVariantGenerator, Searcher, Suggestion};
 pub use session::{Finished, Session, Stopped, TrainFn};
 pub use space::{Condition, Dim, DimKind, Space};
+pub use stop::Stop;
 pub use trainable::{
     Checkpointable, InvalidResources, Resources, Trainable, TrainableSpec, TrialContext,
 };
+pub use trial::{Auto, Key, Mode, ResultRow, Scope, TrialId, TrialResult, TrialStatus};
+pub use tuner::{RunError, Tuner};
 
 pub use tune_macros::{Metrics, search_space, trainable};
 
 /// What a user's code needs in scope: `use tune_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Metric, Metrics, Resources, Session, Space, TrainError, TrainResult, Trainable,
-        TrialContext, search_space, trainable,
+        Analysis, Auto, Metric, Metrics, Mode, Resources, Rows, Scope, Session, Space, Stop,
+        TrainError, TrainResult, Trainable, TrialContext, Tuner, search_space, trainable,
     };
 }
 

@@ -1,0 +1,96 @@
+//! Parallel execution and admission by declared resources.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::atomic::Ordering;
+
+use support::{Toy, new_probe, overrides};
+use tune_runtime::{RunError, Stop, TrialStatus, Tuner};
+
+fn tuner(tag: u64, extra: &str) -> (tempfile::TempDir, Tuner<Toy>) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tuner::<Toy>::new()
+        .local_dir(dir.path())
+        .name("exp")
+        .seed(3)
+        .verbose(0)
+        .config_overrides_json(overrides(tag, extra));
+    (dir, t)
+}
+
+#[test]
+fn trials_run_in_parallel() {
+    let (tag, probe) = new_probe();
+    let (_dir, t) = tuner(tag, "\"sleep_ms\": 15");
+    let a = t.num_samples(2).total_cpus(4.0).stop(Stop::iterations(3)).run().unwrap();
+    assert_eq!(a.count(TrialStatus::Terminated), 6);
+    let max = probe.max_running.load(Ordering::SeqCst);
+    assert!(max > 1, "steps never overlapped (max concurrent steps {max})");
+    assert!(max <= 4, "more steps at once ({max}) than CPUs");
+}
+
+#[test]
+fn max_concurrent_trials_is_respected() {
+    let (tag, probe) = new_probe();
+    let (_dir, t) = tuner(tag, "\"sleep_ms\": 3");
+    t.total_cpus(4.0).max_concurrent_trials(1).stop(Stop::iterations(2)).run().unwrap();
+    assert_eq!(probe.max_running.load(Ordering::SeqCst), 1);
+    assert_eq!(probe.steps.load(Ordering::SeqCst), 6);
+}
+
+#[test]
+fn admission_never_exceeds_the_cpu_total_under_contention() {
+    let (tag, probe) = new_probe();
+    // 1.5 CPUs per trial, 3 CPUs in all: at most two trials may hold resources at once.
+    let (_dir, t) = tuner(tag, "\"sleep_ms\": 4, \"cpu\": 1.5");
+    let a = t.num_samples(3).total_cpus(3.0).stop(Stop::iterations(3)).run().unwrap();
+    assert_eq!(a.count(TrialStatus::Terminated), 9);
+    let max_cpu = probe.max_cpu_milli.load(Ordering::SeqCst);
+    assert!(max_cpu <= 3000, "granted {max_cpu} milli-CPUs out of 3000");
+    assert_eq!(max_cpu, 3000, "two trials should have run together");
+    assert!(probe.max_running.load(Ordering::SeqCst) <= 2);
+    assert_eq!(probe.cpu_milli.load(Ordering::SeqCst), 0, "every grant was returned");
+}
+
+#[test]
+fn gpu_ids_are_handed_out_without_overlap() {
+    let (tag, probe) = new_probe();
+    let (_dir, t) = tuner(tag, "\"sleep_ms\": 5, \"gpu\": 1.0");
+    let a = t.total_cpus(4.0).gpu_ids(vec![3, 5]).stop(Stop::iterations(2)).run().unwrap();
+    assert_eq!(a.count(TrialStatus::Terminated), 3);
+    let ids = probe.gpu_ids.lock().unwrap().clone();
+    assert_eq!(ids.len(), 3);
+    for g in &ids {
+        assert_eq!(g.len(), 1);
+        assert!(g[0] == 3 || g[0] == 5, "{ids:?}");
+    }
+}
+
+#[test]
+fn impossible_requests_error_at_start_and_never_hang() {
+    let (tag, probe) = new_probe();
+    let (dir, t) = tuner(tag, "\"cpu\": 8.0");
+    let a = t.total_cpus(2.0).stop(Stop::iterations(2)).run().unwrap();
+    assert_eq!(a.count(TrialStatus::Error), 3);
+    assert_eq!(probe.setups.load(Ordering::SeqCst), 0, "no trial started");
+    let err = a.errored_trials()[0].error().unwrap().to_string();
+    assert!(err.contains("8 CPUs but the experiment has 2"), "{err}");
+    let text =
+        std::fs::read_to_string(a.errored_trials()[0].dir().unwrap().join("error.txt")).unwrap();
+    assert!(text.contains("total_cpus"), "{text}");
+    drop(dir);
+    // A GPU trial on a machine without GPUs is the same kind of error.
+    let (tag, _) = new_probe();
+    let (_dir, t) = tuner(tag, "\"gpu\": 1.0");
+    let a = t.total_cpus(2.0).gpu_ids(vec![]).run().unwrap();
+    assert_eq!(a.count(TrialStatus::Error), 3);
+}
+
+#[test]
+fn invalid_totals_are_rejected() {
+    let (tag, _) = new_probe();
+    let (_dir, t) = tuner(tag, "");
+    let err = t.total_cpus(0.0).run().unwrap_err();
+    assert!(matches!(err, RunError::InvalidOption(_)), "{err}");
+}

@@ -1,0 +1,198 @@
+//! Runner benchmarks: per-trial and per-result overhead of the driver, and its memory.
+//!
+//! `cargo bench -p tune-runtime --bench runner` runs every workload, each in a child
+//! process of its own so that peak memory (VmHWM) is per workload.
+//! `cargo bench -p tune-runtime --bench runner -- <workload>` runs one.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tune_runtime::{
+    CheckpointError, Checkpointable, Condition, ConfigError, Dim, DimKind, DomainViolation, Metric,
+    Metrics, Space, SpaceError, Stop, TrainResult, Trainable, TrainableSpec, TrialContext, Tuner,
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cfg {
+    x: f64,
+}
+
+impl Space for Cfg {
+    fn grid_size() -> usize {
+        1
+    }
+    fn sample_at<R: Rng + ?Sized>(rng: &mut R, _grid_index: usize) -> Self {
+        Cfg { x: rng.random::<f64>() }
+    }
+    fn num_dims() -> usize {
+        1
+    }
+    fn describe(dims: &mut Vec<Dim>, prefix: &str, condition: Option<Condition>) {
+        dims.push(Dim {
+            name: format!("{prefix}x"),
+            kind: DimKind::Float { low: 0.0, high: 1.0, log: false, q: None },
+            condition,
+        });
+    }
+    fn encode_into(&self, out: &mut [f64]) {
+        out[0] = self.x;
+    }
+    fn decode_from(x: &[f64]) -> Result<Self, SpaceError> {
+        Ok(Cfg { x: x[0] })
+    }
+    fn check_domains(&self, _prefix: &str, _errors: &mut Vec<DomainViolation>) {}
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Score {
+    score: f64,
+}
+
+impl Metrics for Score {
+    const NAMES: &'static [&'static str] = &["score"];
+    fn value(&self, _index: usize) -> f64 {
+        self.score
+    }
+}
+
+#[allow(dead_code)]
+const SCORE: Metric<Score> = Metric::new(0, "score");
+
+/// Reports `{score}` and does nothing else.
+struct Trivial {
+    x: f64,
+}
+
+impl TrainableSpec for Trivial {
+    type Config = Cfg;
+    type Metrics = Score;
+    const NAME: &'static str = "Trivial";
+}
+
+impl Checkpointable for Trivial {
+    fn save_state(&self) -> Result<Vec<u8>, CheckpointError> {
+        Ok(Vec::new())
+    }
+    fn load_state(&mut self, _bytes: &[u8]) -> Result<(), CheckpointError> {
+        Ok(())
+    }
+}
+
+impl Trainable for Trivial {
+    fn setup(config: &Cfg, _ctx: &TrialContext) -> TrainResult<Self> {
+        Ok(Trivial { x: config.x })
+    }
+    fn step(&mut self) -> TrainResult<Score> {
+        Ok(Score { score: self.x })
+    }
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn run(trials: usize, results: u64, logging: bool) -> (Duration, usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let t0 = Instant::now();
+    let analysis = Tuner::<Trivial>::new()
+        .num_samples(trials)
+        .stop(Stop::iterations(results))
+        .local_dir(dir.path())
+        .name("bench")
+        .file_logging(logging)
+        .seed(0)
+        .verbose(0)
+        .run()
+        .expect("run");
+    let elapsed = t0.elapsed();
+    let n: usize = analysis.trials().iter().map(|t| t.num_results()).sum();
+    assert_eq!(n, trials * results as usize);
+    // Keep the analysis alive through the peak-memory reading.
+    let live = analysis.trials().len();
+    assert_eq!(live, trials);
+    (elapsed, n)
+}
+
+fn workload(name: &str) {
+    let rss0 = status_kib("VmRSS:");
+    match name {
+        "trials-10k" => {
+            let (t, _) = run(10_000, 1, true);
+            let hwm = status_kib("VmHWM:");
+            println!(
+                "workload 1: 10,000 trials x 1 result, file logging on: {:.3} s wall; peak RSS {} KiB \
+                 (start {} KiB, growth {:.0} B/trial)",
+                t.as_secs_f64(),
+                hwm,
+                rss0,
+                (hwm.saturating_sub(rss0) * 1024) as f64 / 10_000.0
+            );
+        }
+        "results-off" | "results-on" => {
+            let logging = name == "results-on";
+            let (t, n) = run(2, 100_000, logging);
+            println!(
+                "workload 2: 2 trials x 100,000 results, file logging {}: {:.3} s wall, {:.0} results/s",
+                if logging { "on" } else { "off" },
+                t.as_secs_f64(),
+                n as f64 / t.as_secs_f64()
+            );
+        }
+        "trials-100k" => {
+            let (t, _) = run(100_000, 1, true);
+            let hwm = status_kib("VmHWM:");
+            println!(
+                "workload 3: 100,000 trials x 1 result, file logging on: {:.3} s wall; peak RSS {} KiB \
+                 (start {} KiB, growth {:.0} B/trial)",
+                t.as_secs_f64(),
+                hwm,
+                rss0,
+                (hwm.saturating_sub(rss0) * 1024) as f64 / 100_000.0
+            );
+        }
+        "trials-100k-off" => {
+            let (t, _) = run(100_000, 1, false);
+            let hwm = status_kib("VmHWM:");
+            println!(
+                "workload 3b: 100,000 trials x 1 result, file logging off: {:.3} s wall; peak RSS {} KiB \
+                 (start {} KiB, growth {:.0} B/trial)",
+                t.as_secs_f64(),
+                hwm,
+                rss0,
+                (hwm.saturating_sub(rss0) * 1024) as f64 / 100_000.0
+            );
+        }
+        other => eprintln!("unknown workload `{other}`"),
+    }
+}
+
+const ALL: [&str; 5] =
+    ["trials-10k", "results-off", "results-on", "trials-100k-off", "trials-100k"];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    if !args.is_empty() {
+        for a in &args {
+            workload(a);
+        }
+        return;
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    for w in ALL {
+        let status = std::process::Command::new(&exe).arg(w).status().expect("spawn");
+        assert!(status.success(), "workload {w} failed");
+    }
+}

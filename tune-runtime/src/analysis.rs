@@ -1,0 +1,463 @@
+//! The analysis of an experiment: returned by [`Tuner::run`](crate::Tuner::run) and
+//! loadable from an experiment directory with [`Analysis::from_dir`].
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use crate::journal::{JOURNAL_FILE, JournalError, Record, read_journal};
+use crate::metrics::Metrics;
+use crate::space::Space;
+use crate::trial::{Auto, Key, Mode, ResultRow, Scope, TrialId, TrialStatus, row_len};
+
+/// A checkpoint a trial wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointInfo {
+    /// The training iteration it holds.
+    pub iteration: u64,
+    /// Its directory.
+    pub path: PathBuf,
+}
+
+/// Everything recorded about one trial.
+pub struct TrialInfo<C, M> {
+    pub(crate) id: TrialId,
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) config: C,
+    pub(crate) status: TrialStatus,
+    pub(crate) error: Option<String>,
+    /// Result rows, flattened: `row_len::<M>()` values per result.
+    pub(crate) history: Vec<f64>,
+    pub(crate) checkpoints: Vec<CheckpointInfo>,
+    pub(crate) _m: PhantomData<fn() -> M>,
+}
+
+impl<C: fmt::Debug, M: Metrics> fmt::Debug for TrialInfo<C, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrialInfo")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .field("config", &self.config)
+            .field("results", &(self.history.len() / row_len::<M>()))
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl<C: Space, M: Metrics> TrialInfo<C, M> {
+    pub(crate) fn new(id: TrialId, dir: Option<PathBuf>, config: C) -> Self {
+        Self {
+            id,
+            dir,
+            config,
+            status: TrialStatus::Pending,
+            error: None,
+            history: Vec::new(),
+            checkpoints: Vec::new(),
+            _m: PhantomData,
+        }
+    }
+
+    /// The trial's id.
+    pub fn id(&self) -> TrialId {
+        self.id
+    }
+
+    /// The trial's directory (`None` when file logging was off).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The trial's config.
+    pub fn config(&self) -> &C {
+        &self.config
+    }
+
+    /// The trial's final (or current) status.
+    pub fn status(&self) -> TrialStatus {
+        self.status
+    }
+
+    /// The error that ended the trial, for `ERROR` trials.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// Number of results the trial reported.
+    pub fn num_results(&self) -> usize {
+        self.history.len() / row_len::<M>()
+    }
+
+    /// Every result, in order.
+    pub fn results(&self) -> impl ExactSizeIterator<Item = ResultRow<'_, M>> + '_ {
+        self.history.chunks_exact(row_len::<M>()).map(ResultRow::new)
+    }
+
+    /// The last result.
+    pub fn last_result(&self) -> Option<ResultRow<'_, M>> {
+        self.results().last()
+    }
+
+    /// The checkpoints that still exist, oldest first.
+    pub fn checkpoints(&self) -> &[CheckpointInfo] {
+        &self.checkpoints
+    }
+
+    /// The trial's score for `key` in `scope`: the last value, the best one (by `mode`),
+    /// or the average of the last `k`. `None` without results.
+    pub fn score(&self, key: impl Into<Key<M>>, mode: Mode, scope: Scope) -> Option<f64> {
+        let key = key.into();
+        let values = self.results().map(|r| r.get(key));
+        match scope {
+            Scope::Last => values.last(),
+            Scope::All => values.reduce(|a, b| if mode.better(b, a) { b } else { a }),
+            Scope::LastAvg(k) => {
+                let n = self.num_results();
+                let k = k.max(1).min(n);
+                (k > 0)
+                    .then(|| self.results().skip(n - k).map(|r| r.get(key)).sum::<f64>() / k as f64)
+            }
+        }
+    }
+
+    /// The result that `scope` picks: the last one, or the best by `key` and `mode`.
+    fn pick(&self, key: Key<M>, mode: Mode, scope: Scope) -> Option<ResultRow<'_, M>> {
+        match scope {
+            Scope::All => self
+                .results()
+                .reduce(|a, b| if mode.better(b.get(key), a.get(key)) { b } else { a }),
+            Scope::Last | Scope::LastAvg(_) => self.last_result(),
+        }
+    }
+}
+
+/// A table of trials: one row per trial, config columns then result columns. Cells are
+/// rendered as text; [`Table::to_csv`] exports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// Column names: `trial_id`, `status`, `config/<field>`..., then result fields.
+    pub columns: Vec<String>,
+    /// One row per trial.
+    pub rows: Vec<Vec<String>>,
+}
+
+fn csv_field(s: &str, out: &mut String) {
+    if s.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
+impl Table {
+    /// The table as CSV text (RFC 4180 quoting), header first.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::new();
+        for row in std::iter::once(&self.columns).chain(&self.rows) {
+            for (i, cell) in row.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                csv_field(cell, &mut out);
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Writes [`Table::to_csv`] to `path`.
+    pub fn write_csv(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        std::fs::write(path, self.to_csv())
+    }
+}
+
+/// Which result of each trial fills the table's result columns.
+#[derive(Debug)]
+pub enum Rows<M> {
+    /// The last result.
+    Last,
+    /// The best result by a key and mode.
+    Best(Key<M>, Mode),
+}
+
+/// An error loading an experiment with [`Analysis::from_dir`].
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// The journal cannot be read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The journal was written for other metrics.
+    #[error(
+        "the experiment reports metrics [{found}] but the analysis was asked for [{expected}]; \
+         load it with the metrics type of the trainable that ran it"
+    )]
+    Metrics {
+        /// Names in the journal.
+        found: String,
+        /// Names of the requested type.
+        expected: String,
+    },
+    /// A trial's config does not parse as the requested config type.
+    #[error("trial {trial}: {message}; load it with the config type of the trainable that ran it")]
+    Config {
+        /// The trial id.
+        trial: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A record refers to a trial the journal never created.
+    #[error("the journal refers to unknown trial {0}")]
+    UnknownTrial(u32),
+}
+
+/// The outcome of an experiment: every trial with its config, status and results.
+///
+/// ```ignore
+/// let analysis = tuner.run()?;
+/// let best = analysis.best_config(MyMetrics::LOSS, Mode::Min, Scope::Last);
+/// analysis.table(Rows::Last).write_csv("trials.csv")?;
+/// for t in analysis.errored_trials() { eprintln!("{}: {}", t.id(), t.error().unwrap_or("")); }
+/// ```
+pub struct Analysis<C, M> {
+    pub(crate) experiment_dir: PathBuf,
+    pub(crate) trials: Vec<TrialInfo<C, M>>,
+}
+
+impl<C: fmt::Debug, M: Metrics> fmt::Debug for Analysis<C, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Analysis")
+            .field("experiment_dir", &self.experiment_dir)
+            .field("trials", &self.trials)
+            .finish()
+    }
+}
+
+impl<C: Space, M: Metrics> Analysis<C, M> {
+    /// Loads an experiment from its directory (the one holding `experiment_journal.jsonl`),
+    /// finished or interrupted.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, AnalysisError> {
+        let dir = dir.as_ref();
+        let records = read_journal(&dir.join(JOURNAL_FILE))?;
+        let mut trials: Vec<TrialInfo<C, M>> = Vec::new();
+        let mut base = 0usize;
+        for record in records {
+            let slot = |trials: &mut Vec<TrialInfo<C, M>>, t: u32| {
+                let i = base + t as usize;
+                if i < trials.len() { Ok(i) } else { Err(AnalysisError::UnknownTrial(t)) }
+            };
+            match record {
+                Record::Experiment { metrics, .. } => {
+                    if metrics.iter().map(String::as_str).ne(M::NAMES.iter().copied()) {
+                        return Err(AnalysisError::Metrics {
+                            found: metrics.join(", "),
+                            expected: M::NAMES.join(", "),
+                        });
+                    }
+                    base = trials.len();
+                }
+                Record::Trial { trial, id, dir: tdir, config } => {
+                    let config = C::from_json_value(config)
+                        .map_err(|e| AnalysisError::Config { trial: id, message: e.to_string() })?;
+                    trials.push(TrialInfo::new(TrialId(trial), tdir.map(|d| dir.join(d)), config));
+                }
+                Record::Status { trial, status, error } => {
+                    let i = slot(&mut trials, trial)?;
+                    trials[i].status = status;
+                    if error.is_some() {
+                        trials[i].error = error;
+                    }
+                }
+                Record::Result { trial, v } => {
+                    let i = slot(&mut trials, trial)?;
+                    if v.len() == row_len::<M>() {
+                        trials[i].history.extend_from_slice(&v);
+                    }
+                }
+                Record::Checkpoint { trial, iteration, path } => {
+                    let i = slot(&mut trials, trial)?;
+                    trials[i].checkpoints.push(CheckpointInfo { iteration, path: dir.join(path) });
+                }
+                Record::CheckpointDeleted { trial, path } => {
+                    let i = slot(&mut trials, trial)?;
+                    let path = dir.join(path);
+                    trials[i].checkpoints.retain(|c| c.path != path);
+                }
+                Record::End { .. } => {}
+            }
+        }
+        Ok(Self { experiment_dir: dir.to_path_buf(), trials })
+    }
+
+    /// The experiment directory.
+    pub fn experiment_dir(&self) -> &Path {
+        &self.experiment_dir
+    }
+
+    /// Every trial, in creation order.
+    pub fn trials(&self) -> &[TrialInfo<C, M>] {
+        &self.trials
+    }
+
+    /// The trial with this id.
+    pub fn trial(&self, id: TrialId) -> Option<&TrialInfo<C, M>> {
+        self.trials.get(id.index()).filter(|t| t.id == id)
+    }
+
+    /// The trials that ended in `ERROR`, with their messages in [`TrialInfo::error`].
+    pub fn errored_trials(&self) -> Vec<&TrialInfo<C, M>> {
+        self.trials.iter().filter(|t| t.status == TrialStatus::Error).collect()
+    }
+
+    /// Number of trials with each status.
+    pub fn count(&self, status: TrialStatus) -> usize {
+        self.trials.iter().filter(|t| t.status == status).count()
+    }
+
+    /// The trial with the best score for `key` in `scope` (trials without results are
+    /// skipped; ties go to the earlier trial).
+    pub fn best_trial(
+        &self,
+        key: impl Into<Key<M>>,
+        mode: Mode,
+        scope: Scope,
+    ) -> Option<&TrialInfo<C, M>> {
+        let key = key.into();
+        let mut best: Option<(&TrialInfo<C, M>, f64)> = None;
+        for t in &self.trials {
+            let Some(s) = t.score(key, mode, scope) else { continue };
+            if s.is_nan() {
+                continue;
+            }
+            if best.is_none_or(|(_, b)| mode.better(s, b)) {
+                best = Some((t, s));
+            }
+        }
+        best.map(|(t, _)| t)
+    }
+
+    /// The config of [`Analysis::best_trial`], as the typed config struct.
+    pub fn best_config(&self, key: impl Into<Key<M>>, mode: Mode, scope: Scope) -> Option<&C> {
+        self.best_trial(key, mode, scope).map(|t| &t.config)
+    }
+
+    /// The result of [`Analysis::best_trial`] that `scope` looks at: its last result, or
+    /// its best one for [`Scope::All`].
+    pub fn best_result(
+        &self,
+        key: impl Into<Key<M>>,
+        mode: Mode,
+        scope: Scope,
+    ) -> Option<ResultRow<'_, M>> {
+        let key = key.into();
+        self.best_trial(key, mode, scope).and_then(|t| t.pick(key, mode, scope))
+    }
+
+    /// The best checkpoint of [`Analysis::best_trial`]: the one whose iteration's result
+    /// scores best for `key` and `mode`.
+    pub fn best_checkpoint(
+        &self,
+        key: impl Into<Key<M>>,
+        mode: Mode,
+        scope: Scope,
+    ) -> Option<&Path> {
+        let key = key.into();
+        let t = self.best_trial(key, mode, scope)?;
+        let score = |c: &CheckpointInfo| {
+            t.results().find(|r| r.training_iteration() == c.iteration).map(|r| r.get(key))
+        };
+        t.checkpoints
+            .iter()
+            .filter_map(|c| score(c).map(|s| (c, s)))
+            .reduce(|a, b| if mode.better(b.1, a.1) { b } else { a })
+            .map(|(c, _)| c.path.as_path())
+    }
+
+    /// One row per trial: id, status, config fields (nested fields as `a.b`), then the
+    /// result fields of the result `rows` picks.
+    pub fn table(&self, rows: Rows<M>) -> Table {
+        let mut columns = vec!["trial_id".to_string(), "status".to_string()];
+        let mut config_keys = Vec::new();
+        if let Some(t) = self.trials.first() {
+            flatten(&t.config.to_json_value(), "", &mut |k, _| config_keys.push(k));
+        }
+        columns.extend(config_keys.iter().map(|k| format!("config/{k}")));
+        columns.extend(M::NAMES.iter().map(|s| s.to_string()));
+        columns.extend(Auto::ALL.iter().map(|a| a.name().to_string()));
+        let rows = self
+            .trials
+            .iter()
+            .map(|t| {
+                let mut row = vec![t.id.to_string(), t.status.to_string()];
+                let mut cells = std::collections::HashMap::new();
+                flatten(&t.config.to_json_value(), "", &mut |k, v| {
+                    cells.insert(k, v);
+                });
+                row.extend(config_keys.iter().map(|k| cells.remove(k).unwrap_or_default()));
+                let picked = match &rows {
+                    Rows::Last => t.last_result(),
+                    Rows::Best(k, m) => t.pick(*k, *m, Scope::All),
+                };
+                match picked {
+                    Some(r) => row.extend(r.values().iter().map(|v| v.to_string())),
+                    None => row.extend(std::iter::repeat_n(String::new(), row_len::<M>())),
+                }
+                row
+            })
+            .collect();
+        Table { columns, rows }
+    }
+}
+
+fn flatten(v: &serde_json::Value, prefix: &str, f: &mut impl FnMut(String, String)) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(v, &key, f);
+            }
+        }
+        serde_json::Value::String(s) => f(prefix.to_string(), s.clone()),
+        other => f(prefix.to_string(), other.to_string()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testing::{Cfg, SCORE, Score};
+
+    fn trial(i: u32, scores: &[f64]) -> TrialInfo<Cfg, Score> {
+        let mut t = TrialInfo::new(TrialId(i), None, Cfg { x: 0.5, k: i as i64 + 1 });
+        for (n, s) in scores.iter().enumerate() {
+            t.history.extend_from_slice(&[*s, n as f64 + 1.0, 0.1, 0.1 * (n as f64 + 1.0), 0.0]);
+        }
+        t.status = TrialStatus::Terminated;
+        t
+    }
+
+    #[test]
+    fn best_by_scope_and_mode() {
+        let a = Analysis {
+            experiment_dir: PathBuf::new(),
+            trials: vec![trial(0, &[1.0, 9.0, 2.0]), trial(1, &[3.0, 3.0, 3.0])],
+        };
+        assert_eq!(a.best_trial(SCORE, Mode::Max, Scope::Last).unwrap().id(), TrialId(1));
+        assert_eq!(a.best_trial(SCORE, Mode::Max, Scope::All).unwrap().id(), TrialId(0));
+        assert_eq!(a.best_trial(SCORE, Mode::Max, Scope::LastAvg(2)).unwrap().id(), TrialId(0));
+        assert_eq!(a.best_trial(SCORE, Mode::Min, Scope::All).unwrap().id(), TrialId(0));
+        assert_eq!(a.best_result(SCORE, Mode::Max, Scope::All).unwrap().get(SCORE), 9.0);
+        assert_eq!(a.best_config(SCORE, Mode::Max, Scope::Last).unwrap().k, 2);
+        let table = a.table(Rows::Last);
+        assert_eq!(table.columns[..5], ["trial_id", "status", "config/k", "config/x", "score"]);
+        assert_eq!(table.rows[0][4], "2");
+        assert!(
+            table
+                .to_csv()
+                .starts_with("trial_id,status,config/k,config/x,score,training_iteration")
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! The experiment journal: an append-only record of everything that happened.
+//!
+//! One JSON object per line (`experiment_journal.jsonl` in the experiment directory).
+//! Records are appended through a [`JournalStore`], batched, and flushed at status changes,
+//! checkpoints, every status tick and at the end; a crash can only lose a tail of records,
+//! and a truncated last line is ignored when the journal is read back.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::trial::TrialStatus;
+
+/// File name of the journal inside the experiment directory.
+pub const JOURNAL_FILE: &str = "experiment_journal.jsonl";
+
+/// Format version written in the journal's first record.
+pub(crate) const JOURNAL_VERSION: u32 = 1;
+
+/// Where journal records go. Each record is one line of JSON; implementations append
+/// records in order and make them durable on [`JournalStore::flush`]. The local file is
+/// [`FileJournal`]; a database or object-store backend implements the same two methods.
+pub trait JournalStore: Send {
+    /// Appends one record (`record` holds no newline).
+    fn append(&mut self, record: &[u8]) -> io::Result<()>;
+    /// Makes every appended record durable.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// A journal in a local file, appended through a buffer.
+#[derive(Debug)]
+pub struct FileJournal {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl FileJournal {
+    /// Opens (creating or appending to) the journal file at `path`.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self { path: path.to_path_buf(), out: BufWriter::with_capacity(64 * 1024, file) })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl JournalStore for FileJournal {
+    fn append(&mut self, record: &[u8]) -> io::Result<()> {
+        self.out.write_all(record)?;
+        self.out.write_all(b"\n")
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// One journal record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    /// The first record of a run.
+    Experiment {
+        /// Journal format version.
+        version: u32,
+        /// Experiment name (the directory's name).
+        name: String,
+        /// `TrainableSpec::NAME`.
+        trainable: String,
+        /// Metric names, in the order of result values.
+        metrics: Vec<String>,
+        /// The experiment's seed.
+        seed: u64,
+        /// Unix time of the start.
+        started: u64,
+    },
+    /// A trial was created.
+    Trial {
+        /// Creation index.
+        trial: u32,
+        /// Trial id as shown (`00003`).
+        id: String,
+        /// Trial directory relative to the experiment directory, when files are written.
+        dir: Option<String>,
+        /// The config as JSON.
+        config: serde_json::Value,
+    },
+    /// A trial changed status.
+    Status {
+        /// Creation index.
+        trial: u32,
+        /// The new status.
+        status: TrialStatus,
+        /// The error message, for `ERROR`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A result: metric values then the automatic fields (`training_iteration`,
+    /// `time_this_iter_s`, `time_total_s`, `timestamp`).
+    Result {
+        /// Creation index.
+        trial: u32,
+        /// The values.
+        v: Vec<f64>,
+    },
+    /// A checkpoint was written.
+    Checkpoint {
+        /// Creation index.
+        trial: u32,
+        /// Training iteration it holds.
+        iteration: u64,
+        /// Directory relative to the experiment directory.
+        path: String,
+    },
+    /// A checkpoint was deleted (`keep_checkpoints_num`).
+    CheckpointDeleted {
+        /// Creation index.
+        trial: u32,
+        /// Directory relative to the experiment directory.
+        path: String,
+    },
+    /// The run ended.
+    End {
+        /// Unix time of the end.
+        ended: u64,
+    },
+}
+
+/// Appends records to a store, formatting results without allocating.
+pub(crate) struct Journal {
+    store: Box<dyn JournalStore>,
+    buf: Vec<u8>,
+}
+
+impl Journal {
+    pub fn new(store: Box<dyn JournalStore>) -> Self {
+        Self { store, buf: Vec::with_capacity(256) }
+    }
+
+    pub fn record(&mut self, record: &Record) -> io::Result<()> {
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, record).map_err(io::Error::other)?;
+        self.store.append(&self.buf)
+    }
+
+    pub fn result(&mut self, trial: u32, values: &[f64]) -> io::Result<()> {
+        self.buf.clear();
+        let _ = write!(self.buf, "{{\"type\":\"result\",\"trial\":{trial},\"v\":[");
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            let _ = write!(self.buf, "{v}");
+        }
+        self.buf.extend_from_slice(b"]}");
+        self.store.append(&self.buf)
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.store.flush()
+    }
+}
+
+/// An error reading a journal back.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The file could not be read.
+    #[error("cannot read the experiment journal `{}`: {source}; pass the experiment directory (the one holding `{JOURNAL_FILE}`)", path.display())]
+    Io {
+        /// The journal's path.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A record in the middle of the journal is not valid.
+    #[error("the experiment journal `{}` is corrupt at line {line}: {message}", path.display())]
+    Corrupt {
+        /// The journal's path.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+/// Reads every record of the journal at `path`. A last line cut short by a crash is
+/// ignored; any other unreadable line is an error.
+pub fn read_journal(path: &Path) -> Result<Vec<Record>, JournalError> {
+    let io_err = |source| JournalError::Io { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(io_err)?;
+    let mut reader = BufReader::new(file);
+    let mut records = Vec::new();
+    let mut line = String::new();
+    let mut n = 0;
+    loop {
+        line.clear();
+        let read = reader.read_line(&mut line).map_err(io_err)?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        let complete = line.ends_with('\n');
+        let text = line.trim_end();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(text) {
+            Ok(r) => records.push(r),
+            Err(_) if !complete => break,
+            Err(e) => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: n,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_truncated_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut j = Journal::new(Box::new(FileJournal::open(&path).unwrap()));
+        j.record(&Record::Status { trial: 1, status: TrialStatus::Running, error: None }).unwrap();
+        j.result(1, &[0.5, 1.0, 0.25, 0.25, 17.0]).unwrap();
+        j.flush().unwrap();
+        drop(j);
+        // A crash in the middle of a write leaves a partial line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"type\":\"result\",\"tri").unwrap();
+        let records = read_journal(&path).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1], Record::Result { trial: 1, v: vec![0.5, 1.0, 0.25, 0.25, 17.0] });
+    }
+
+    #[test]
+    fn corrupt_middle_line_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        std::fs::write(&path, "garbage\n{\"type\":\"end\",\"ended\":1}\n").unwrap();
+        let err = read_journal(&path).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+}

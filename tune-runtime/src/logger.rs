@@ -1,0 +1,165 @@
+//! Per-trial files in Ray Tune's layout: `params.json`, `result.json`, `progress.csv`,
+//! `error.txt`.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::metrics::Metrics;
+use crate::trial::{Auto, TrialId};
+
+/// Longest rendering of a config in a trial directory name.
+const MAX_PARAMS_LEN: usize = 60;
+
+/// `Name_00003_lr=0.01,layers=4`: the trainable's name, the trial id and a short rendering
+/// of the config's scalar values, with every character outside `[A-Za-z0-9._=,-]`
+/// replaced by `_`, so no config value can add a path separator or a `..` component.
+pub(crate) fn trial_dir_name(trainable: &str, id: TrialId, config: &serde_json::Value) -> String {
+    let mut params = String::new();
+    if let serde_json::Value::Object(map) = config {
+        for (k, v) in map {
+            let rendered = match v {
+                serde_json::Value::Number(n) => match n.as_f64() {
+                    Some(f) if n.is_f64() => format!("{}", (f * 1e4).round() / 1e4),
+                    _ => n.to_string(),
+                },
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::String(s) => s.chars().take(16).collect(),
+                _ => continue,
+            };
+            if !params.is_empty() {
+                params.push(',');
+            }
+            params.push_str(k);
+            params.push('=');
+            params.push_str(&rendered);
+            if params.len() >= MAX_PARAMS_LEN {
+                break;
+            }
+        }
+    }
+    let mut name = format!("{trainable}_{id}");
+    if !params.is_empty() {
+        name.push('_');
+        name.extend(params.chars().take(MAX_PARAMS_LEN));
+    }
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._=,-".contains(c) { c } else { '_' })
+        .collect()
+}
+
+/// The open files of one running trial.
+pub(crate) struct TrialLogger {
+    dir: PathBuf,
+    result: BufWriter<File>,
+    progress: BufWriter<File>,
+}
+
+/// An I/O error on one of a trial's files.
+#[derive(Debug)]
+pub(crate) struct LogError {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+    move |source| LogError { path: path.to_path_buf(), source }
+}
+
+impl TrialLogger {
+    /// Creates the trial directory, writes `params.json` and opens the result files.
+    pub fn create<M: Metrics>(dir: &Path, config: &serde_json::Value) -> Result<Self, LogError> {
+        fs::create_dir_all(dir).map_err(at(dir))?;
+        let params = dir.join("params.json");
+        let text =
+            serde_json::to_vec_pretty(config).map_err(io::Error::other).map_err(at(&params))?;
+        fs::write(&params, text).map_err(at(&params))?;
+        let result_path = dir.join("result.json");
+        let result = File::create(&result_path).map_err(at(&result_path))?;
+        let progress_path = dir.join("progress.csv");
+        let progress = File::create(&progress_path).map_err(at(&progress_path))?;
+        let mut progress = BufWriter::with_capacity(4096, progress);
+        let header = M::NAMES
+            .iter()
+            .copied()
+            .chain(Auto::ALL.iter().map(|a| a.name()))
+            .chain(["trial_id", "done"])
+            .collect::<Vec<_>>()
+            .join(",");
+        writeln!(progress, "{header}").map_err(at(&progress_path))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            result: BufWriter::with_capacity(4096, result),
+            progress,
+        })
+    }
+
+    /// Appends one result (`values` as in a result row) to `result.json` and `progress.csv`.
+    pub fn result<M: Metrics>(
+        &mut self,
+        values: &[f64],
+        id: TrialId,
+        done: bool,
+    ) -> Result<(), LogError> {
+        self.write_result::<M>(values, id, done)
+            .map_err(|source| LogError { path: self.dir.join("result.json"), source })
+    }
+
+    fn write_result<M: Metrics>(
+        &mut self,
+        values: &[f64],
+        id: TrialId,
+        done: bool,
+    ) -> io::Result<()> {
+        let n = M::NAMES.len();
+        let r = &mut self.result;
+        let p = &mut self.progress;
+        r.write_all(b"{")?;
+        for (i, name) in M::NAMES.iter().enumerate() {
+            write!(r, "\"{name}\":{},", values[i])?;
+            write!(p, "{},", values[i])?;
+        }
+        let (iter, dt, total, ts) =
+            (values[n] as u64, values[n + 1], values[n + 2], values[n + 3] as u64);
+        writeln!(
+            r,
+            "\"training_iteration\":{iter},\"time_this_iter_s\":{dt},\"time_total_s\":{total},\
+             \"timestamp\":{ts},\"trial_id\":\"{id}\",\"done\":{done}}}"
+        )?;
+        writeln!(p, "{iter},{dt},{total},{ts},{id},{done}")
+    }
+
+    /// Flushes both files.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        self.result
+            .flush()
+            .map_err(|source| LogError { path: self.dir.join("result.json"), source })?;
+        self.progress
+            .flush()
+            .map_err(|source| LogError { path: self.dir.join("progress.csv"), source })
+    }
+}
+
+/// Writes the trial's `error.txt`.
+pub(crate) fn write_error(dir: &Path, message: &str) -> Result<(), LogError> {
+    let path = dir.join("error.txt");
+    fs::create_dir_all(dir).map_err(at(dir))?;
+    fs::write(&path, format!("{message}\n")).map_err(at(&path))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names_are_short_and_safe() {
+        let config = serde_json::json!({"lr": 0.000123456, "path": "../../etc/passwd", "n": 3});
+        let name = trial_dir_name("Train", TrialId(7), &config);
+        assert!(name.starts_with("Train_00007_"), "{name}");
+        assert!(!name.contains('/') && !name.contains('\\'), "{name}");
+        assert!(name.len() <= 80, "{name}");
+        assert_ne!(name, "..");
+        assert!(name.contains("lr=0.0001"), "{name}");
+    }
+}

@@ -1,0 +1,526 @@
+//! The run API: [`Tuner`], a builder that validates everything in [`Tuner::run`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::analysis::Analysis;
+use crate::checkpoint::{CheckpointStore, LocalCheckpoints};
+use crate::journal::JournalStore;
+use crate::runner::{self, Settings};
+use crate::scheduler::{FifoScheduler, Scheduler};
+use crate::searcher::{BasicVariantGenerator, Searcher};
+use crate::space::Space;
+use crate::stop::Stop;
+use crate::trainable::{Resources, Trainable, TrainableSpec};
+use crate::trial::{Key, Mode};
+
+type Config<T> = <T as TrainableSpec>::Config;
+type Mets<T> = <T as TrainableSpec>::Metrics;
+
+/// Why an experiment could not run, or stopped early. Each message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// `num_samples(0)`.
+    #[error("`num_samples` is 0, so no trial would run; call `.num_samples(n)` with n >= 1")]
+    NoSamples,
+    /// An option has a value that cannot work.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// The config override file or text is unreadable, names an unknown key or holds a
+    /// value outside its domain.
+    #[error("config overrides: {0}")]
+    ConfigOverride(String),
+    /// A stop criterion names a metric the trainable does not report.
+    #[error("{0}")]
+    UnknownMetric(String),
+    /// The experiment directory cannot be created or written.
+    #[error("cannot write to `{}`: {source}; pass a writable directory to `.local_dir(...)`", path.display())]
+    LocalDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The `restore` checkpoint cannot be used.
+    #[error("cannot restore: {0}")]
+    Restore(String),
+    /// Writing results failed during the run (a full disk, a removed directory). Results
+    /// written before the failure stay in the experiment directory.
+    #[error(
+        "writing `{}` failed: {source}; the run was stopped. Free disk space or choose another \
+         `.local_dir(...)`; results written so far remain in `{}` (load them with \
+         `Analysis::from_dir`)",
+        path.display(), experiment_dir.display()
+    )]
+    Logging {
+        /// The file that could not be written.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+        /// The experiment directory.
+        experiment_dir: PathBuf,
+    },
+    /// The worker threads could not be started.
+    #[error("cannot start worker threads: {0}")]
+    Threads(std::io::Error),
+}
+
+/// Config overrides: fixed values that replace sampled ones in every trial.
+enum Overrides {
+    None,
+    Json(String),
+    File(PathBuf),
+}
+
+/// Runs an experiment: `num_samples` trials of trainable `T`, configs from a searcher,
+/// decisions from a scheduler, results written under `local_dir/name/`.
+///
+/// Every option has a default; nothing is checked until [`Tuner::run`], which validates
+/// all options before the first trial starts.
+///
+/// ```ignore
+/// use tune_runtime::prelude::*;
+///
+/// let analysis = Tuner::<MyTrainable>::new()
+///     .num_samples(20)
+///     .stop(Stop::iterations(10).or(Stop::at_least(MyMetrics::ACCURACY, 0.95)))
+///     .metric(MyMetrics::ACCURACY, Mode::Max)
+///     .local_dir("./results")
+///     .seed(42)
+///     .run()?;
+/// let best: &MyConfig = analysis.best_config(MyMetrics::ACCURACY, Mode::Max, Scope::Last).unwrap();
+/// ```
+pub struct Tuner<T: Trainable> {
+    num_samples: usize,
+    overrides: Overrides,
+    stop: Stop<Mets<T>>,
+    time_budget: Option<Duration>,
+    max_concurrent: Option<usize>,
+    resources: Option<Resources>,
+    total_cpus: Option<f64>,
+    gpu_ids: Option<Vec<usize>>,
+    custom_totals: BTreeMap<String, f64>,
+    reuse_actors: bool,
+    checkpoint_freq: u64,
+    checkpoint_at_end: bool,
+    keep_checkpoints_num: Option<usize>,
+    checkpoint_score: Option<(Key<Mets<T>>, Mode)>,
+    restore: Option<PathBuf>,
+    local_dir: Option<PathBuf>,
+    name: Option<String>,
+    seed: Option<u64>,
+    verbosity: u8,
+    searcher: Box<dyn Searcher<Config<T>, Mets<T>>>,
+    scheduler: Box<dyn Scheduler<Config<T>, Mets<T>>>,
+    metric: Option<(Key<Mets<T>>, Mode)>,
+    file_logging: bool,
+    status_interval: Duration,
+    journal_store: Option<Box<dyn JournalStore>>,
+    checkpoint_store: Arc<dyn CheckpointStore>,
+}
+
+impl<T: Trainable> fmt::Debug for Tuner<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tuner")
+            .field("trainable", &T::NAME)
+            .field("num_samples", &self.num_samples)
+            .field("stop", &self.stop)
+            .field("local_dir", &self.local_dir)
+            .field("name", &self.name)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Trainable> Default for Tuner<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Trainable> Tuner<T> {
+    /// A tuner with the defaults: one sample, no stop criterion, random/grid search, FIFO
+    /// scheduling, every detected CPU, the GPUs of `CUDA_VISIBLE_DEVICES`, results in
+    /// `~/tune_results/<Trainable>_<date>`, verbosity 2.
+    pub fn new() -> Self {
+        Self {
+            num_samples: 1,
+            overrides: Overrides::None,
+            stop: Stop::never(),
+            time_budget: None,
+            max_concurrent: None,
+            resources: None,
+            total_cpus: None,
+            gpu_ids: None,
+            custom_totals: BTreeMap::new(),
+            reuse_actors: false,
+            checkpoint_freq: 0,
+            checkpoint_at_end: false,
+            keep_checkpoints_num: None,
+            checkpoint_score: None,
+            restore: None,
+            local_dir: None,
+            name: None,
+            seed: None,
+            verbosity: 2,
+            searcher: Box::new(BasicVariantGenerator::new()),
+            scheduler: Box::new(FifoScheduler::new()),
+            metric: None,
+            file_logging: true,
+            status_interval: Duration::from_secs(5),
+            journal_store: None,
+            checkpoint_store: Arc::new(LocalCheckpoints),
+        }
+    }
+
+    /// Number of times to sample the search space (each repetition covers the whole grid,
+    /// as in Ray Tune). Default 1.
+    pub fn num_samples(mut self, n: usize) -> Self {
+        self.num_samples = n;
+        self
+    }
+
+    /// Fixed values, as a JSON object, that replace the sampled values of those fields in
+    /// every trial: `{"lr": 0.01}`. Unknown keys and out-of-domain values are errors.
+    pub fn config_overrides_json(mut self, json: impl Into<String>) -> Self {
+        self.overrides = Overrides::Json(json.into());
+        self
+    }
+
+    /// Like [`Tuner::config_overrides_json`], read from a file when the run starts.
+    pub fn config_overrides_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.overrides = Overrides::File(path.into());
+        self
+    }
+
+    /// When each trial stops. Default: never (the trainable, the scheduler or the time
+    /// budget ends it).
+    pub fn stop(mut self, stop: Stop<Mets<T>>) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// Wall time for the whole experiment: once spent, no trial starts and running trials
+    /// are stopped after their current step.
+    pub fn time_budget(mut self, budget: Duration) -> Self {
+        self.time_budget = Some(budget);
+        self
+    }
+
+    /// At most this many trials run at once. Default: as many as resources allow.
+    pub fn max_concurrent_trials(mut self, n: usize) -> Self {
+        self.max_concurrent = Some(n);
+        self
+    }
+
+    /// Resources of every trial, replacing the trainable's `resources(...)` declaration.
+    pub fn resources_per_trial(mut self, resources: Resources) -> Self {
+        self.resources = Some(resources);
+        self
+    }
+
+    /// CPUs the experiment may use. Default: `std::thread::available_parallelism()`.
+    pub fn total_cpus(mut self, cpus: f64) -> Self {
+        self.total_cpus = Some(cpus);
+        self
+    }
+
+    /// Number of GPUs the experiment may use, with ids `0..n`. Default: the ids listed in
+    /// `CUDA_VISIBLE_DEVICES` (none when unset).
+    pub fn total_gpus(mut self, n: usize) -> Self {
+        self.gpu_ids = Some((0..n).collect());
+        self
+    }
+
+    /// The ids of the GPUs the experiment may use; trials get theirs in
+    /// [`TrialContext::gpu_ids`](crate::TrialContext::gpu_ids).
+    pub fn gpu_ids(mut self, ids: Vec<usize>) -> Self {
+        self.gpu_ids = Some(ids);
+        self
+    }
+
+    /// Amount of a custom resource the experiment has (trials request it with
+    /// [`Resources::with_custom`]).
+    pub fn total_resource(mut self, name: impl Into<String>, amount: f64) -> Self {
+        self.custom_totals.insert(name.into(), amount);
+        self
+    }
+
+    /// Reuse the instance of a finished trial for the next one through
+    /// [`Trainable::reset_config`] instead of building a new one. Default false.
+    pub fn reuse_actors(mut self, reuse: bool) -> Self {
+        self.reuse_actors = reuse;
+        self
+    }
+
+    /// Checkpoint every `n` iterations (0: never). Default 0.
+    pub fn checkpoint_freq(mut self, n: u64) -> Self {
+        self.checkpoint_freq = n;
+        self
+    }
+
+    /// Checkpoint every trial when it stops. Default false.
+    pub fn checkpoint_at_end(mut self, yes: bool) -> Self {
+        self.checkpoint_at_end = yes;
+        self
+    }
+
+    /// Keep at most `n` checkpoints per trial: the best by
+    /// [`Tuner::checkpoint_score`], else the most recent.
+    pub fn keep_checkpoints_num(mut self, n: usize) -> Self {
+        self.keep_checkpoints_num = Some(n);
+        self
+    }
+
+    /// The metric and mode that rank checkpoints for [`Tuner::keep_checkpoints_num`] and
+    /// [`Analysis::best_checkpoint`].
+    pub fn checkpoint_score(mut self, key: impl Into<Key<Mets<T>>>, mode: Mode) -> Self {
+        self.checkpoint_score = Some((key.into(), mode));
+        self
+    }
+
+    /// Start every trial from this checkpoint directory (a `checkpoint_<n>/` written by
+    /// the runner); iterations continue from the checkpoint's.
+    pub fn restore(mut self, checkpoint_dir: impl Into<PathBuf>) -> Self {
+        self.restore = Some(checkpoint_dir.into());
+        self
+    }
+
+    /// Directory holding experiment directories. Default `~/tune_results`.
+    pub fn local_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.local_dir = Some(dir.into());
+        self
+    }
+
+    /// The experiment's name, its directory under `local_dir`. Default
+    /// `<Trainable>_<YYYY-MM-DD_HH-MM-SS>`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Seed of everything random in the experiment (configs, trial seeds): the same seed
+    /// gives the same configs and [`TrialContext::seed`](crate::TrialContext::seed)s.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// 0: silent, 1: final summary, 2: status table (default), 3: every result.
+    pub fn verbose(mut self, level: u8) -> Self {
+        self.verbosity = level;
+        self
+    }
+
+    /// The searcher. Default [`BasicVariantGenerator`].
+    pub fn searcher(mut self, searcher: impl Searcher<Config<T>, Mets<T>> + 'static) -> Self {
+        self.searcher = Box::new(searcher);
+        self
+    }
+
+    /// The scheduler. Default [`FifoScheduler`].
+    pub fn scheduler(mut self, scheduler: impl Scheduler<Config<T>, Mets<T>> + 'static) -> Self {
+        self.scheduler = Box::new(scheduler);
+        self
+    }
+
+    /// The experiment's main metric: shown in the status table and used by the final
+    /// summary. Default: the first field of the metrics, maximized.
+    pub fn metric(mut self, key: impl Into<Key<Mets<T>>>, mode: Mode) -> Self {
+        self.metric = Some((key.into(), mode));
+        self
+    }
+
+    /// Write per-trial files and the journal (default true). With false nothing but
+    /// checkpoints is written and the analysis lives in memory only.
+    pub fn file_logging(mut self, yes: bool) -> Self {
+        self.file_logging = yes;
+        self
+    }
+
+    /// How often the status block is printed and files are flushed. Default 5 s.
+    pub fn status_interval(mut self, every: Duration) -> Self {
+        self.status_interval = every;
+        self
+    }
+
+    /// Where journal records go, instead of `experiment_journal.jsonl`.
+    pub fn journal_store(mut self, store: impl JournalStore + 'static) -> Self {
+        self.journal_store = Some(Box::new(store));
+        self
+    }
+
+    /// Where checkpoints are written. Default [`LocalCheckpoints`].
+    pub fn checkpoint_store(mut self, store: impl CheckpointStore + 'static) -> Self {
+        self.checkpoint_store = Arc::new(store);
+        self
+    }
+
+    /// Validates every option, then runs the experiment on this thread (the driver) and
+    /// a pool of worker threads. Returns the analysis, which lists errored trials; an
+    /// `Err` means the experiment could not run or could not write its results.
+    pub fn run(mut self) -> Result<Analysis<Config<T>, Mets<T>>, RunError> {
+        if self.num_samples == 0 {
+            return Err(RunError::NoSamples);
+        }
+        if self.verbosity > 3 {
+            return Err(RunError::InvalidOption(format!(
+                "verbosity {} is not one of 0, 1, 2, 3; use `.verbose(0..=3)`",
+                self.verbosity
+            )));
+        }
+        if self.max_concurrent == Some(0) {
+            return Err(RunError::InvalidOption(
+                "`max_concurrent_trials(0)` would run nothing; use at least 1".into(),
+            ));
+        }
+        if self.keep_checkpoints_num == Some(0) {
+            return Err(RunError::InvalidOption(
+                "`keep_checkpoints_num(0)` would delete every checkpoint; use at least 1 or \
+                 do not call it"
+                    .into(),
+            ));
+        }
+        let total_cpus = self.total_cpus.unwrap_or(crate::resources::detected_cpus() as f64);
+        if !total_cpus.is_finite() || total_cpus <= 0.0 {
+            return Err(RunError::InvalidOption(format!(
+                "`total_cpus({total_cpus})` must be a positive number"
+            )));
+        }
+        self.stop.resolve().map_err(RunError::UnknownMetric)?;
+        let overrides = self.load_overrides()?;
+        let restore = match &self.restore {
+            Some(dir) => {
+                let meta = crate::checkpoint::read_meta(dir).map_err(RunError::Restore)?;
+                if meta.trainable != T::NAME {
+                    return Err(RunError::Restore(format!(
+                        "`{}` was written by `{}`, not `{}`; pass a checkpoint of this trainable",
+                        dir.display(),
+                        meta.trainable,
+                        T::NAME
+                    )));
+                }
+                Some((dir.clone(), meta))
+            }
+            None => None,
+        };
+        let seed = self.seed.unwrap_or_else(runner::entropy_seed);
+        let name =
+            self.name.clone().unwrap_or_else(|| format!("{}_{}", T::NAME, runner::date_stamp()));
+        if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+            return Err(RunError::InvalidOption(format!(
+                "experiment name `{name}` must be a plain directory name (no `/`, not `.` or `..`)"
+            )));
+        }
+        let local_dir = self.local_dir.clone().unwrap_or_else(default_local_dir);
+        let metric = self.metric.or_else(|| {
+            (!<Mets<T> as crate::Metrics>::NAMES.is_empty()).then(|| {
+                let m = crate::Metric::new(0, <Mets<T> as crate::Metrics>::NAMES[0]);
+                (Key::Metric(m), Mode::Max)
+            })
+        });
+        let gpu_ids = self.gpu_ids.take().unwrap_or_else(crate::resources::visible_gpus);
+        runner::run::<T>(Settings {
+            num_samples: self.num_samples,
+            overrides,
+            stop: self.stop,
+            time_budget: self.time_budget,
+            max_concurrent: self.max_concurrent.unwrap_or(usize::MAX),
+            resources: self.resources,
+            total_cpus,
+            gpu_ids,
+            custom_totals: self.custom_totals,
+            reuse_actors: self.reuse_actors,
+            checkpoint_freq: self.checkpoint_freq,
+            checkpoint_at_end: self.checkpoint_at_end,
+            keep_checkpoints_num: self.keep_checkpoints_num,
+            checkpoint_score: self.checkpoint_score.or(metric),
+            restore,
+            experiment_dir: local_dir.join(&name),
+            name,
+            seed,
+            verbosity: self.verbosity,
+            searcher: self.searcher,
+            scheduler: self.scheduler,
+            metric,
+            file_logging: self.file_logging,
+            status_interval: self.status_interval,
+            journal_store: self.journal_store,
+            checkpoint_store: self.checkpoint_store,
+        })
+    }
+
+    fn load_overrides(
+        &self,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, RunError> {
+        let text = match &self.overrides {
+            Overrides::None => return Ok(None),
+            Overrides::Json(s) => s.clone(),
+            Overrides::File(p) => std::fs::read_to_string(p).map_err(|e| {
+                RunError::ConfigOverride(format!(
+                    "cannot read `{}`: {e}; check the path",
+                    p.display()
+                ))
+            })?,
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            RunError::ConfigOverride(format!(
+                "not valid JSON ({e}); write an object like {{\"lr\": 0.01}}"
+            ))
+        })?;
+        let serde_json::Value::Object(map) = value else {
+            return Err(RunError::ConfigOverride(
+                "expected a JSON object of field values like {\"lr\": 0.01}".into(),
+            ));
+        };
+        // Check keys and domains against a sampled config now, before any trial.
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+        let sample = <Config<T> as Space>::sample(&mut rng);
+        apply_overrides(&sample, &map).map_err(RunError::ConfigOverride)?;
+        Ok(Some(map))
+    }
+}
+
+fn default_local_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(|h| Path::new(&h).join("tune_results"))
+        .unwrap_or_else(|| PathBuf::from("tune_results"))
+}
+
+fn merge(
+    target: &mut serde_json::Value,
+    over: &serde_json::Map<String, serde_json::Value>,
+    prefix: &str,
+) -> Result<(), String> {
+    let serde_json::Value::Object(obj) = target else {
+        return Err(format!("`{prefix}` is not a nested config, so it has no fields to override"));
+    };
+    for (k, v) in over {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let Some(slot) = obj.get_mut(k) else {
+            let known: Vec<&str> = obj.keys().map(String::as_str).collect();
+            return Err(format!(
+                "unknown key `{path}`; the config has: {}. Fix or remove the key",
+                known.join(", ")
+            ));
+        };
+        match (slot.is_object(), v) {
+            (true, serde_json::Value::Object(sub)) => merge(slot, sub, &path)?,
+            _ => *slot = v.clone(),
+        }
+    }
+    Ok(())
+}
+
+/// `config` with the override values put in; errors name the key and the fix.
+pub(crate) fn apply_overrides<C: Space>(
+    config: &C,
+    over: &serde_json::Map<String, serde_json::Value>,
+) -> Result<C, String> {
+    let mut json = config.to_json_value();
+    merge(&mut json, over, "")?;
+    C::from_json_value(json).map_err(|e| format!("{e}; change the value to one inside its domain"))
+}

@@ -58,6 +58,7 @@ search_space! {
     }
 }
 
+#[allow(clippy::derivable_impls)] // the enum is declared inside `search_space!`
 impl Default for Optimizer {
     fn default() -> Self {
         Optimizer::Plain
@@ -272,10 +273,7 @@ fn decode_clamps_and_rounds() {
 #[test]
 fn decode_errors() {
     let mut x = samples::<TrainConfig>(14, 1)[0].encode();
-    assert_eq!(
-        TrainConfig::decode(&x[1..]),
-        Err(SpaceError::WrongLength { expected: 9, got: 8 })
-    );
+    assert_eq!(TrainConfig::decode(&x[1..]), Err(SpaceError::WrongLength { expected: 9, got: 8 }));
     x[1] = f64::NAN;
     assert!(matches!(
         TrainConfig::decode(&x),
@@ -319,7 +317,10 @@ fn dims_describe_the_encoding() {
     );
     assert_eq!(dims[0].kind, DimKind::Float { low: 1e-4, high: 1e-1, log: true, q: None });
     assert_eq!(dims[1].kind, DimKind::Float { low: 0.0, high: 0.99, log: false, q: None });
-    assert_eq!(dims[2].kind, DimKind::Categorical { choices: vec!["1".into(), "2".into(), "3".into()] });
+    assert_eq!(
+        dims[2].kind,
+        DimKind::Categorical { choices: vec!["1".into(), "2".into(), "3".into()] }
+    );
     assert_eq!(dims[4].kind, DimKind::Categorical { choices: vec!["a".into(), "b".into()] });
     assert_eq!(
         dims[5].kind,
@@ -409,7 +410,8 @@ fn json_unknown_key_is_named() {
     let e = json_error(v);
     assert!(e.contains("unknown field `lrr`"), "{e}");
     let mut v = base_json();
-    v["optimizer"] = serde_json::json!({ "Sgd": { "lr": 0.01, "momentum": 0.9, "nesterov": true } });
+    v["optimizer"] =
+        serde_json::json!({ "Sgd": { "lr": 0.01, "momentum": 0.9, "nesterov": true } });
     let e = json_error(v);
     assert!(e.contains("unknown field `nesterov`"), "{e}");
 }
@@ -490,5 +492,9 @@ fn enum_variants_are_chosen_uniformly() {
         .filter(|o| matches!(o.model, Model::Tree { split: Split::Entropy { .. }, .. }))
         .count();
     assert!(trees > 0);
-    assert!(samples::<Outer>(21, 200).iter().any(|o| matches!(o.model, Model::Net { act: Act::Tanh, .. })));
+    assert!(
+        samples::<Outer>(21, 200)
+            .iter()
+            .any(|o| matches!(o.model, Model::Net { act: Act::Tanh, .. }))
+    );
 }

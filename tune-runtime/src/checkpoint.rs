@@ -13,8 +13,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::CheckpointError;
 use crate::trainable::Trainable;
@@ -73,7 +73,6 @@ impl CheckpointStore for LocalCheckpoints {
         fs::remove_dir_all(dir)
     }
 }
-
 
 /// Saves `trainable` into `dir` (created if missing): its state to [`STATE_FILE`], written
 /// atomically (a temporary file renamed into place), then its own files through

@@ -198,7 +198,18 @@ pub fn check_float32(
     q: Option<f64>,
 ) {
     let (low, high) = (f64::from(low as f32), f64::from(high as f32));
-    check_float_tol(errors, prefix, field, domain, f64::from(x), low, high, closed_high, q, Q_TOL_F32);
+    check_float_tol(
+        errors,
+        prefix,
+        field,
+        domain,
+        f64::from(x),
+        low,
+        high,
+        closed_high,
+        q,
+        Q_TOL_F32,
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -473,7 +484,8 @@ mod tests {
         let xs = draw(|r| randn(r, 3.0, 2.0));
         assert!((mean(&xs) - 3.0).abs() < 0.03);
         assert!((std_dev(&xs) - 2.0).abs() < 0.03);
-        let within = |k: f64| xs.iter().filter(|&&x| (x - 3.0).abs() < k * 2.0).count() as f64 / N as f64;
+        let within =
+            |k: f64| xs.iter().filter(|&&x| (x - 3.0).abs() < k * 2.0).count() as f64 / N as f64;
         assert!((within(1.0) - 0.6827).abs() < 0.008);
         assert!((within(2.0) - 0.9545).abs() < 0.005);
         assert!((within(3.0) - 0.9973).abs() < 0.002);
@@ -555,7 +567,17 @@ mod tests {
         check_float(&mut e, "opt.", "lr", "uniform(0.0, 1.0)", 1.0, 0.0, 1.0, false, None);
         check_float(&mut e, "", "q", "quniform(0.0, 1.0, 0.25)", 1.0, 0.0, 1.0, true, Some(0.25));
         check_float(&mut e, "", "q", "quniform(0.0, 1.0, 0.25)", 0.3, 0.0, 1.0, true, Some(0.25));
-        check_float32(&mut e, "", "f", "uniform(0.0, 0.1)", 0.1f64.next_down() as f32, 0.0, 0.1, false, None);
+        check_float32(
+            &mut e,
+            "",
+            "f",
+            "uniform(0.0, 0.1)",
+            0.1f64.next_down() as f32,
+            0.0,
+            0.1,
+            false,
+            None,
+        );
         check_int(&mut e, "", "n", "randint(0, 5)", 5, 0, 5, false, None);
         check_int(&mut e, "", "n", "qrandint(0, 10, 5)", 10, 0, 10, true, Some(5));
         check_normal(&mut e, "", "x", "randn(0.0, 1.0)", f64::NAN, None);

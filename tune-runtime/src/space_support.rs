@@ -25,7 +25,11 @@ pub fn derived<S, T, F: FnOnce(&S) -> T>(config: &S, f: F) -> T {
 /// The value of an active dimension, or [`SpaceError::NotFinite`] naming it.
 #[inline]
 pub fn finite(x: f64, name: &str) -> Result<f64, SpaceError> {
-    if x.is_finite() { Ok(x) } else { Err(SpaceError::NotFinite { name: name.to_owned(), value: x }) }
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(SpaceError::NotFinite { name: name.to_owned(), value: x })
+    }
 }
 
 /// Prefixes the dimension named by an error of a nested space with the field that holds it.

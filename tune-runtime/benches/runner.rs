@@ -175,6 +175,20 @@ fn workload(name: &str) {
                 (hwm.saturating_sub(rss0) * 1024) as f64 / 100_000.0
             );
         }
+        "demo-1" | "demo-2" | "demo-3" => {
+            // Not a benchmark: shows the live output at verbosity 1, 2 or 3.
+            let level = name.as_bytes()[5] - b'0';
+            let dir = tempfile::tempdir().expect("temp dir");
+            Tuner::<Trivial>::new()
+                .num_samples(3)
+                .stop(Stop::iterations(2))
+                .local_dir(dir.path())
+                .name("demo")
+                .status_interval(Duration::from_millis(0))
+                .verbose(level)
+                .run()
+                .expect("run");
+        }
         other => eprintln!("unknown workload `{other}`"),
     }
 }

@@ -95,6 +95,21 @@ pub(crate) fn date_stamp() -> String {
     format!("{y:04}-{m:02}-{d:02}_{:02}-{:02}-{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// A config value for the status table: floats with 6 significant digits.
+fn short_value(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(f) if v.is_f64() => {
+            if f != 0.0 && (f.abs() < 1e-3 || f.abs() >= 1e6) {
+                format!("{f:.4e}")
+            } else {
+                let s = format!("{f:.6}");
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
+            }
+        }
+        _ => v.to_string(),
+    }
+}
+
 /// Driver-side state of a trial that has not ended.
 struct Live<T: Trainable> {
     resources: Resources,
@@ -704,7 +719,7 @@ impl<T: Trainable> Driver<T> {
                     .into_iter()
                     .filter(|(_, v)| !v.is_object() && !v.is_array())
                     .take(6)
-                    .map(|(k, v)| (k, v.to_string()))
+                    .map(|(k, v)| (k, short_value(&v)))
                     .collect(),
                 _ => Vec::new(),
             };
@@ -729,14 +744,18 @@ impl<T: Trainable> Driver<T> {
                 rows.push(row_of(t));
             }
         }
-        for t in self.trials.iter().rev() {
-            if rows.len() >= MAX_ROWS {
+        // Fill up with the most recently created finished trials, shown in creation order.
+        let mut done: Vec<usize> = Vec::new();
+        for (i, t) in self.trials.iter().enumerate().rev() {
+            if rows.len() + done.len() >= MAX_ROWS {
                 break;
             }
             if t.status.is_finished() {
-                rows.push(row_of(t));
+                done.push(i);
             }
         }
+        rows.extend(done.into_iter().rev().map(|i| row_of(&self.trials[i])));
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
         StatusView {
             scheduler: self.s.scheduler.name(),
             cpu: (self.pool.used_cpu(), self.pool.total_cpu()),

@@ -104,8 +104,16 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A fresh directory under `$TUNE_BENCH_DIR` (default: the system temp dir).
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var_os("TUNE_BENCH_DIR") {
+        Some(base) => tempfile::tempdir_in(base).expect("temp dir in TUNE_BENCH_DIR"),
+        None => tempfile::tempdir().expect("temp dir"),
+    }
+}
+
 fn run(trials: usize, results: u64, logging: bool) -> (Duration, usize) {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = bench_dir();
     let t0 = Instant::now();
     let analysis = Tuner::<Trivial>::new()
         .num_samples(trials)

@@ -148,6 +148,9 @@ struct Driver<T: Trainable> {
     fatal: Option<LogError>,
     stopping: bool,
     start: Instant,
+    /// Unix seconds at `start`, and now (updated once per loop turn).
+    start_unix: u64,
+    unix_now: u64,
     row: Vec<f64>,
 }
 
@@ -210,6 +213,8 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         fatal: None,
         stopping: false,
         start: Instant::now(),
+        start_unix: unix_now(),
+        unix_now: unix_now(),
         row: Vec::with_capacity(crate::trial::row_len::<M<T>>()),
     };
     d.event_loop();
@@ -230,17 +235,30 @@ impl<T: Trainable> Driver<T> {
                 // searcher and scheduler hold nothing runnable).
                 break;
             }
+            // A ready message is taken without reading the clock first.
+            let msg = match self.workers.done.try_recv() {
+                Ok(msg) => Some(msg),
+                Err(_) => {
+                    let mut wake = next_tick;
+                    if let Some(d) = deadline {
+                        wake = wake.min(d);
+                    }
+                    match self
+                        .workers
+                        .done
+                        .recv_timeout(wake.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(msg) => Some(msg),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
             let now = Instant::now();
-            let mut wake = next_tick;
-            if let Some(d) = deadline {
-                wake = wake.min(d);
+            self.unix_now = self.start_unix + now.saturating_duration_since(self.start).as_secs();
+            if let Some(msg) = msg {
+                self.handle(msg);
             }
-            match self.workers.done.recv_timeout(wake.saturating_duration_since(now)) {
-                Ok(msg) => self.handle(msg),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) && !self.stopping {
                 self.stop_all();
             }
@@ -539,7 +557,7 @@ impl<T: Trainable> Driver<T> {
             training_iteration: live.iteration,
             time_this_iter_s: dt,
             time_total_s: live.time_total,
-            timestamp: unix_now(),
+            timestamp: self.unix_now,
             done: false,
         };
         let names = <M<T> as Metrics>::NAMES;

@@ -34,6 +34,14 @@ pub trait Scheduler<C: Space, M: Metrics>: Send {
         let _ = (trial, config);
     }
 
+    /// Whether [`Scheduler::on_trial_result`] always answers [`Decision::Continue`]. When
+    /// true (FIFO), the runner may let a trial run several steps before their results
+    /// reach the scheduler (still in order), which saves a driver round trip per result.
+    /// Default false.
+    fn always_continues(&self) -> bool {
+        false
+    }
+
     /// A trial reported `result`: continue, pause or stop it.
     fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) -> Decision;
 

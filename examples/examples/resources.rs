@@ -60,11 +60,11 @@ impl Trainable for PerWorker {
     }
 }
 
+/// The analysis of one experiment of this example.
+pub type Runs = Analysis<Config, Usage>;
+
 /// Runs both trainables on a node with 8 GPUs.
-pub fn run(
-    local_dir: &Path,
-    verbose: u8,
-) -> Result<(Analysis<Config, Usage>, Analysis<Config, Usage>), RunError> {
+pub fn run(local_dir: &Path, verbose: u8) -> Result<(Runs, Runs), RunError> {
     let fixed = Tuner::<Distributed>::new()
         .name("my_trainable")
         .num_samples(4)

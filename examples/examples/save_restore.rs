@@ -64,12 +64,12 @@ impl Trainable for LinearModel {
     }
 }
 
+/// The analysis of one experiment of this example.
+pub type Runs = Analysis<Config, Fit>;
+
 /// Trains 4 trials with a checkpoint every 5 iterations, then starts a new experiment
 /// from the best trial's checkpoint.
-pub fn run(
-    local_dir: &Path,
-    verbose: u8,
-) -> Result<(Analysis<Config, Fit>, Analysis<Config, Fit>), Box<dyn std::error::Error>> {
+pub fn run(local_dir: &Path, verbose: u8) -> Result<(Runs, Runs), Box<dyn std::error::Error>> {
     // Catch save/restore bugs before spending compute (the generated `#[test]` runs the same
     // check under `cargo test`).
     validate_save_restore::<LinearModel>().map_err(|e: SaveRestoreError| e.to_string())?;

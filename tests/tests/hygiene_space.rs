@@ -4,8 +4,8 @@
 #![allow(dead_code, non_camel_case_types, clippy::disallowed_names)]
 
 mod shadowed {
-    use rand::SeedableRng;
     use ::tune_runtime::{Space, search_space};
+    use rand::SeedableRng;
 
     struct Result;
     struct Option;
@@ -72,9 +72,15 @@ mod shadowed {
             ::core::assert!(c.validate().is_ok(), "{c:?}");
             ::core::assert_eq!(c.d, c.g * 2);
             let x = c.encode();
-            ::core::assert_eq!(<Everything as Space>::decode(&x).ok(), ::core::option::Option::Some(c.clone()));
+            ::core::assert_eq!(
+                <Everything as Space>::decode(&x).ok(),
+                ::core::option::Option::Some(c.clone())
+            );
             let json = c.to_json_value();
-            ::core::assert_eq!(<Everything as Space>::from_json_value(json).ok(), ::core::option::Option::Some(c));
+            ::core::assert_eq!(
+                <Everything as Space>::from_json_value(json).ok(),
+                ::core::option::Option::Some(c)
+            );
         }
     }
 }

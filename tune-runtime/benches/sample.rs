@@ -38,7 +38,9 @@ fn bench(c: &mut Criterion) {
     });
     let config = Bench::sample(&mut rng);
     let mut out = vec![0.0; Bench::num_dims()];
-    c.bench_function("encode 10-dim config", |b| b.iter(|| black_box(&config).encode_into(&mut out)));
+    c.bench_function("encode 10-dim config", |b| {
+        b.iter(|| black_box(&config).encode_into(&mut out))
+    });
     let x = config.encode();
     c.bench_function("decode 10-dim config", |b| b.iter(|| Bench::decode(black_box(&x))));
 }

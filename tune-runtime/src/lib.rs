@@ -22,7 +22,9 @@ mod space_support;
 mod trainable;
 
 pub use check::{SaveRestoreError, validate_save_restore, validate_save_restore_with};
-pub use error::{CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult};
+pub use error::{
+    CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult,
+};
 pub use metrics::{Metric, MetricValue, Metrics};
 pub use session::{Session, Stopped};
 pub use space::{Condition, Dim, DimKind, Space};
@@ -42,7 +44,7 @@ pub mod prelude {
 /// in any release without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::check::{check_save_restore, check_function_trainable};
+    pub use crate::check::{check_function_trainable, check_save_restore};
     /// Samplers, checks and decoders of every domain.
     pub mod domain {
         pub use crate::domain::*;
@@ -51,15 +53,15 @@ pub mod __private {
     pub mod space {
         pub use crate::space_support::*;
     }
+    pub use crate::TrainResult;
     pub use crate::error::{CheckpointError, DomainViolation, SpaceError};
     pub use crate::metrics::{Metric, MetricValue, Metrics};
     pub use crate::session::{FunctionRunner, Session};
     pub use crate::space::{Condition, Dim, DimKind, Space};
     pub use crate::trainable::{Checkpointable, Resources, Trainable, TrainableSpec, TrialContext};
-    pub use crate::TrainResult;
+    pub use core;
     pub use rand::Rng;
     pub use serde;
     pub use serde_json;
-    pub use core;
-    pub use std::{string::String, vec::Vec, boxed::Box, path::Path};
+    pub use std::{boxed::Box, path::Path, string::String, vec::Vec};
 }

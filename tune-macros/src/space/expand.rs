@@ -72,7 +72,8 @@ pub(crate) fn expand_dummy(input: &Input, rt: &TokenStream) -> TokenStream {
 fn expand_item(item: &Item, rt: &TokenStream) -> TokenStream {
     match &item.body {
         Body::Struct(Shape::Named(fields)) => {
-            let has_derived = fields.iter().any(|f| matches!(f.domain.kind, DomainKind::Derived(_)));
+            let has_derived =
+                fields.iter().any(|f| matches!(f.domain.kind, DomainKind::Derived(_)));
             let decl = expand_decl(item, rt, !has_derived);
             let imp = expand_struct_impl(item, fields, rt);
             quote! { #decl #imp }
@@ -360,9 +361,8 @@ fn describe_stmt(field: &Field, site: &Site<'_>, condition: &TokenStream) -> Tok
     let s = quote!(#rt::__private::space);
     let kind_path = quote!(#rt::__private::DimKind);
     let name = &site.rel_name;
-    let push = |kind: TokenStream| {
-        quote!(#s::push(__tune_dims, __tune_prefix, #name, #kind, #condition);)
-    };
+    let push =
+        |kind: TokenStream| quote!(#s::push(__tune_dims, __tune_prefix, #name, #kind, #condition););
     match &field.domain.kind {
         DomainKind::Float { kind, low, high, q } => {
             let (lo, hi, qq, _) = float_params(*kind, low, high, q);
@@ -519,7 +519,8 @@ fn check_stmt(field: &Field, site: &Site<'_>) -> TokenStream {
         }
         DomainKind::Normal { q, .. } => {
             let qq = opt(q.as_ref().map(float_arg));
-            let check = if prim == Prim::F32 { quote!(check_normal32) } else { quote!(check_normal) };
+            let check =
+                if prim == Prim::F32 { quote!(check_normal32) } else { quote!(check_normal) };
             quote! { #d::#check(__tune_errors, __tune_prefix, #name, #domain, #access, #qq); }
         }
         DomainKind::Int { kind, low, high, q } => {
@@ -628,13 +629,16 @@ fn expand_struct_impl(item: &Item, fields: &[Field], rt: &TokenStream) -> TokenS
     });
 
     let idents: Vec<&Ident> = fields.iter().map(|f| &f.ident).collect();
-    let samples = fields.iter().zip(&sites).zip(&digits).map(|((f, site), g)| {
-        sample_expr(f, site, g.as_ref())
-    });
+    let samples = fields
+        .iter()
+        .zip(&sites)
+        .zip(&digits)
+        .map(|((f, site), g)| sample_expr(f, site, g.as_ref()));
 
     let derived: Vec<&Field> =
         fields.iter().filter(|f| matches!(f.domain.kind, DomainKind::Derived(_))).collect();
-    let derive_call = (!derived.is_empty()).then(|| quote!(Self::__tune_derive(&mut __tune_config);));
+    let derive_call =
+        (!derived.is_empty()).then(|| quote!(Self::__tune_derive(&mut __tune_config);));
     let inherent = (!derived.is_empty()).then(|| {
         let assigns = derived.iter().map(|f| {
             let fi = &f.ident;
@@ -763,16 +767,17 @@ fn expand_deserialize(item: &Item, fields: &[Field], rt: &TokenStream) -> TokenS
             quote!(#fi: __tune_shadow.#fi)
         }
     });
-    let computes = fields.iter().filter(|f| matches!(f.domain.kind, DomainKind::Derived(_))).map(|f| {
-        let fi = &f.ident;
-        let df = derived_fn(fi);
-        quote! {
-            __tune_config.#fi = match __tune_shadow.#fi {
-                ::core::option::Option::Some(__tune_v) => __tune_v,
-                ::core::option::Option::None => Self::#df(&__tune_config),
-            };
-        }
-    });
+    let computes =
+        fields.iter().filter(|f| matches!(f.domain.kind, DomainKind::Derived(_))).map(|f| {
+            let fi = &f.ident;
+            let df = derived_fn(fi);
+            quote! {
+                __tune_config.#fi = match __tune_shadow.#fi {
+                    ::core::option::Option::Some(__tune_v) => __tune_v,
+                    ::core::option::Option::None => Self::#df(&__tune_config),
+                };
+            }
+        });
     quote! {
         #[automatically_derived]
         impl<'de> #serde::Deserialize<'de> for #ident {
@@ -808,7 +813,6 @@ fn expand_enum_impl(item: &Item, rt: &TokenStream) -> TokenStream {
     let n_variants = variants.len();
     let type_name = ident.unraw().to_string();
     let variant_names: Vec<String> = variants.iter().map(|v| v.ident.unraw().to_string()).collect();
-
 
     let mut option_fns = Vec::new();
     let mut sample_arms = Vec::new();

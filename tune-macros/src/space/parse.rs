@@ -78,6 +78,7 @@ pub(crate) enum FloatKind {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // named after the domains
 pub(crate) enum IntKind {
     RandInt,
     QRandInt,
@@ -85,11 +86,29 @@ pub(crate) enum IntKind {
 }
 
 pub(crate) enum DomainKind {
-    Float { kind: FloatKind, low: Num, high: Num, q: Option<Num> },
-    Normal { mean: Num, std: Num, q: Option<Num> },
-    Int { kind: IntKind, low: Num, high: Num, q: Option<Num> },
+    Float {
+        kind: FloatKind,
+        low: Num,
+        high: Num,
+        q: Option<Num>,
+    },
+    Normal {
+        mean: Num,
+        std: Num,
+        q: Option<Num>,
+    },
+    Int {
+        kind: IntKind,
+        low: Num,
+        high: Num,
+        q: Option<Num>,
+    },
     /// `choice([..])` (`grid == false`) or `grid([..])`.
-    Choice { grid: bool, options: Vec<Expr>, brackets: TokenStream },
+    Choice {
+        grid: bool,
+        options: Vec<Expr>,
+        brackets: TokenStream,
+    },
     /// A literal, or `constant(expr)`.
     Constant(Expr),
     /// `sample_from(|c: &Self| ..)`.
@@ -542,10 +561,9 @@ impl Domain {
             DomainKind::Normal { mean, std, q } => {
                 render_call(&name, [Some(mean), Some(std), q.as_ref()])
             }
-            DomainKind::Choice { options, .. } => format!(
-                "{name}([{}])",
-                options.iter().map(render).collect::<Vec<_>>().join(", ")
-            ),
+            DomainKind::Choice { options, .. } => {
+                format!("{name}([{}])", options.iter().map(render).collect::<Vec<_>>().join(", "))
+            }
             DomainKind::Constant(expr) => render(expr),
             DomainKind::Derived(_) => "sample_from(..)".to_owned(),
             DomainKind::Nested | DomainKind::Invalid(_) => self.tokens.to_string(),

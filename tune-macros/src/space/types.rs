@@ -9,7 +9,11 @@ pub(crate) enum Prim {
     F32,
     F64,
     /// An integer type and its range (`isize`/`usize` taken as 64-bit).
-    Int { name: &'static str, min: i128, max: i128 },
+    Int {
+        name: &'static str,
+        min: i128,
+        max: i128,
+    },
     Bool,
     Char,
     /// `String`.
@@ -70,5 +74,9 @@ pub(crate) fn classify(ty: &Type) -> Prim {
 /// How a type reads in a message: `Vec<u8>` rather than `Vec < u8 >`.
 pub(crate) fn render_type(ty: &Type) -> String {
     let s = ty.to_token_stream().to_string();
-    s.replace(" < ", "<").replace(" >", ">").replace("< ", "<").replace(" ,", ",").replace("& ", "&")
+    s.replace(" < ", "<")
+        .replace(" >", ">")
+        .replace("< ", "<")
+        .replace(" ,", ",")
+        .replace("& ", "&")
 }

@@ -120,15 +120,17 @@ fn check_field(field: &Field, variant: Option<&Ident>, cx: &mut Ctxt) {
         DomainKind::Float { kind, low, high, q } => {
             if !prim.is_float() {
                 let fix = match prim {
-                    Prim::Int { .. } => format!(
+                    Prim::Int { .. } => {
                         "use `randint(low, high)` or `qrandint(low, high, q)` for integers, or \
                          make the field `f64`"
-                    ),
-                    _ => "make the field `f64` or `f32`".to_owned(),
+                    }
+                    _ => "make the field `f64` or `f32`",
                 };
                 cx.error_spanned(
                     &domain.name,
-                    format!("`{dname}` samples floats and cannot fill a field of type `{ty}`: {fix}"),
+                    format!(
+                        "`{dname}` samples floats and cannot fill a field of type `{ty}`: {fix}"
+                    ),
                 );
             }
             let log = matches!(kind, FloatKind::LogUniform | FloatKind::QLogUniform);

@@ -495,3 +495,18 @@ fn enum_variants_are_chosen_uniformly() {
             .any(|o| matches!(o.model, Model::Net { act: Act::Tanh, .. }))
     );
 }
+
+#[test]
+fn spaces_can_be_declared_inside_a_function() {
+    search_space! {
+        struct Local {
+            x: i64 = qrandint(-10, 10, 5),
+            y: f32 = qloguniform(0.5, 8.0, 0.5),
+        }
+    }
+    for c in samples::<Local>(22, 500) {
+        c.validate().unwrap();
+        assert!([-10, -5, 0, 5, 10].contains(&c.x));
+        assert_eq!(Local::decode(&c.encode()).unwrap(), c);
+    }
+}

@@ -58,6 +58,11 @@ pub(crate) fn expand_dummy(args: &Args, model: &Model, rt: &TokenStream) -> Toke
             (Some(_), Some(_)) if function.signature_ok => {
                 expand_function(args, function, rt, false)
             }
+            // A method: the attribute is inside an `impl`, where no struct can go.
+            _ if function.item.sig.receiver().is_some() => {
+                let item = &function.item;
+                quote!(#item)
+            }
             _ => {
                 let item = &function.item;
                 let vis = &item.vis;

@@ -339,7 +339,9 @@ pub fn check_int(
         let end = if closed_high { ']' } else { ')' };
         errors.push(DomainViolation {
             path: path(prefix, field),
-            message: format!("{x} is outside `{domain}`: expected an integer in [{low}, {high}{end}"),
+            message: format!(
+                "{x} is outside `{domain}`: expected an integer in [{low}, {high}{end}"
+            ),
         });
     } else if let Some(q) = q {
         if x % i128::from(q) != 0 {

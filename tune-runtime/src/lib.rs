@@ -89,7 +89,6 @@ pub mod __private {
     pub mod space {
         pub use crate::space_support::*;
     }
-    pub use crate::TrainResult;
     pub use crate::error::{CheckpointError, DomainViolation, SpaceError};
     pub use crate::metrics::{Metric, MetricValue, Metrics};
     pub use crate::session::{FunctionRunner, FunctionTrainable, Session, TrainFn};

@@ -179,3 +179,18 @@ fn a_full_disk_at_start_is_reported_before_any_trial() {
     assert!(msg.contains("No space left on device") && msg.contains(".local_dir("), "{msg}");
     assert_eq!(std::fs::read_dir(&exp).unwrap().count(), 1, "no trial directory was made");
 }
+
+#[test]
+fn an_existing_experiment_is_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    tuner(dir.path(), "").run().unwrap();
+    let err = tuner(dir.path(), "").run().unwrap_err();
+    assert!(matches!(err, RunError::ExperimentExists { .. }), "{err}");
+    assert!(err.to_string().contains("choose another `.name(...)`"), "{err}");
+    // The first run is intact.
+    let a =
+        tune_runtime::Analysis::<support::Cfg, support::Score>::from_dir(dir.path().join("exp"))
+            .unwrap();
+    assert_eq!(a.trials().len(), 3);
+    assert!(a.trials().iter().all(|t| t.num_results() == 4));
+}

@@ -171,6 +171,12 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
     };
     let mut journal = None;
     if s.file_logging {
+        // Trial directories are named by creation index: a second run in the same
+        // directory would overwrite the first one's files.
+        let existing = s.experiment_dir.join(JOURNAL_FILE);
+        if std::fs::metadata(&existing).is_ok_and(|m| m.is_file() && m.len() > 0) {
+            return Err(RunError::ExperimentExists { path: s.experiment_dir.clone() });
+        }
         std::fs::create_dir_all(&s.experiment_dir).map_err(dir_err(&s.experiment_dir))?;
         let store: Box<dyn JournalStore> = match s.journal_store.take() {
             Some(store) => store,

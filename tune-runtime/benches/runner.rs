@@ -224,8 +224,15 @@ fn workload(name: &str) {
     }
 }
 
-const ALL: [&str; 5] =
-    ["trials-10k", "results-off", "results-on", "trials-100k-off", "trials-100k"];
+const ALL: [&str; 7] = [
+    "trials-10k",
+    "results-off",
+    "results-on",
+    "results-off-unbatched",
+    "results-on-unbatched",
+    "trials-100k-off",
+    "trials-100k",
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();

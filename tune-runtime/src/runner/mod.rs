@@ -228,7 +228,12 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         unix_now: unix_now(),
         row: Vec::with_capacity(crate::trial::row_len::<M<T>>()),
     };
-    d.event_loop();
+    // A panic in driver-side user code (a stop closure, the searcher, the scheduler) ends
+    // the run; flush what was recorded before passing it on.
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.event_loop())) {
+        d.flush_files();
+        std::panic::resume_unwind(panic);
+    }
     d.shutdown()
 }
 
@@ -282,6 +287,14 @@ impl<T: Trainable> Driver<T> {
 
     /// Periodic work: flush files and print the status.
     fn tick(&mut self) {
+        self.flush_files();
+        if self.reporter.wants_status() {
+            let view = self.view();
+            self.reporter.status(&view);
+        }
+    }
+
+    fn flush_files(&mut self) {
         for live in self.live.iter_mut().flatten() {
             if let Some(l) = &mut live.logger {
                 if let Err(e) = l.flush() {
@@ -290,10 +303,6 @@ impl<T: Trainable> Driver<T> {
             }
         }
         self.flush_journal();
-        if self.reporter.wants_status() {
-            let view = self.view();
-            self.reporter.status(&view);
-        }
     }
 
     fn flush_journal(&mut self) {
@@ -460,12 +469,15 @@ impl<T: Trainable> Driver<T> {
             }
         }
         let checkpoint = self.checkpoint_request(&live);
+        let gpu_ids = grant.gpu_ids.clone();
+        live.grant = Some(grant);
+        self.running += 1;
         let task = if resumed {
             match live.paused.take() {
                 Some(inst) => Task::Step { trial: id.0, inst, checkpoint },
                 None => {
                     self.live[i] = Some(live);
-                    self.pool_release(id);
+                    self.end_trial(id, Some("the paused trial's instance was lost".into()));
                     return;
                 }
             }
@@ -473,7 +485,7 @@ impl<T: Trainable> Driver<T> {
             let ctx = TrialContext {
                 trial_id: id.to_string(),
                 trial_dir: self.s.file_logging.then(|| live.dir.clone()),
-                gpu_ids: grant.gpu_ids.clone(),
+                gpu_ids,
                 resources: live.resources.clone(),
                 seed: splitmix64(self.s.seed ^ splitmix64(u64::from(id.0))),
             };
@@ -486,9 +498,7 @@ impl<T: Trainable> Driver<T> {
                 checkpoint,
             }
         };
-        live.grant = Some(grant);
         self.live[i] = Some(live);
-        self.running += 1;
         self.send(task);
         self.set_status(id, TrialStatus::Running, None);
     }

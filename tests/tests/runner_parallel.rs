@@ -114,6 +114,9 @@ fn impossible_requests_error_at_start_and_never_hang() {
     let text =
         std::fs::read_to_string(a.errored_trials()[0].dir().unwrap().join("error.txt")).unwrap();
     assert!(text.contains("total_cpus"), "{text}");
+    let params = a.errored_trials()[0].dir().unwrap().join("params.json");
+    let params: support::Cfg = serde_json::from_slice(&std::fs::read(params).unwrap()).unwrap();
+    assert_eq!(params.cpu, 8.0);
     drop(dir);
     // A GPU trial on a machine without GPUs is the same kind of error.
     let (tag, _) = new_probe();

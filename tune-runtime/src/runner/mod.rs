@@ -805,7 +805,10 @@ impl<T: Trainable> Driver<T> {
             }
         }
         if let (Some(msg), true) = (&error, self.s.file_logging) {
-            if let Err(e) = logger::write_error(&live.dir, msg) {
+            // A trial that never started has no params.json yet: write it beside the error.
+            let params = (self.trials[i].status == TrialStatus::Pending)
+                .then(|| self.trials[i].config.to_json_value());
+            if let Err(e) = logger::write_error(&live.dir, msg, params.as_ref()) {
                 self.fatal.get_or_insert(e);
             }
         }

@@ -90,9 +90,7 @@ pub enum CheckpointError {
         message: String,
     },
     /// A function trainable was asked for a checkpoint but has not made one.
-    #[error(
-        "`{trainable}` has not made a checkpoint (call `session.checkpoint(&state)` before `report`)"
-    )]
+    #[error("`{trainable}` has not made a checkpoint (call `session.checkpoint(&state)` before `report`)")]
     NoCheckpoint {
         /// Name of the trainable.
         trainable: &'static str,

@@ -68,20 +68,20 @@ pub mod prelude {
 /// in any release without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::check::{check_function_trainable, check_save_restore};
+    pub use crate::check::{check_save_restore, check_function_trainable};
     /// Samplers, checks and decoders of every domain.
     pub mod domain {
         pub use crate::domain::*;
     }
-    pub use crate::TrainResult;
     pub use crate::error::{CheckpointError, DomainViolation, SpaceError};
     pub use crate::metrics::{Metric, MetricValue, Metrics};
     pub use crate::session::{FunctionRunner, Session};
     pub use crate::space::{Condition, Dim, DimKind, Space};
     pub use crate::trainable::{Checkpointable, Resources, Trainable, TrainableSpec, TrialContext};
-    pub use core;
+    pub use crate::TrainResult;
     pub use rand::Rng;
     pub use serde;
     pub use serde_json;
-    pub use std::{boxed::Box, path::Path, string::String, vec::Vec};
+    pub use core;
+    pub use std::{string::String, vec::Vec, boxed::Box, path::Path};
 }

@@ -74,7 +74,7 @@ fn closures_and_combinations() {
     let (_d, t) = tuner("\"sleep_ms\": 5");
     let stop = Stop::time_total(Duration::from_millis(12)).or(Stop::iterations(50));
     for n in iterations(&t.stop(stop).run().unwrap()) {
-        assert!((2..=3).contains(&n), "stopped after {n} iterations of 5 ms");
+        assert!((1..=3).contains(&n), "stopped after {n} iterations of at least 5 ms");
     }
 }
 

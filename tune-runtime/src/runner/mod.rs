@@ -1,5 +1,6 @@
 //! The driver: one thread that owns all experiment state and reacts to worker messages.
 
+mod pausing;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use crate::logger::{self, LogError, TrialLogger};
 use crate::metrics::Metrics;
 use crate::reporter::{MAX_ROWS, Reporter, STATUSES, StatusRow, StatusView};
 use crate::resources::{Grant, ResourcePool};
-use crate::scheduler::{Decision, Scheduler};
+use crate::scheduler::{Decision, Pausing, Scheduler};
 use crate::searcher::{Searcher, Suggestion};
 use crate::space::Space;
 use crate::stop::Stop;
@@ -52,6 +53,7 @@ pub(crate) struct Settings<T: Trainable> {
     pub verbosity: u8,
     pub searcher: Box<dyn Searcher<C<T>, M<T>>>,
     pub scheduler: Box<dyn Scheduler<C<T>, M<T>>>,
+    pub pausing: Pausing,
     pub metric: Option<(Key<M<T>>, Mode)>,
     pub file_logging: bool,
     pub status_interval: Duration,
@@ -111,6 +113,8 @@ struct Live<T: Trainable> {
     last_checkpoint: Option<u64>,
     /// Why the trial will end in ERROR once its `Finish` task returns.
     error: Option<String>,
+    /// The checkpoint a trial paused to disk resumes from.
+    resume_from: Option<PathBuf>,
 }
 
 struct Driver<T: Trainable> {
@@ -170,6 +174,7 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         journal = Some(j);
     }
     s.searcher.setup(s.num_samples, s.seed);
+    s.scheduler.setup(s.seed);
     let workers = s.total_cpus.ceil().max(1.0) as usize;
     let workers = Pool::start(workers.min(s.max_concurrent), Arc::clone(&s.checkpoint_store))
         .map_err(RunError::Threads)?;
@@ -304,7 +309,7 @@ impl<T: Trainable> Driver<T> {
         if self.fatal.is_some() && !self.stopping {
             self.stop_all();
         }
-        let mut started = false;
+        let mut started = self.apply_scheduler_stops();
         loop {
             if self.stopping || self.running >= self.s.max_concurrent {
                 return started;
@@ -318,7 +323,11 @@ impl<T: Trainable> Driver<T> {
                         continue;
                     }
                     Suggestion::NotNow => self.searcher_waiting = true,
-                    Suggestion::Finished => self.searcher_done = true,
+                    Suggestion::Finished => {
+                        self.searcher_done = true;
+                        self.s.scheduler.on_no_more_trials();
+                        started |= self.apply_scheduler_stops();
+                    }
                 }
             }
             if self.pending.is_empty() && self.paused.is_empty() {
@@ -388,12 +397,14 @@ impl<T: Trainable> Driver<T> {
             checkpoints: Vec::new(),
             last_checkpoint: None,
             error: None,
+            resume_from: None,
         })));
     }
 
-    fn checkpoint_request(&self, live: &Live<T>) -> Option<CheckpointRequest> {
+    fn checkpoint_request(&self, id: TrialId, live: &Live<T>) -> Option<CheckpointRequest> {
         let next = live.iteration + 1;
-        (self.s.checkpoint_freq > 0 && next % self.s.checkpoint_freq == 0).then(|| {
+        let due = self.s.checkpoint_freq > 0 && next % self.s.checkpoint_freq == 0;
+        (due || self.s.scheduler.wants_checkpoint(id, next)).then(|| {
             CheckpointRequest {
                 dir: live.dir.join(format!("checkpoint_{next}")),
                 iteration: next,
@@ -414,10 +425,13 @@ impl<T: Trainable> Driver<T> {
                 }
             }
         }
-        let checkpoint = self.checkpoint_request(&live);
+        let checkpoint = self.checkpoint_request(id, &live);
         let task = if resumed {
             match live.paused.take() {
                 Some(inst) => Task::Step { trial: id.0, inst, checkpoint },
+                None if live.resume_from.is_some() => {
+                    self.resume_task(id, &mut live, &grant, checkpoint)
+                }
                 None => {
                     self.live[i] = Some(live);
                     self.pool_release(id);
@@ -470,6 +484,7 @@ impl<T: Trainable> Driver<T> {
         let id = TrialId(msg.trial);
         match msg.out {
             Outcome::CleanedUp => {}
+            Outcome::Suspended { checkpoint } => self.on_suspended(id, checkpoint),
             Outcome::Stepped { metrics, dt, checkpoint } => match msg.inst {
                 Some(inst) => self.on_result(id, inst, metrics, dt, checkpoint),
                 None => self.end_trial(id, Some("the worker lost the trial's instance".into())),
@@ -596,18 +611,12 @@ impl<T: Trainable> Driver<T> {
         }
         match decision {
             Decision::Continue => {
-                let checkpoint = self.live[i].as_ref().and_then(|l| self.checkpoint_request(l));
+                let checkpoint = self.live[i].as_ref().and_then(|l| self.checkpoint_request(id, l));
                 self.send(Task::Step { trial: id.0, inst, checkpoint });
             }
-            Decision::Pause => {
-                self.pool_release(id);
-                if let Some(live) = self.live[i].as_mut() {
-                    live.paused = Some(inst);
-                }
-                self.paused.push(id);
-                self.set_status(id, TrialStatus::Paused, None);
-            }
+            Decision::Pause => self.pause(id, inst),
             Decision::Stop => self.finish(id, inst),
+            Decision::Exploit => self.exploit(id, inst),
         }
     }
 

@@ -115,6 +115,8 @@ struct Live<T: Trainable> {
     error: Option<String>,
     /// The checkpoint a trial paused to disk resumes from.
     resume_from: Option<PathBuf>,
+    /// The scheduler ended the trial while its pause checkpoint was being written.
+    stop_when_paused: bool,
 }
 
 struct Driver<T: Trainable> {
@@ -398,6 +400,7 @@ impl<T: Trainable> Driver<T> {
             last_checkpoint: None,
             error: None,
             resume_from: None,
+            stop_when_paused: false,
         })));
     }
 

@@ -53,7 +53,13 @@ impl<T: Trainable> Driver<T> {
                 }
                 let waiting = self.pending.contains(&id) || self.paused.contains(&id);
                 if !waiting {
-                    // Running (or pausing to disk): its own next decision ends it.
+                    if self.trials[i].status == TrialStatus::Paused {
+                        // Its pause checkpoint is being written: end it once written.
+                        if let Some(l) = self.live[i].as_mut() {
+                            l.stop_when_paused = true;
+                        }
+                    }
+                    // A running trial is ended by its own next decision.
                     continue;
                 }
                 any = true;
@@ -113,7 +119,7 @@ impl<T: Trainable> Driver<T> {
         if let Some(live) = self.live[i].as_mut() {
             live.resume_from = Some(live.dir.join(format!("checkpoint_{iteration}")));
         }
-        if self.stopping {
+        if self.stopping || self.live[i].as_ref().is_some_and(|l| l.stop_when_paused) {
             self.end_trial(id, None);
         } else {
             self.paused.push(id);

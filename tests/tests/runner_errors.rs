@@ -162,3 +162,20 @@ fn a_full_disk_stops_the_run_with_the_fix_and_keeps_results() {
     let trials = std::fs::read_dir(&exp).unwrap().count();
     assert!(trials < 60, "{trials} trial directories");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_at_start_is_reported_before_any_trial() {
+    if !std::path::Path::new("/dev/full").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("exp");
+    std::fs::create_dir_all(&exp).unwrap();
+    std::os::unix::fs::symlink("/dev/full", exp.join(tune_runtime::JOURNAL_FILE)).unwrap();
+    let err = tuner(dir.path(), "").run().unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RunError::LocalDir { .. }), "{msg}");
+    assert!(msg.contains("No space left on device") && msg.contains(".local_dir("), "{msg}");
+    assert_eq!(std::fs::read_dir(&exp).unwrap().count(), 1, "no trial directory was made");
+}

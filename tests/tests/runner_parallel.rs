@@ -59,12 +59,47 @@ fn gpu_ids_are_handed_out_without_overlap() {
     let (_dir, t) = tuner(tag, "\"sleep_ms\": 5, \"gpu\": 1.0");
     let a = t.total_cpus(4.0).gpu_ids(vec![3, 5]).stop(Stop::iterations(2)).run().unwrap();
     assert_eq!(a.count(TrialStatus::Terminated), 3);
-    let ids = probe.gpu_ids.lock().unwrap().clone();
+    let mut ids = probe.gpu_ids.lock().unwrap().clone();
+    ids.sort();
+    let ids: Vec<Vec<usize>> = ids.into_iter().map(|(_, g)| g).collect();
     assert_eq!(ids.len(), 3);
     for g in &ids {
         assert_eq!(g.len(), 1);
         assert!(g[0] == 3 || g[0] == 5, "{ids:?}");
     }
+    // Trials 0 and 1 are admitted together and must not share a GPU.
+    assert_ne!(ids[0], ids[1], "{ids:?}");
+    assert!(probe.max_running.load(Ordering::SeqCst) <= 2, "one trial per GPU");
+}
+
+#[test]
+fn extra_cpus_and_custom_resources_are_admitted_too() {
+    let (tag, probe) = new_probe();
+    // 1 CPU + 1 extra CPU per trial on 2 CPUs: one trial at a time.
+    let (_dir, t) = tuner(tag, "\"sleep_ms\": 3");
+    let r = tune_runtime::Resources { cpu: 1.0, extra_cpu: 1.0, ..Default::default() };
+    t.total_cpus(2.0).resources_per_trial(r).stop(Stop::iterations(2)).run().unwrap();
+    assert_eq!(probe.max_running.load(Ordering::SeqCst), 1);
+    // One licence: one trial at a time even with CPUs to spare.
+    let (tag, probe) = new_probe();
+    let (_dir, t) = tuner(tag, "\"sleep_ms\": 3");
+    let r = tune_runtime::Resources::default().with_custom("licence", 1.0);
+    let a = t
+        .total_cpus(4.0)
+        .total_resource("licence", 1.0)
+        .resources_per_trial(r)
+        .stop(Stop::iterations(2))
+        .run()
+        .unwrap();
+    assert_eq!(a.count(TrialStatus::Terminated), 3);
+    assert_eq!(probe.max_running.load(Ordering::SeqCst), 1);
+    // Without the resource at all, the trials error at once.
+    let (tag, _) = new_probe();
+    let (_dir, t) = tuner(tag, "");
+    let r = tune_runtime::Resources::default().with_custom("licence", 1.0);
+    let a = t.total_cpus(4.0).resources_per_trial(r).run().unwrap();
+    assert_eq!(a.count(TrialStatus::Error), 3);
+    assert!(a.trials()[0].error().unwrap().contains("custom resource `licence`"));
 }
 
 #[test]

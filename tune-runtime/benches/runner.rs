@@ -104,8 +104,16 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A fresh directory under `$TUNE_BENCH_DIR` (default: the system temp dir).
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var_os("TUNE_BENCH_DIR") {
+        Some(base) => tempfile::tempdir_in(base).expect("temp dir in TUNE_BENCH_DIR"),
+        None => tempfile::tempdir().expect("temp dir"),
+    }
+}
+
 fn run(trials: usize, results: u64, logging: bool) -> (Duration, usize) {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = bench_dir();
     let t0 = Instant::now();
     let analysis = Tuner::<Trivial>::new()
         .num_samples(trials)
@@ -174,6 +182,20 @@ fn workload(name: &str) {
                 rss0,
                 (hwm.saturating_sub(rss0) * 1024) as f64 / 100_000.0
             );
+        }
+        "demo-1" | "demo-2" | "demo-3" => {
+            // Not a benchmark: shows the live output at verbosity 1, 2 or 3.
+            let level = name.as_bytes()[5] - b'0';
+            let dir = tempfile::tempdir().expect("temp dir");
+            Tuner::<Trivial>::new()
+                .num_samples(3)
+                .stop(Stop::iterations(2))
+                .local_dir(dir.path())
+                .name("demo")
+                .status_interval(Duration::from_millis(0))
+                .verbose(level)
+                .run()
+                .expect("run");
         }
         other => eprintln!("unknown workload `{other}`"),
     }

@@ -111,8 +111,30 @@ fn div_ceil(a: i64, b: i64) -> i64 {
     -((-a).div_euclid(b))
 }
 
-fn prev_float(x: f64) -> f64 {
-    x.next_down()
+/// The largest float below `x` (`f64::next_down`, stable only after our MSRV).
+pub(crate) fn prev_float(x: f64) -> f64 {
+    if x.is_nan() || x == f64::NEG_INFINITY {
+        x
+    } else if x == 0.0 {
+        -f64::from_bits(1)
+    } else if x > 0.0 {
+        f64::from_bits(x.to_bits() - 1)
+    } else {
+        f64::from_bits(x.to_bits() + 1)
+    }
+}
+
+/// The largest `f32` below `x`.
+pub(crate) fn prev_f32(x: f32) -> f32 {
+    if x.is_nan() || x == f32::NEG_INFINITY {
+        x
+    } else if x == 0.0 {
+        -f32::from_bits(1)
+    } else if x > 0.0 {
+        f32::from_bits(x.to_bits() - 1)
+    } else {
+        f32::from_bits(x.to_bits() + 1)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -346,6 +368,7 @@ pub fn not_a_choice(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     //! Statistical checks of every sampler. The seed is fixed, so each test is deterministic;
     //! the tolerances are wide enough (several standard errors) that they would hold for
@@ -433,7 +456,7 @@ mod tests {
     #[test]
     fn uniform_never_returns_high() {
         // A range so narrow that rounding in `low + span * u` would hit `high` often.
-        let (low, high) = (1.0, 1.0f64.next_up().next_up());
+        let (low, high) = (1.0, f64::from_bits(1.0f64.to_bits() + 2));
         let mut r = rng();
         assert!((0..10_000).all(|_| {
             let x = uniform(&mut r, low, high);
@@ -545,8 +568,17 @@ mod tests {
     }
 
     #[test]
+    fn prev_float_steps_down_one_ulp() {
+        assert_eq!(prev_float(1.0), 1.0 - f64::EPSILON / 2.0);
+        assert!(prev_float(0.0) < 0.0);
+        assert!(prev_float(-1.0) < -1.0);
+        assert_eq!(prev_f32(1.0), 1.0 - f32::EPSILON / 2.0);
+        assert!(prev_f32(-0.5) < -0.5);
+    }
+
+    #[test]
     fn decoders_clamp_and_round() {
-        assert_eq!(decode_float(5.0, 0.0, 1.0, None), 1.0f64.next_down());
+        assert_eq!(decode_float(5.0, 0.0, 1.0, None), prev_float(1.0));
         assert_eq!(decode_float(-5.0, 0.0, 1.0, None), 0.0);
         assert_eq!(decode_float(0.6, 0.0, 1.0, Some(0.25)), 0.5);
         assert_eq!(decode_float(7.0, 0.0, 1.0, Some(0.25)), 1.0);
@@ -572,7 +604,7 @@ mod tests {
             "",
             "f",
             "uniform(0.0, 0.1)",
-            0.1f64.next_down() as f32,
+            prev_float(0.1) as f32,
             0.0,
             0.1,
             false,

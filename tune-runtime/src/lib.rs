@@ -71,8 +71,9 @@ pub use tune_macros::{Metrics, search_space, trainable};
 /// What a user's code needs in scope: `use tune_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Analysis, Auto, Metric, Metrics, Mode, Resources, Rows, Scope, Session, Space, Stop,
-        TrainError, TrainResult, Trainable, TrialContext, Tuner, search_space, trainable,
+        Analysis, Auto, Metric, Metrics, Mode, Resources, Rows, RunError, Scope, Session, Space,
+        Stop, TrainError, TrainResult, Trainable, TrialContext, TrialStatus, Tuner, search_space,
+        trainable,
     };
 }
 

@@ -62,7 +62,7 @@ impl ResourcePool {
         self.gpu_ids.len() as f64
     }
     pub fn used_gpu(&self) -> f64 {
-        self.gpu_free.iter().map(|f| 1.0 - f).sum()
+        self.gpu_free.iter().fold(0.0, |acc, f| acc + (1.0 - f))
     }
 
     /// Why `req` can never be granted, even on an idle pool; `None` when it fits.

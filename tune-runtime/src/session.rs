@@ -267,7 +267,8 @@ impl<C: Space, M: Metrics> FunctionRunner<C, M> {
         let config = self.config.clone();
         let name = self.name;
         let thread = std::thread::Builder::new()
-            .name(format!("tune-{}-{}", self.name, self.ctx.trial_id))
+            // A NUL in a thread name panics in `spawn`; trial ids come from users.
+            .name(format!("tune-{}-{}", self.name, self.ctx.trial_id).replace('\0', ""))
             .spawn(move || run_function(name, func, config, session));
         let handle = match thread {
             Ok(handle) => Some(handle),

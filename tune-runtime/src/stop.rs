@@ -149,6 +149,24 @@ impl<M: Metrics> Stop<M> {
         }
     }
 
+    /// How many more results a trial at `iteration` may produce such that only the last
+    /// of them can stop it, when that follows from the iteration alone; `None` when the
+    /// criterion depends on values (metrics, time, a closure).
+    pub(crate) fn safe_steps(&self, iteration: u64) -> Option<u64> {
+        match &self.kind {
+            Kind::Never => Some(u64::MAX),
+            Kind::Iterations(n) => Some(n.saturating_sub(iteration).max(1)),
+            Kind::Any(v) => v
+                .iter()
+                .map(|s| s.safe_steps(iteration))
+                .try_fold(u64::MAX, |a, b| b.map(|b| a.min(b))),
+            Kind::All(v) => {
+                v.iter().map(|s| s.safe_steps(iteration)).try_fold(1, |a, b| b.map(|b| a.max(b)))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the trial must stop after `result`.
     pub(crate) fn should_stop(&mut self, result: &TrialResult<M>) -> bool {
         match &mut self.kind {
@@ -197,6 +215,17 @@ mod tests {
         assert!(s.should_stop(&result(2, 0.0)));
         let mut s = Stop::when(|r: &TrialResult<Score>| r.metrics.score > 2.0);
         assert!(s.should_stop(&result(1, 3.0)));
+    }
+
+    #[test]
+    fn safe_steps_follow_iteration_criteria_only() {
+        assert_eq!(Stop::<Score>::iterations(10).safe_steps(3), Some(7));
+        assert_eq!(Stop::<Score>::iterations(10).safe_steps(12), Some(1));
+        assert_eq!(Stop::<Score>::never().safe_steps(0), Some(u64::MAX));
+        assert_eq!(Stop::<Score>::iterations(10).or(Stop::iterations(4)).safe_steps(0), Some(4));
+        assert_eq!(Stop::<Score>::iterations(10).and(Stop::iterations(4)).safe_steps(0), Some(10));
+        assert_eq!(Stop::iterations(10).or(Stop::at_least(SCORE, 1.0)).safe_steps(0), None);
+        assert_eq!(Stop::<Score>::time_total(Duration::from_secs(1)).safe_steps(0), None);
     }
 
     #[test]

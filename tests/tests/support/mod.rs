@@ -135,7 +135,7 @@ pub struct Probe {
     /// CPUs held by live instances, in thousandths.
     pub cpu_milli: AtomicU64,
     pub max_cpu_milli: AtomicU64,
-    pub gpu_ids: Mutex<Vec<Vec<usize>>>,
+    pub gpu_ids: Mutex<Vec<(String, Vec<usize>)>>,
     pub seeds: Mutex<Vec<u64>>,
 }
 
@@ -206,7 +206,7 @@ impl Toy {
         self.cpu_milli = (ctx.resources.total_cpu() * 1000.0).round() as u64;
         let now = self.p().cpu_milli.fetch_add(self.cpu_milli, Ordering::SeqCst) + self.cpu_milli;
         self.p().max_cpu_milli.fetch_max(now, Ordering::SeqCst);
-        self.p().gpu_ids.lock().unwrap().push(ctx.gpu_ids.clone());
+        self.p().gpu_ids.lock().unwrap().push((ctx.trial_id.clone(), ctx.gpu_ids.clone()));
         self.p().seeds.lock().unwrap().push(ctx.seed);
     }
     fn give_cpu(&mut self) {

@@ -110,6 +110,8 @@ fn expand_decl(item: &Item, rt: &TokenStream, derive_deserialize: bool) -> Token
             #deserialize
         )]
         #[serde(crate = #serde_crate, deny_unknown_fields)]
+        // `Eq` is up to the user: most spaces hold floats.
+        #[allow(clippy::derive_partial_eq_without_eq)]
         #(#attrs)*
     };
     match &item.body {

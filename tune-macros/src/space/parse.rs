@@ -78,7 +78,7 @@ pub(crate) enum FloatKind {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-#[allow(clippy::enum_variant_names)] // the names are the domains' own
+#[allow(clippy::enum_variant_names)] // named after the domains
 pub(crate) enum IntKind {
     RandInt,
     QRandInt,

@@ -120,10 +120,11 @@ fn check_field(field: &Field, variant: Option<&Ident>, cx: &mut Ctxt) {
         DomainKind::Float { kind, low, high, q } => {
             if !prim.is_float() {
                 let fix = match prim {
-                    Prim::Int { .. } => "use `randint(low, high)` or `qrandint(low, high, q)` for \
-                                         integers, or make the field `f64`"
-                        .to_owned(),
-                    _ => "make the field `f64` or `f32`".to_owned(),
+                    Prim::Int { .. } => {
+                        "use `randint(low, high)` or `qrandint(low, high, q)` for integers, or \
+                         make the field `f64`"
+                    }
+                    _ => "make the field `f64` or `f32`",
                 };
                 cx.error_spanned(
                     &domain.name,

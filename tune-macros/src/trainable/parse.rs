@@ -80,6 +80,8 @@ pub(crate) struct Function {
     pub config: Option<Type>,
     /// `M` of the `&mut Session<M>` parameter, when the signature has that shape.
     pub metrics: Option<Type>,
+    /// Whether the signature has no error: the function coerces to a `TrainFn`.
+    pub signature_ok: bool,
 }
 
 /// Parses the attribute's arguments. Every mistake is pushed to `errors` and parsing goes
@@ -380,6 +382,7 @@ fn parse_checkpoint_attr(attr: &syn::Attribute) -> syn::Result<bool> {
 }
 
 fn parse_function(item: syn::ItemFn, errors: &mut Vec<syn::Error>) -> Function {
+    let errors_before = errors.len();
     let sig = &item.sig;
     let shape = "a function trainable has the signature \
                  `fn(config: &Config, session: &mut Session<Metrics>) -> TrainResult<()>`";
@@ -448,7 +451,8 @@ fn parse_function(item: syn::ItemFn, errors: &mut Vec<syn::Error>) -> Function {
             Err(message) => errors.push(syn::Error::new_spanned(&pat.ty, message)),
         }
     }
-    Function { item, config, metrics }
+    let signature_ok = errors.len() == errors_before;
+    Function { item, config, metrics, signature_ok }
 }
 
 /// `M` of `&mut Session<M>`, or what is wrong with the type.

@@ -97,6 +97,21 @@ pub(crate) fn date_stamp() -> String {
     format!("{y:04}-{m:02}-{d:02}_{:02}-{:02}-{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// A config value for the status table: floats with 6 significant digits.
+fn short_value(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(f) if v.is_f64() => {
+            if f != 0.0 && (f.abs() < 1e-3 || f.abs() >= 1e6) {
+                format!("{f:.4e}")
+            } else {
+                let s = format!("{f:.6}");
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
+            }
+        }
+        _ => v.to_string(),
+    }
+}
+
 /// Driver-side state of a trial that has not ended.
 struct Live<T: Trainable> {
     resources: Resources,
@@ -113,11 +128,16 @@ struct Live<T: Trainable> {
     last_checkpoint: Option<u64>,
     /// Why the trial will end in ERROR once its `Finish` task returns.
     error: Option<String>,
+    /// Result buffer lent to [`Task::Steps`], reused from batch to batch.
+    batch: Vec<(M<T>, f64)>,
     /// The checkpoint a trial paused to disk resumes from.
     resume_from: Option<PathBuf>,
     /// The scheduler ended the trial while its pause checkpoint was being written.
     stop_when_paused: bool,
 }
+
+/// Most steps a worker runs before reporting back (see `Driver::batch_len`).
+const MAX_BATCH: u64 = 64;
 
 struct Driver<T: Trainable> {
     s: Settings<T>,
@@ -139,6 +159,9 @@ struct Driver<T: Trainable> {
     fatal: Option<LogError>,
     stopping: bool,
     start: Instant,
+    /// Unix seconds at `start`, and now (updated once per loop turn).
+    start_unix: u64,
+    unix_now: u64,
     row: Vec<f64>,
 }
 
@@ -202,6 +225,8 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         fatal: None,
         stopping: false,
         start: Instant::now(),
+        start_unix: unix_now(),
+        unix_now: unix_now(),
         row: Vec::with_capacity(crate::trial::row_len::<M<T>>()),
     };
     d.event_loop();
@@ -222,17 +247,30 @@ impl<T: Trainable> Driver<T> {
                 // searcher and scheduler hold nothing runnable).
                 break;
             }
+            // A ready message is taken without reading the clock first.
+            let msg = match self.workers.done.try_recv() {
+                Ok(msg) => Some(msg),
+                Err(_) => {
+                    let mut wake = next_tick;
+                    if let Some(d) = deadline {
+                        wake = wake.min(d);
+                    }
+                    match self
+                        .workers
+                        .done
+                        .recv_timeout(wake.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(msg) => Some(msg),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
             let now = Instant::now();
-            let mut wake = next_tick;
-            if let Some(d) = deadline {
-                wake = wake.min(d);
+            self.unix_now = self.start_unix + now.saturating_duration_since(self.start).as_secs();
+            if let Some(msg) = msg {
+                self.handle(msg);
             }
-            match self.workers.done.recv_timeout(wake.saturating_duration_since(now)) {
-                Ok(msg) => self.handle(msg),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) && !self.stopping {
                 self.stop_all();
             }
@@ -399,6 +437,7 @@ impl<T: Trainable> Driver<T> {
             checkpoints: Vec::new(),
             last_checkpoint: None,
             error: None,
+            batch: Vec::new(),
             resume_from: None,
             stop_when_paused: false,
         })));
@@ -492,6 +531,7 @@ impl<T: Trainable> Driver<T> {
                 Some(inst) => self.on_result(id, inst, metrics, dt, checkpoint),
                 None => self.end_trial(id, Some("the worker lost the trial's instance".into())),
             },
+            Outcome::Batch { results, failure } => self.on_batch(id, msg.inst, results, failure),
             Outcome::Failed { message, finished } => {
                 self.end_trial(id, (!finished).then_some(message));
             }
@@ -532,8 +572,64 @@ impl<T: Trainable> Driver<T> {
         dt: f64,
         checkpoint: Option<Result<(), String>>,
     ) {
+        let Some((decision, iteration, score)) = self.apply(id, metrics, dt) else {
+            return self.finish(id, inst);
+        };
+        match checkpoint {
+            Some(Ok(())) => self.register_checkpoint(id, iteration, score),
+            Some(Err(e)) => {
+                if let Some(live) = self.live[id.index()].as_mut() {
+                    live.error = Some(e);
+                }
+                return self.finish(id, inst);
+            }
+            None => {}
+        }
+        self.dispatch(id, inst, decision);
+    }
+
+    /// The results of a run of steps ([`Task::Steps`]), applied in order.
+    fn on_batch(
+        &mut self,
+        id: TrialId,
+        inst: Option<Box<T>>,
+        mut results: Vec<(M<T>, f64)>,
+        failure: Option<(String, bool)>,
+    ) {
+        let mut decision = Decision::Continue;
+        let mut failed = false;
+        for (metrics, dt) in results.drain(..) {
+            match self.apply(id, metrics, dt) {
+                Some((d, _, _)) => decision = d,
+                None => failed = true,
+            }
+            // The batch was sized so that only its last result can end the trial; an
+            // earlier end (the time budget, an error) drops the rest.
+            if failed || decision != Decision::Continue {
+                break;
+            }
+        }
+        if let Some(live) = self.live[id.index()].as_mut() {
+            live.batch = results;
+        }
+        match (inst, failure) {
+            (_, Some((message, finished))) if !failed => {
+                self.end_trial(id, (!finished).then_some(message));
+            }
+            (Some(inst), _) if failed => self.finish(id, inst),
+            (Some(inst), _) => self.dispatch(id, inst, decision),
+            (None, _) => {
+                let error = self.live[id.index()].as_mut().and_then(|l| l.error.take());
+                self.end_trial(id, error);
+            }
+        }
+    }
+
+    /// Records one result; returns the decision, the iteration and the checkpoint score,
+    /// or `None` when the result is invalid (the trial must end in ERROR).
+    fn apply(&mut self, id: TrialId, metrics: M<T>, dt: f64) -> Option<(Decision, u64, f64)> {
         let i = id.index();
-        let Some(live) = self.live[i].as_mut() else { return };
+        let live = self.live[i].as_mut()?;
         live.iteration += 1;
         live.time_total += dt;
         let mut result = TrialResult {
@@ -542,7 +638,7 @@ impl<T: Trainable> Driver<T> {
             training_iteration: live.iteration,
             time_this_iter_s: dt,
             time_total_s: live.time_total,
-            timestamp: unix_now(),
+            timestamp: self.unix_now,
             done: false,
         };
         let names = <M<T> as Metrics>::NAMES;
@@ -556,7 +652,7 @@ impl<T: Trainable> Driver<T> {
             );
             live.error = Some(message);
             live.iteration -= 1;
-            return self.finish(id, inst);
+            return None;
         }
         let stop = self.stopping || self.s.stop.should_stop(&result);
         let decision =
@@ -602,20 +698,36 @@ impl<T: Trainable> Driver<T> {
         if let Some(live) = self.live[i].as_mut() {
             live.last = Some(result);
         }
-        match checkpoint {
-            Some(Ok(())) => self.register_checkpoint(id, iteration, score),
-            Some(Err(e)) => {
-                if let Some(live) = self.live[i].as_mut() {
-                    live.error = Some(e);
-                }
-                return self.finish(id, inst);
-            }
-            None => {}
+        Some((decision, iteration, score))
+    }
+
+    /// How many steps the trial may run before the driver must see a result: more than
+    /// one only when no decision can come earlier (the scheduler always continues, the
+    /// stop criteria depend on the iteration alone, no checkpoint is due).
+    fn batch_len(&self, live: &Live<T>) -> u32 {
+        if self.stopping || self.s.checkpoint_freq > 0 || !self.s.scheduler.always_continues() {
+            return 1;
         }
+        match self.s.stop.safe_steps(live.iteration) {
+            Some(n) => n.clamp(1, MAX_BATCH) as u32,
+            None => 1,
+        }
+    }
+
+    fn dispatch(&mut self, id: TrialId, inst: Box<T>, decision: Decision) {
+        let i = id.index();
         match decision {
             Decision::Continue => {
-                let checkpoint = self.live[i].as_ref().and_then(|l| self.checkpoint_request(id, l));
-                self.send(Task::Step { trial: id.0, inst, checkpoint });
+                let Some(live) = self.live[i].as_deref() else { return };
+                let steps = self.batch_len(live);
+                let task = if steps > 1 {
+                    let live = self.live[i].as_mut().map(|l| std::mem::take(&mut l.batch));
+                    Task::Steps { trial: id.0, inst, steps, buf: live.unwrap_or_default() }
+                } else {
+                    let checkpoint = self.live[i].as_ref().and_then(|l| self.checkpoint_request(id, l));
+                    Task::Step { trial: id.0, inst, checkpoint }
+                };
+                self.send(task);
             }
             Decision::Pause => self.pause(id, inst),
             Decision::Stop => self.finish(id, inst),
@@ -716,7 +828,7 @@ impl<T: Trainable> Driver<T> {
                     .into_iter()
                     .filter(|(_, v)| !v.is_object() && !v.is_array())
                     .take(6)
-                    .map(|(k, v)| (k, v.to_string()))
+                    .map(|(k, v)| (k, short_value(&v)))
                     .collect(),
                 _ => Vec::new(),
             };
@@ -741,14 +853,18 @@ impl<T: Trainable> Driver<T> {
                 rows.push(row_of(t));
             }
         }
-        for t in self.trials.iter().rev() {
-            if rows.len() >= MAX_ROWS {
+        // Fill up with the most recently created finished trials, shown in creation order.
+        let mut done: Vec<usize> = Vec::new();
+        for (i, t) in self.trials.iter().enumerate().rev() {
+            if rows.len() + done.len() >= MAX_ROWS {
                 break;
             }
             if t.status.is_finished() {
-                rows.push(row_of(t));
+                done.push(i);
             }
         }
+        rows.extend(done.into_iter().rev().map(|i| row_of(&self.trials[i])));
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
         StatusView {
             scheduler: self.s.scheduler.name(),
             cpu: (self.pool.used_cpu(), self.pool.total_cpu()),

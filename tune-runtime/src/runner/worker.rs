@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -33,6 +33,9 @@ pub(crate) enum Task<T: Trainable> {
     },
     /// Run one step.
     Step { trial: u32, inst: Box<T>, checkpoint: Option<CheckpointRequest> },
+    /// Run up to `steps` steps (stopping early after [`BATCH_TIME`]), collecting the
+    /// results into `buf`.
+    Steps { trial: u32, inst: Box<T>, steps: u32, buf: Vec<(T::Metrics, f64)> },
     /// End the trial: checkpoint if asked, then `cleanup` unless the instance is kept for
     /// reuse.
     Finish { trial: u32, inst: Box<T>, checkpoint: Option<CheckpointRequest>, keep: bool },
@@ -47,6 +50,12 @@ pub(crate) enum Outcome<M> {
         metrics: M,
         dt: f64,
         checkpoint: Option<Result<(), String>>,
+    },
+    /// The results of [`Task::Steps`], then how it failed if a step failed (the instance
+    /// is gone then).
+    Batch {
+        results: Vec<(M, f64)>,
+        failure: Option<(String, bool)>,
     },
     /// `setup`/`step` failed or panicked (`finished == false`), or the trainable ended by
     /// itself (`finished == true`: a function trainable whose function returned).
@@ -63,6 +72,10 @@ pub(crate) enum Outcome<M> {
         checkpoint: Option<Result<(), String>>,
     },
 }
+
+/// A run of steps reports back once it has taken this long, so that the driver sees
+/// results (status, time budget) at least this often.
+pub(crate) const BATCH_TIME: Duration = Duration::from_millis(5);
 
 pub(crate) struct Done<T: Trainable> {
     pub trial: u32,
@@ -163,8 +176,46 @@ fn step<T: Trainable>(
     }
 }
 
+fn steps<T: Trainable>(
+    trial: u32,
+    mut inst: Box<T>,
+    steps: u32,
+    mut buf: Vec<(T::Metrics, f64)>,
+) -> Done<T> {
+    buf.clear();
+    let start = Instant::now();
+    let mut t0 = start;
+    for _ in 0..steps {
+        match guard("step", || inst.step()) {
+            Ok(Ok(metrics)) => {
+                let now = Instant::now();
+                buf.push((metrics, now.duration_since(t0).as_secs_f64()));
+                t0 = now;
+                if now.duration_since(start) >= BATCH_TIME {
+                    break;
+                }
+            }
+            Ok(Err(e)) => {
+                let finished = e.is_finished() || e.is_stop();
+                let _ = guard("cleanup", || inst.cleanup());
+                let failure = Some((e.to_string(), finished));
+                return Done { trial, inst: None, out: Outcome::Batch { results: buf, failure } };
+            }
+            Err(message) => {
+                return Done {
+                    trial,
+                    inst: None,
+                    out: Outcome::Batch { results: buf, failure: Some((message, false)) },
+                };
+            }
+        }
+    }
+    Done { trial, inst: Some(inst), out: Outcome::Batch { results: buf, failure: None } }
+}
+
 fn run_task<T: Trainable>(task: Task<T>, store: &dyn CheckpointStore) -> Done<T> {
     match task {
+        Task::Steps { trial, inst, steps: n, buf } => steps(trial, inst, n, buf),
         Task::Start { trial, config, ctx, restore, reuse, checkpoint } => {
             let inst = match reuse {
                 Some(mut inst) => {

@@ -21,6 +21,10 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for FifoScheduler {
         "FIFO"
     }
 
+    fn always_continues(&self) -> bool {
+        true
+    }
+
     fn on_trial_result(&mut self, _trial: TrialId, _result: &TrialResult<M>) -> Decision {
         Decision::Continue
     }

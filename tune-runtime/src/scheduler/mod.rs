@@ -90,7 +90,15 @@ pub trait Scheduler<C: Space, M: Metrics>: Send {
         let _ = (trial, config);
     }
 
-    /// A trial reported `result`: continue, pause, stop or exploit it.
+    /// Whether [`Scheduler::on_trial_result`] always answers [`Decision::Continue`]. When
+    /// true (FIFO), the runner may let a trial run several steps before their results
+    /// reach the scheduler (still in order), which saves a driver round trip per result.
+    /// Default false.
+    fn always_continues(&self) -> bool {
+        false
+    }
+
+        /// A trial reported `result`: continue, pause, stop or exploit it.
     fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) -> Decision;
 
     /// A trial ended (stopped, finished or errored). `last` is its last result.

@@ -35,7 +35,7 @@ pub enum ReplayError {
     UnknownTrial(u32),
     /// A logged config does not fit the config type.
     #[error("a config of the PBT log does not fit this config type: {0}")]
-    Config(String),
+    BadConfig(String),
 }
 
 /// Replays a trial's hyperparameter schedule from a PBT log: the trial's lineage (the
@@ -94,7 +94,7 @@ impl<C: Space> PbtReplay<C> {
             }
         });
         let parse = |v: &serde_json::Value| {
-            C::from_json_value(v.clone()).map_err(|e| ReplayError::Config(e.to_string()))
+            C::from_json_value(v.clone()).map_err(|e| ReplayError::BadConfig(e.to_string()))
         };
         let initial = parse(&segments[0].1)?;
         let changes = segments[1..]

@@ -97,8 +97,7 @@ fn hyperband(pausing: Pausing) {
     // Every trial of the first two brackets pauses at its first milestone, the three
     // survivors of the first bracket again at 3 (the last one to arrive goes on at once).
     assert!(paused >= 9 + 5 - 2, "{paused} pauses");
-    let checkpoints =
-        journal.iter().filter(|r| matches!(r, Record::Checkpoint { .. })).count();
+    let checkpoints = journal.iter().filter(|r| matches!(r, Record::Checkpoint { .. })).count();
     match pausing {
         Pausing::Memory => assert_eq!(checkpoints, 0),
         _ => assert_eq!(checkpoints, paused, "one checkpoint per pause to disk"),

@@ -3,7 +3,7 @@
 
 use tune_runtime::prelude::*;
 use tune_runtime::{
-    JOURNAL_FILE, Mutation, PBT_LOG_FILE, PbtLogEntry, PbtReplay, Pbt, Record, TrialStatus,
+    JOURNAL_FILE, Mutation, PBT_LOG_FILE, Pbt, PbtLogEntry, PbtReplay, Record, TrialStatus,
     read_journal,
 };
 

@@ -19,9 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use tune_runtime::prelude::*;
-use tune_runtime::{
-    Asha, FifoScheduler, HyperBand, Pausing, Pbt, Searcher, Suggestion, TrialId,
-};
+use tune_runtime::{Asha, FifoScheduler, HyperBand, Pausing, Pbt, Searcher, Suggestion, TrialId};
 
 const MAX_T: u64 = 81;
 const RANDOM_TRIALS: usize = 32;
@@ -155,8 +153,12 @@ fn multifidelity() -> Result<(), Box<dyn std::error::Error>> {
             plot = vec![("random search", random), ("ASHA", asha), ("HyperBand", hb)];
         }
     }
-    println!("multifidelity: {SEEDS} seeds, random search {RANDOM_TRIALS} trials x {MAX_T} = {full} iterations");
-    println!("| seed | random search final best | ASHA iterations to reach it | ASHA total | HyperBand iterations to reach it | HyperBand total |");
+    println!(
+        "multifidelity: {SEEDS} seeds, random search {RANDOM_TRIALS} trials x {MAX_T} = {full} iterations"
+    );
+    println!(
+        "| seed | random search final best | ASHA iterations to reach it | ASHA total | HyperBand iterations to reach it | HyperBand total |"
+    );
     println!("|---|---|---|---|---|---|");
     for r in &rows {
         println!("{r}");
@@ -173,7 +175,8 @@ fn multifidelity() -> Result<(), Box<dyn std::error::Error>> {
         100.0 * (1.0 - mh)
     );
     let svg = svg_plot(&plot, full);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/schedulers_multifidelity.svg");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/schedulers_multifidelity.svg");
     std::fs::write(&path, svg)?;
     println!("plot: {}", path.display());
     Ok(())
@@ -193,15 +196,42 @@ fn svg_plot(series: &[(&str, Run)], x_max: f64) -> String {
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     );
-    let _ = writeln!(s, "<line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>", h - m, w - m, h - m);
-    let _ = writeln!(s, "<line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>", h - m);
-    let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">training iterations (random search total {x_max})</text>", w / 2.0, h - 15.0);
-    let _ = writeln!(s, "<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">best quality so far</text>", h / 2.0, h / 2.0);
+    let _ = writeln!(
+        s,
+        "<line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
+        h - m,
+        w - m,
+        h - m
+    );
+    let _ =
+        writeln!(s, "<line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>", h - m);
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">training iterations (random search total {x_max})</text>",
+        w / 2.0,
+        h - 15.0
+    );
+    let _ = writeln!(
+        s,
+        "<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">best quality so far</text>",
+        h / 2.0,
+        h / 2.0
+    );
     for k in 0..=4 {
         let x = x_max * f64::from(k) / 4.0;
         let y = y_min + (y_max - y_min) * f64::from(k) / 4.0;
-        let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{x:.0}</text>", sx(x), h - m + 15.0);
-        let _ = writeln!(s, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{y:.2}</text>", m - 4.0, sy(y) + 4.0);
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{x:.0}</text>",
+            sx(x),
+            h - m + 15.0
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{y:.2}</text>",
+            m - 4.0,
+            sy(y) + 4.0
+        );
     }
     let colors = ["#555555", "#d62728", "#1f77b4"];
     for (k, (name, (total, t))) in series.iter().enumerate() {
@@ -218,8 +248,16 @@ fn svg_plot(series: &[(&str, Run)], x_max: f64) -> String {
             let _ = write!(pts, "{:.1},{:.1}", sx((*total as f64).min(x_max)), sy(prev));
         }
         let c = colors[k % colors.len()];
-        let _ = writeln!(s, "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{pts}\"/>");
-        let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" fill=\"{c}\">{name}</text>", w - m - 120.0, m + 15.0 * (k as f64 + 1.0));
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{pts}\"/>"
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{}\" fill=\"{c}\">{name}</text>",
+            w - m - 120.0,
+            m + 15.0 * (k as f64 + 1.0)
+        );
     }
     s.push_str("</svg>\n");
     s

@@ -446,12 +446,10 @@ impl<T: Trainable> Driver<T> {
     fn checkpoint_request(&self, id: TrialId, live: &Live<T>) -> Option<CheckpointRequest> {
         let next = live.iteration + 1;
         let due = self.s.checkpoint_freq > 0 && next % self.s.checkpoint_freq == 0;
-        (due || self.s.scheduler.wants_checkpoint(id, next)).then(|| {
-            CheckpointRequest {
-                dir: live.dir.join(format!("checkpoint_{next}")),
-                iteration: next,
-                time_total_s: live.time_total,
-            }
+        (due || self.s.scheduler.wants_checkpoint(id, next)).then(|| CheckpointRequest {
+            dir: live.dir.join(format!("checkpoint_{next}")),
+            iteration: next,
+            time_total_s: live.time_total,
         })
     }
 
@@ -724,7 +722,8 @@ impl<T: Trainable> Driver<T> {
                     let live = self.live[i].as_mut().map(|l| std::mem::take(&mut l.batch));
                     Task::Steps { trial: id.0, inst, steps, buf: live.unwrap_or_default() }
                 } else {
-                    let checkpoint = self.live[i].as_ref().and_then(|l| self.checkpoint_request(id, l));
+                    let checkpoint =
+                        self.live[i].as_ref().and_then(|l| self.checkpoint_request(id, l));
                     Task::Step { trial: id.0, inst, checkpoint }
                 };
                 self.send(task);

@@ -97,11 +97,12 @@ impl<T: Trainable> Driver<T> {
             self.paused.push(id);
             return;
         }
-        let checkpoint = (live.last_checkpoint != Some(live.iteration)).then(|| CheckpointRequest {
-            dir: live.dir.join(format!("checkpoint_{}", live.iteration)),
-            iteration: live.iteration,
-            time_total_s: live.time_total,
-        });
+        let checkpoint =
+            (live.last_checkpoint != Some(live.iteration)).then(|| CheckpointRequest {
+                dir: live.dir.join(format!("checkpoint_{}", live.iteration)),
+                iteration: live.iteration,
+                time_total_s: live.time_total,
+            });
         // Joins `paused` once the checkpoint is written (see `on_suspended`).
         self.send(Task::Suspend { trial: id.0, inst, checkpoint });
     }
@@ -163,9 +164,10 @@ impl<T: Trainable> Driver<T> {
             Ok(dir) => {
                 let i = id.index();
                 let Some(live) = self.live[i].take() else { return };
-                let start = live.grant.as_ref().map(|g| {
-                    (self.context(id, &live, g), self.checkpoint_request(id, &live))
-                });
+                let start = live
+                    .grant
+                    .as_ref()
+                    .map(|g| (self.context(id, &live, g), self.checkpoint_request(id, &live)));
                 self.live[i] = Some(live);
                 let Some((ctx, checkpoint)) = start else { return };
                 let reuse = if self.s.reuse_actors {
@@ -208,9 +210,8 @@ impl<T: Trainable> Driver<T> {
             let dir = live.dir.join(format!("checkpoint_{src_iteration}"));
             let store = &self.s.checkpoint_store;
             let scratch = store.begin(&dir).map_err(|e| e.to_string())?;
-            copy_dir(&src_dir, &scratch).map_err(|e| {
-                format!("copying `{}` failed: {e}", src_dir.display())
-            })?;
+            copy_dir(&src_dir, &scratch)
+                .map_err(|e| format!("copying `{}` failed: {e}", src_dir.display()))?;
             store.commit(&scratch, &dir).map_err(|e| e.to_string())?;
             self.register_checkpoint(id, src_iteration, self.protected_score());
             dir

@@ -373,11 +373,8 @@ mod tests {
 
     #[test]
     fn completed_trials_count_at_their_rung() {
-        let mut s = Asha::builder(SCORE, Mode::Max)
-            .max_t(16.0)
-            .reduction_factor(2.0)
-            .build()
-            .unwrap();
+        let mut s =
+            Asha::builder(SCORE, Mode::Max).max_t(16.0).reduction_factor(2.0).build().unwrap();
         add(&mut s, 2);
         let last = result(0, 2, 10.0);
         <Asha<Score> as Scheduler<Cfg, Score>>::on_trial_complete(
@@ -416,7 +413,8 @@ mod tests {
         assert!(e.to_string().contains("`reduction_factor(1)` must be larger than 1"), "{e}");
         let e = Asha::builder(SCORE, Mode::Max).grace_period(200.0).build().unwrap_err();
         assert!(e.to_string().contains("larger than `max_t(100)`"), "{e}");
-        let e = Asha::builder(SCORE, Mode::Max).max_t(4.0).reduction_factor(4.0).brackets(3).build();
+        let e =
+            Asha::builder(SCORE, Mode::Max).max_t(4.0).reduction_factor(4.0).brackets(3).build();
         assert!(e.unwrap_err().to_string().contains("bracket 2 would have no rung"));
         let e = Asha::builder(SCORE, Mode::Max).brackets(0).build().unwrap_err();
         assert!(e.to_string().contains("brackets(0)"), "{e}");

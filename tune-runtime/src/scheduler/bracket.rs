@@ -136,9 +136,7 @@ impl<M: Metrics> Core<M> {
     pub fn plan(&self, k: usize) -> (usize, usize, Vec<f64>) {
         let s = self.s_max - k % self.num_brackets;
         let n = ((self.s_max + 1) as f64 / (s + 1) as f64 * self.eta.powi(s as i32) - 1e-9).ceil();
-        let milestones = (0..=s)
-            .map(|i| self.max_t / self.eta.powi((s - i) as i32))
-            .collect();
+        let milestones = (0..=s).map(|i| self.max_t / self.eta.powi((s - i) as i32)).collect();
         (s, n as usize, milestones)
     }
 
@@ -152,7 +150,13 @@ impl<M: Metrics> Core<M> {
         let full = self.brackets.last().is_none_or(|b| b.added >= b.size);
         if full {
             let (_, size, milestones) = self.plan(self.brackets.len());
-            self.brackets.push(Bracket { size, added: 0, rung: 0, milestones, members: Vec::new() });
+            self.brackets.push(Bracket {
+                size,
+                added: 0,
+                rung: 0,
+                milestones,
+                members: Vec::new(),
+            });
         }
         let b = self.brackets.len() - 1;
         let bracket = &mut self.brackets[b];

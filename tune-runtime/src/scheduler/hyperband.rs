@@ -1,8 +1,8 @@
 //! Synchronous HyperBand (Li et al. 2017) and the variant BOHB (Falkner et al. 2018)
 //! pairs with a model-based searcher.
 
-use super::bracket::Core;
 pub use super::bracket::BracketEvent;
+use super::bracket::Core;
 use super::{Decision, Scheduler, SchedulerError, invalid};
 use crate::metrics::Metrics;
 use crate::space::Space;
@@ -143,7 +143,8 @@ impl<M: Metrics> HyperBandBuilder<M> {
                 format!("`reduction_factor({})` must be larger than 1", self.eta),
             ));
         }
-        let mut core = Core::new(self.metric, self.mode, self.time_attr, self.max_t, self.eta, None);
+        let mut core =
+            Core::new(self.metric, self.mode, self.time_attr, self.max_t, self.eta, None);
         if let Some(n) = self.brackets {
             if n == 0 || n > core.s_max + 1 {
                 return Err(invalid(
@@ -271,10 +272,7 @@ mod tests {
         let hb = HyperBand::builder(SCORE, Mode::Max).max_t(81.0).build().unwrap();
         let plan: Vec<(usize, usize, f64)> =
             hb.bracket_plan().into_iter().map(|(s, n, m)| (s, n, m[0])).collect();
-        assert_eq!(
-            plan,
-            [(4, 81, 1.0), (3, 34, 3.0), (2, 15, 9.0), (1, 8, 27.0), (0, 5, 81.0)]
-        );
+        assert_eq!(plan, [(4, 81, 1.0), (3, 34, 3.0), (2, 15, 9.0), (1, 8, 27.0), (0, 5, 81.0)]);
         assert_eq!(hb.bracket_plan()[0].2, [1.0, 3.0, 9.0, 27.0, 81.0]);
     }
 

@@ -77,7 +77,8 @@ impl<M: Metrics> MedianStopping<M> {
     fn history(&mut self, trial: TrialId) -> &mut History {
         let i = trial.index();
         if self.trials.len() <= i {
-            self.trials.resize_with(i + 1, || History { best: f64::NEG_INFINITY, ..Default::default() });
+            self.trials
+                .resize_with(i + 1, || History { best: f64::NEG_INFINITY, ..Default::default() });
         }
         &mut self.trials[i]
     }

@@ -13,7 +13,7 @@ pub use asha::{Asha, AshaBuilder};
 pub use fifo::FifoScheduler;
 pub use hyperband::{BracketEvent, HyperBand, HyperBandBuilder, HyperBandForBohb};
 pub use median::{MedianStopping, MedianStoppingBuilder};
-pub use pbt::{Explore, Mutation, Pbt, PbtBuilder, PbtLogEntry, PBT_LOG_FILE};
+pub use pbt::{Explore, Mutation, PBT_LOG_FILE, Pbt, PbtBuilder, PbtLogEntry};
 pub use replay::{PbtReplay, ReplayError};
 
 use crate::metrics::Metrics;
@@ -98,7 +98,7 @@ pub trait Scheduler<C: Space, M: Metrics>: Send {
         false
     }
 
-        /// A trial reported `result`: continue, pause, stop or exploit it.
+    /// A trial reported `result`: continue, pause, stop or exploit it.
     fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) -> Decision;
 
     /// A trial ended (stopped, finished or errored). `last` is its last result.

@@ -217,7 +217,11 @@ impl<C: Space, M: Metrics> Pbt<C, M> {
                 (Mutation::Neighbour, DimKind::Int { low, high, q, .. }) => {
                     let step = q.unwrap_or(1) as f64;
                     let up = self.rng.random::<bool>();
-                    x[d] = if up { (x[d] + step).min(*high as f64) } else { (x[d] - step).max(*low as f64) };
+                    x[d] = if up {
+                        (x[d] + step).min(*high as f64)
+                    } else {
+                        (x[d] - step).max(*low as f64)
+                    };
                 }
                 _ => {}
             }
@@ -492,7 +496,11 @@ mod tests {
         assert!((e.config.x - 0.05).abs() < 1e-12, "{:?}", e.config);
         assert!(e.config.k == 1 || e.config.k == 3);
         assert_eq!(feed(&mut p, 2, 2, 4.0), Decision::Continue, "top");
-        assert_eq!(feed(&mut p, 3, 2, 2.0), Decision::Continue, "ceil(4 * 0.25) = 1: bottom is trial 1");
+        assert_eq!(
+            feed(&mut p, 3, 2, 2.0),
+            Decision::Continue,
+            "ceil(4 * 0.25) = 1: bottom is trial 1"
+        );
         assert_eq!(p.quantiles(), (vec![TrialId(1)], vec![TrialId(2)]));
         assert!(!p.wants_checkpoint(TrialId(3), 3), "next boundary is at 4");
         // Iteration 4: trial 3 falls to the bottom and copies the new best, trial 1.

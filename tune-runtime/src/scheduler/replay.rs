@@ -12,7 +12,9 @@ use crate::trial::{TrialId, TrialResult};
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// The log file cannot be read.
-    #[error("cannot read the PBT log `{path}`: {source}; pass the `pbt_log.jsonl` of the experiment directory")]
+    #[error(
+        "cannot read the PBT log `{path}`: {source}; pass the `pbt_log.jsonl` of the experiment directory"
+    )]
     Io {
         /// The file.
         path: String,
@@ -143,7 +145,9 @@ fn lineage(
                 .iter()
                 .find(|e| e.target == trial)
                 .map(|e| e.old_config.clone())
-                .or_else(|| entries.iter().find(|e| e.source == trial).map(|e| e.source_config.clone()))
+                .or_else(|| {
+                    entries.iter().find(|e| e.source == trial).map(|e| e.source_config.clone())
+                })
                 .unwrap_or(serde_json::Value::Null);
             vec![(0, initial)]
         }

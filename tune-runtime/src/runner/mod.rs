@@ -700,15 +700,16 @@ impl<T: Trainable> Driver<T> {
     }
 
     /// How many steps the trial may run before the driver must see a result: more than
-    /// one only when no decision can come earlier (the scheduler always continues, the
-    /// stop criteria depend on the iteration alone, no checkpoint is due).
-    fn batch_len(&self, live: &Live<T>) -> u32 {
-        if self.stopping || self.s.checkpoint_freq > 0 || !self.s.scheduler.always_continues() {
+    /// one only when no decision can come earlier (the scheduler's `safe_steps`, the stop
+    /// criteria depend on the iteration alone, no checkpoint is due).
+    fn batch_len(&self, id: TrialId, live: &Live<T>) -> u32 {
+        if self.stopping || self.s.checkpoint_freq > 0 {
             return 1;
         }
-        match self.s.stop.safe_steps(live.iteration) {
-            Some(n) => n.clamp(1, MAX_BATCH) as u32,
-            None => 1,
+        let scheduler = self.s.scheduler.safe_steps(id, live.iteration);
+        match (scheduler, self.s.stop.safe_steps(live.iteration)) {
+            (Some(a), Some(b)) => a.min(b).clamp(1, MAX_BATCH) as u32,
+            _ => 1,
         }
     }
 
@@ -717,7 +718,7 @@ impl<T: Trainable> Driver<T> {
         match decision {
             Decision::Continue => {
                 let Some(live) = self.live[i].as_deref() else { return };
-                let steps = self.batch_len(live);
+                let steps = self.batch_len(id, live);
                 let task = if steps > 1 {
                     let live = self.live[i].as_mut().map(|l| std::mem::take(&mut l.batch));
                     Task::Steps { trial: id.0, inst, steps, buf: live.unwrap_or_default() }

@@ -263,6 +263,27 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for Asha<M> {
         self.trial_bracket[i] = b as u32;
     }
 
+    /// With iterations as the time attribute, results between two rungs are always
+    /// continued: the runner may batch the steps up to the next rung.
+    fn safe_steps(&self, trial: TrialId, iteration: u64) -> Option<u64> {
+        if self.time_attr != Key::Auto(Auto::TrainingIteration) {
+            return None;
+        }
+        let b = self.trial_bracket.get(trial.index()).copied().unwrap_or(0) as usize;
+        let now = iteration as f64;
+        let next = self.brackets[b]
+            .rungs
+            .iter()
+            .map(|r| r.0)
+            .chain(self.stop_last_trials.then_some(self.max_t))
+            .filter(|m| *m > now)
+            .fold(f64::INFINITY, f64::min);
+        if next.is_infinite() {
+            return Some(u64::MAX);
+        }
+        Some((next.ceil() as u64).saturating_sub(iteration).max(1))
+    }
+
     fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) -> Decision {
         let time = result.get(self.time_attr);
         let decision = if time >= self.max_t && self.stop_last_trials {
@@ -350,6 +371,18 @@ mod tests {
         // max_t stops the survivor.
         assert_eq!(feed(&mut s, 2, 8, 10.0), Decision::Stop);
         assert_eq!(s.num_stopped(), 4);
+    }
+
+    #[test]
+    fn steps_up_to_the_next_rung_are_safe() {
+        let s = Asha::builder(SCORE, Mode::Max).max_t(81.0).reduction_factor(3.0).build().unwrap();
+        let safe = |it| <Asha<Score> as Scheduler<Cfg, Score>>::safe_steps(&s, TrialId(0), it);
+        assert_eq!(safe(0), Some(1), "rung 1 decides the first result");
+        assert_eq!(safe(1), Some(2), "results 2 and 3: only 3 can stop");
+        assert_eq!(safe(9), Some(18));
+        assert_eq!(safe(27), Some(54), "up to max_t");
+        let t = Asha::builder(SCORE, Mode::Max).time_attr(Auto::TimeTotalS).build().unwrap();
+        assert_eq!(<Asha<Score> as Scheduler<Cfg, Score>>::safe_steps(&t, TrialId(0), 0), None);
     }
 
     #[test]

@@ -98,6 +98,17 @@ pub trait Scheduler<C: Space, M: Metrics>: Send {
         false
     }
 
+    /// How many more results a trial at `iteration` may produce such that only the last of
+    /// them can get another answer than [`Decision::Continue`] (as `Stop::safe_steps`):
+    /// the runner then lets a worker run that many steps in one task, and hands every
+    /// result to [`Scheduler::on_trial_result`] in order afterwards. `None` (the default
+    /// unless [`Scheduler::always_continues`]) means one step at a time. A scheduler that
+    /// asks for checkpoints through [`Scheduler::wants_checkpoint`] must answer `None`.
+    fn safe_steps(&self, trial: TrialId, iteration: u64) -> Option<u64> {
+        let _ = (trial, iteration);
+        self.always_continues().then_some(u64::MAX)
+    }
+
     /// A trial reported `result`: continue, pause, stop or exploit it.
     fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) -> Decision;
 

@@ -405,44 +405,47 @@ fn overhead() -> Result<(), Box<dyn std::error::Error>> {
     // `batched`: iteration-only stop criterion, so the runner may run several steps per
     // task (FIFO always, ASHA up to the next rung). Otherwise a closure criterion that the
     // runner cannot see through: one step per task for both.
-    let time = |asha: bool, batched: bool| -> Result<f64, Box<dyn std::error::Error>> {
-        let mut best = f64::INFINITY;
-        for _ in 0..5 {
-            let stop = if batched {
-                Stop::iterations(ITERS)
-            } else {
-                Stop::when(|r: &tune_runtime::TrialResult<Flat>| r.training_iteration >= ITERS)
-            };
-            let t = Tuner::<Noop>::new()
-                .num_samples(TRIALS)
-                .stop(stop)
-                .total_cpus(2.0)
-                .file_logging(false)
-                .seed(1)
-                .verbose(0);
-            let t = if asha {
-                t.scheduler(
-                    Asha::builder(Flat::SCORE, Mode::Max)
-                        .max_t(ITERS as f64)
-                        .grace_period(1.0)
-                        .reduction_factor(2.0)
-                        .brackets(3)
-                        .build()?,
-                )
-            } else {
-                t
-            };
-            let start = Instant::now();
-            t.run()?;
-            best = best.min(start.elapsed().as_secs_f64());
-        }
-        Ok(best * 1e9 / results)
+    let once = |asha: bool, batched: bool| -> Result<f64, Box<dyn std::error::Error>> {
+        let stop = if batched {
+            Stop::iterations(ITERS)
+        } else {
+            Stop::when(|r: &tune_runtime::TrialResult<Flat>| r.training_iteration >= ITERS)
+        };
+        let t = Tuner::<Noop>::new()
+            .num_samples(TRIALS)
+            .stop(stop)
+            .total_cpus(2.0)
+            .file_logging(false)
+            .seed(1)
+            .verbose(0);
+        let t = if asha {
+            t.scheduler(
+                Asha::builder(Flat::SCORE, Mode::Max)
+                    .max_t(ITERS as f64)
+                    .grace_period(1.0)
+                    .reduction_factor(2.0)
+                    .brackets(3)
+                    .build()?,
+            )
+        } else {
+            t
+        };
+        let start = Instant::now();
+        t.run()?;
+        Ok(start.elapsed().as_secs_f64() * 1e9 / results)
     };
+    // `batched`: an iteration-only stop criterion, so the runner may run several steps per
+    // task (FIFO always, ASHA up to the next rung). Otherwise a closure criterion that the
+    // runner cannot see through: one step per task for both. FIFO and ASHA runs alternate
+    // so that load from other processes hits both alike; the best of 9 counts.
     for batched in [true, false] {
-        let fifo = time(false, batched)?;
-        let asha = time(true, batched)?;
+        let (mut fifo, mut asha) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..9 {
+            fifo = fifo.min(once(false, batched)?);
+            asha = asha.min(once(true, batched)?);
+        }
         println!(
-            "overhead ({}): {TRIALS} trials x {ITERS} results, best of 5: FIFO {fifo:.0} ns/result, ASHA {asha:.0} ns/result (ratio {:.2})",
+            "overhead ({}): {TRIALS} trials x {ITERS} results, best of 9: FIFO {fifo:.0} ns/result, ASHA {asha:.0} ns/result (ratio {:.2})",
             if batched { "batched steps" } else { "one step per task" },
             asha / fifo
         );

@@ -236,6 +236,17 @@ fn svg_plot(series: &[(&str, Run)], x_max: f64) -> String {
             sy(y) + 4.0
         );
     }
+    // The target: random search's final best.
+    if let Some((_, (_, t))) = series.first() {
+        if let Some((_, q)) = t.last() {
+            let _ = writeln!(
+                s,
+                "<line x1=\"{m}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#999999\" stroke-dasharray=\"4 4\"/>",
+                w - m,
+                y = sy(*q)
+            );
+        }
+    }
     let colors = ["#555555", "#d62728", "#1f77b4"];
     for (k, (name, (total, t))) in series.iter().enumerate() {
         let mut pts = String::new();
@@ -293,8 +304,8 @@ pub struct Toy {
     h1: f64,
 }
 
-const ETA: f64 = 0.01;
-const PBT_STEPS: u64 = 100;
+const ETA: f64 = 0.02;
+const PBT_STEPS: u64 = 200;
 
 impl Trainable for Toy {
     fn setup(h: &H, _ctx: &TrialContext) -> TrainResult<Self> {

@@ -75,7 +75,7 @@ impl Bracket {
     }
 }
 
-type Observer = Box<dyn FnMut(&BracketEvent) + Send>;
+pub(crate) type Observer = Box<dyn FnMut(&BracketEvent) + Send>;
 
 /// The brackets of a synchronous HyperBand (Li et al. 2017).
 pub(crate) struct Core<M> {

@@ -2,7 +2,7 @@
 //! pairs with a model-based searcher.
 
 pub use super::bracket::BracketEvent;
-use super::bracket::Core;
+use super::bracket::{Core, Observer};
 use super::{Decision, Scheduler, SchedulerError, invalid};
 use crate::metrics::Metrics;
 use crate::space::Space;
@@ -40,7 +40,7 @@ pub struct HyperBandBuilder<M> {
     max_t: f64,
     eta: f64,
     brackets: Option<usize>,
-    observer: Option<Box<dyn FnMut(&BracketEvent) + Send>>,
+    observer: Option<Observer>,
 }
 
 impl<M> std::fmt::Debug for HyperBandBuilder<M> {

@@ -80,7 +80,7 @@ impl<C: Space> PbtReplay<C> {
     /// # Errors
     ///
     /// [`ReplayError::UnknownTrial`] when no entry names the trial,
-    /// [`ReplayError::Config`] when a config does not parse as `C`.
+    /// [`ReplayError::BadConfig`] when a config does not parse as `C`.
     pub fn from_entries(entries: &[PbtLogEntry], trial: TrialId) -> Result<Self, ReplayError> {
         if !entries.iter().any(|e| e.target == trial.0 || e.source == trial.0) {
             return Err(ReplayError::UnknownTrial(trial.0));

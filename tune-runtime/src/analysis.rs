@@ -285,6 +285,14 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
                     let path = dir.join(path);
                     trials[i].checkpoints.retain(|c| c.path != path);
                 }
+                Record::Exploit { trial, new_config, .. } => {
+                    let i = slot(&mut trials, trial)?;
+                    trials[i].config =
+                        C::from_json_value(new_config).map_err(|e| AnalysisError::Config {
+                            trial: TrialId(trial).to_string(),
+                            message: e.to_string(),
+                        })?;
+                }
                 Record::End { .. } => {}
             }
         }

@@ -124,6 +124,24 @@ pub enum Record {
         /// Directory relative to the experiment directory.
         path: String,
     },
+    /// A trial exploited another (population based training): it restored `source`'s
+    /// checkpoint of `source_iteration` and took `new_config`.
+    Exploit {
+        /// The exploiting trial (creation index).
+        trial: u32,
+        /// The trial whose checkpoint it restored.
+        source: u32,
+        /// The trial's iteration before.
+        target_iteration: u64,
+        /// The iteration it goes on from.
+        source_iteration: u64,
+        /// Its config before.
+        old_config: serde_json::Value,
+        /// Its config after.
+        new_config: serde_json::Value,
+        /// The source's config.
+        source_config: serde_json::Value,
+    },
     /// The run ended.
     End {
         /// Unix time of the end.

@@ -50,7 +50,12 @@ pub use error::{
 };
 pub use journal::{FileJournal, JOURNAL_FILE, JournalError, JournalStore, Record, read_journal};
 pub use metrics::{Metric, MetricValue, Metrics};
-pub use scheduler::{Decision, FifoScheduler, Scheduler};
+pub use scheduler::{
+    Asha, AshaBuilder, BracketEvent, Decision, Exploit, Explore, FifoScheduler, HyperBand,
+    HyperBandBuilder, HyperBandForBohb, MedianStopping, MedianStoppingBuilder, Mutation,
+    PBT_LOG_FILE, Pausing, Pbt, PbtBuilder, PbtLogEntry, PbtReplay, ReplayError, Scheduler,
+    SchedulerError,
+};
 pub use searcher::{BasicVariantGenerator, Searcher, Suggestion};
 pub use session::{Finished, Session, Stopped, TrainFn};
 pub use space::{Condition, Dim, DimKind, Space};

@@ -109,3 +109,16 @@ impl Trainable for Counter {
         Ok(Score { score: self.x * self.k as f64 * self.iter as f64 })
     }
 }
+
+/// A result of trial `trial` at `iteration` with `score`; `time_total_s == iteration`.
+pub fn result(trial: u32, iteration: u64, score: f64) -> crate::TrialResult<Score> {
+    crate::TrialResult {
+        metrics: Score { score },
+        trial_id: crate::TrialId(trial),
+        training_iteration: iteration,
+        time_this_iter_s: 1.0,
+        time_total_s: iteration as f64,
+        timestamp: 0,
+        done: false,
+    }
+}

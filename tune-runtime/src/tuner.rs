@@ -10,7 +10,7 @@ use crate::analysis::Analysis;
 use crate::checkpoint::{CheckpointStore, LocalCheckpoints};
 use crate::journal::JournalStore;
 use crate::runner::{self, Settings};
-use crate::scheduler::{FifoScheduler, Scheduler};
+use crate::scheduler::{FifoScheduler, Pausing, Scheduler};
 use crate::searcher::{BasicVariantGenerator, Searcher};
 use crate::space::Space;
 use crate::stop::Stop;
@@ -125,6 +125,7 @@ pub struct Tuner<T: Trainable> {
     verbosity: u8,
     searcher: Box<dyn Searcher<Config<T>, Mets<T>>>,
     scheduler: Box<dyn Scheduler<Config<T>, Mets<T>>>,
+    pausing: Pausing,
     metric: Option<(Key<Mets<T>>, Mode)>,
     file_logging: bool,
     status_interval: Duration,
@@ -178,6 +179,7 @@ impl<T: Trainable> Tuner<T> {
             verbosity: 2,
             searcher: Box::new(BasicVariantGenerator::new()),
             scheduler: Box::new(FifoScheduler::new()),
+            pausing: Pausing::default(),
             metric: None,
             file_logging: true,
             status_interval: Duration::from_secs(5),
@@ -337,6 +339,13 @@ impl<T: Trainable> Tuner<T> {
         self
     }
 
+    /// Where paused trials wait: in memory, on disk (checkpointed and dropped), or in
+    /// memory up to a number of them (the default, [`Pausing::Auto`] with 8).
+    pub fn pausing(mut self, pausing: Pausing) -> Self {
+        self.pausing = pausing;
+        self
+    }
+
     /// The experiment's main metric: shown in the status table and used by the final
     /// summary. Default: the first field of the metrics, maximized.
     pub fn metric(mut self, key: impl Into<Key<Mets<T>>>, mode: Mode) -> Self {
@@ -455,6 +464,7 @@ impl<T: Trainable> Tuner<T> {
             verbosity: self.verbosity,
             searcher: self.searcher,
             scheduler: self.scheduler,
+            pausing: self.pausing,
             metric,
             file_logging: self.file_logging,
             status_interval: self.status_interval,

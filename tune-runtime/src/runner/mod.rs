@@ -1,5 +1,6 @@
 //! The driver: one thread that owns all experiment state and reacts to worker messages.
 
+mod pausing;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use crate::logger::{self, LogError, TrialLogger};
 use crate::metrics::Metrics;
 use crate::reporter::{MAX_ROWS, Reporter, STATUSES, StatusRow, StatusView};
 use crate::resources::{Grant, ResourcePool};
-use crate::scheduler::{Decision, Scheduler};
+use crate::scheduler::{Decision, Pausing, Scheduler};
 use crate::searcher::{Searcher, Suggestion};
 use crate::space::Space;
 use crate::stop::Stop;
@@ -52,6 +53,7 @@ pub(crate) struct Settings<T: Trainable> {
     pub verbosity: u8,
     pub searcher: Box<dyn Searcher<C<T>, M<T>>>,
     pub scheduler: Box<dyn Scheduler<C<T>, M<T>>>,
+    pub pausing: Pausing,
     pub metric: Option<(Key<M<T>>, Mode)>,
     pub file_logging: bool,
     pub status_interval: Duration,
@@ -128,6 +130,10 @@ struct Live<T: Trainable> {
     error: Option<String>,
     /// Result buffer lent to [`Task::Steps`], reused from batch to batch.
     batch: Vec<(M<T>, f64)>,
+    /// The checkpoint a trial paused to disk resumes from.
+    resume_from: Option<PathBuf>,
+    /// The scheduler ended the trial while its pause checkpoint was being written.
+    stop_when_paused: bool,
 }
 
 /// Most steps a worker runs before reporting back (see `Driver::batch_len`).
@@ -199,6 +205,7 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         journal = Some(j);
     }
     s.searcher.setup(s.num_samples, s.seed);
+    s.scheduler.setup(s.seed);
     let workers = s.total_cpus.ceil().max(1.0) as usize;
     let workers = Pool::start(workers.min(s.max_concurrent), Arc::clone(&s.checkpoint_store))
         .map_err(RunError::Threads)?;
@@ -357,7 +364,7 @@ impl<T: Trainable> Driver<T> {
         if self.fatal.is_some() && !self.stopping {
             self.stop_all();
         }
-        let mut started = false;
+        let mut started = self.apply_scheduler_stops();
         loop {
             if self.stopping || self.running >= self.s.max_concurrent {
                 return started;
@@ -371,7 +378,11 @@ impl<T: Trainable> Driver<T> {
                         continue;
                     }
                     Suggestion::NotNow => self.searcher_waiting = true,
-                    Suggestion::Finished => self.searcher_done = true,
+                    Suggestion::Finished => {
+                        self.searcher_done = true;
+                        self.s.scheduler.on_no_more_trials();
+                        started |= self.apply_scheduler_stops();
+                    }
                 }
             }
             if self.pending.is_empty() && self.paused.is_empty() {
@@ -442,17 +453,18 @@ impl<T: Trainable> Driver<T> {
             last_checkpoint: None,
             error: None,
             batch: Vec::new(),
+            resume_from: None,
+            stop_when_paused: false,
         })));
     }
 
-    fn checkpoint_request(&self, live: &Live<T>) -> Option<CheckpointRequest> {
+    fn checkpoint_request(&self, id: TrialId, live: &Live<T>) -> Option<CheckpointRequest> {
         let next = live.iteration + 1;
-        (self.s.checkpoint_freq > 0 && next % self.s.checkpoint_freq == 0).then(|| {
-            CheckpointRequest {
-                dir: live.dir.join(format!("checkpoint_{next}")),
-                iteration: next,
-                time_total_s: live.time_total,
-            }
+        let due = self.s.checkpoint_freq > 0 && next % self.s.checkpoint_freq == 0;
+        (due || self.s.scheduler.wants_checkpoint(id, next)).then(|| CheckpointRequest {
+            dir: live.dir.join(format!("checkpoint_{next}")),
+            iteration: next,
+            time_total_s: live.time_total,
         })
     }
 
@@ -468,14 +480,17 @@ impl<T: Trainable> Driver<T> {
                 }
             }
         }
-        let checkpoint = self.checkpoint_request(&live);
+        let checkpoint = self.checkpoint_request(id, &live);
         let gpu_ids = grant.gpu_ids.clone();
-        live.grant = Some(grant);
-        self.running += 1;
         let task = if resumed {
             match live.paused.take() {
                 Some(inst) => Task::Step { trial: id.0, inst, checkpoint },
+                None if live.resume_from.is_some() => {
+                    self.resume_task(id, &mut live, &grant, checkpoint)
+                }
                 None => {
+                    live.grant = Some(grant);
+                    self.running += 1;
                     self.live[i] = Some(live);
                     self.end_trial(id, Some("the paused trial's instance was lost".into()));
                     return;
@@ -498,6 +513,8 @@ impl<T: Trainable> Driver<T> {
                 checkpoint,
             }
         };
+        live.grant = Some(grant);
+        self.running += 1;
         self.live[i] = Some(live);
         self.send(task);
         self.set_status(id, TrialStatus::Running, None);
@@ -525,6 +542,7 @@ impl<T: Trainable> Driver<T> {
         let id = TrialId(msg.trial);
         match msg.out {
             Outcome::CleanedUp => {}
+            Outcome::Suspended { checkpoint } => self.on_suspended(id, checkpoint),
             Outcome::Stepped { metrics, dt, checkpoint } => match msg.inst {
                 Some(inst) => self.on_result(id, inst, metrics, dt, checkpoint),
                 None => self.end_trial(id, Some("the worker lost the trial's instance".into())),
@@ -700,15 +718,16 @@ impl<T: Trainable> Driver<T> {
     }
 
     /// How many steps the trial may run before the driver must see a result: more than
-    /// one only when no decision can come earlier (the scheduler always continues, the
-    /// stop criteria depend on the iteration alone, no checkpoint is due).
-    fn batch_len(&self, live: &Live<T>) -> u32 {
-        if self.stopping || self.s.checkpoint_freq > 0 || !self.s.scheduler.always_continues() {
+    /// one only when no decision can come earlier (the scheduler's `safe_steps`, the stop
+    /// criteria depend on the iteration alone, no checkpoint is due).
+    fn batch_len(&self, id: TrialId, live: &Live<T>) -> u32 {
+        if self.stopping || self.s.checkpoint_freq > 0 {
             return 1;
         }
-        match self.s.stop.safe_steps(live.iteration) {
-            Some(n) => n.clamp(1, MAX_BATCH) as u32,
-            None => 1,
+        let scheduler = self.s.scheduler.safe_steps(id, live.iteration);
+        match (scheduler, self.s.stop.safe_steps(live.iteration)) {
+            (Some(a), Some(b)) => a.min(b).clamp(1, MAX_BATCH) as u32,
+            _ => 1,
         }
     }
 
@@ -717,25 +736,20 @@ impl<T: Trainable> Driver<T> {
         match decision {
             Decision::Continue => {
                 let Some(live) = self.live[i].as_deref() else { return };
-                let steps = self.batch_len(live);
+                let steps = self.batch_len(id, live);
                 let task = if steps > 1 {
                     let live = self.live[i].as_mut().map(|l| std::mem::take(&mut l.batch));
                     Task::Steps { trial: id.0, inst, steps, buf: live.unwrap_or_default() }
                 } else {
-                    let checkpoint = self.live[i].as_ref().and_then(|l| self.checkpoint_request(l));
+                    let checkpoint =
+                        self.live[i].as_ref().and_then(|l| self.checkpoint_request(id, l));
                     Task::Step { trial: id.0, inst, checkpoint }
                 };
                 self.send(task);
             }
-            Decision::Pause => {
-                self.pool_release(id);
-                if let Some(live) = self.live[i].as_mut() {
-                    live.paused = Some(inst);
-                }
-                self.paused.push(id);
-                self.set_status(id, TrialStatus::Paused, None);
-            }
+            Decision::Pause => self.pause(id, inst),
             Decision::Stop => self.finish(id, inst),
+            Decision::Exploit => self.exploit(id, inst),
         }
     }
 

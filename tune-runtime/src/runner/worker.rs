@@ -41,6 +41,8 @@ pub(crate) enum Task<T: Trainable> {
     Finish { trial: u32, inst: Box<T>, checkpoint: Option<CheckpointRequest>, keep: bool },
     /// Release an idle reused instance.
     Cleanup { inst: Box<T> },
+    /// Pause to disk: checkpoint if asked, then `cleanup` and drop the instance.
+    Suspend { trial: u32, inst: Box<T>, checkpoint: Option<CheckpointRequest> },
 }
 
 pub(crate) enum Outcome<M> {
@@ -65,6 +67,10 @@ pub(crate) enum Outcome<M> {
         checkpoint: Option<Result<(), String>>,
     },
     CleanedUp,
+    /// A `Suspend` task ended; the instance is gone.
+    Suspended {
+        checkpoint: Option<Result<(), String>>,
+    },
 }
 
 /// A run of steps reports back once it has taken this long, so that the driver sees
@@ -254,6 +260,11 @@ fn run_task<T: Trainable>(task: Task<T>, store: &dyn CheckpointStore) -> Done<T>
             }
             let _ = guard("cleanup", || inst.cleanup());
             Done { trial, inst: None, out: Outcome::Finished { checkpoint } }
+        }
+        Task::Suspend { trial, mut inst, checkpoint } => {
+            let checkpoint = checkpoint.map(|r| self::checkpoint(store, &*inst, &r, 0.0));
+            let _ = guard("cleanup", || inst.cleanup());
+            Done { trial, inst: None, out: Outcome::Suspended { checkpoint } }
         }
         Task::Cleanup { mut inst } => {
             let _ = guard("cleanup", || inst.cleanup());

@@ -1,0 +1,178 @@
+//! Population based training end to end: checkpoint-based exploits with several trials at
+//! once, the exploit log, instance reuse, and the replay of a logged schedule.
+
+use tune_runtime::prelude::*;
+use tune_runtime::{
+    JOURNAL_FILE, Mutation, PBT_LOG_FILE, Pbt, PbtLogEntry, PbtReplay, Record, TrialStatus,
+    read_journal,
+};
+
+search_space! {
+    /// A learning rate.
+    pub struct Rate {
+        rate: f64 = uniform(0.01, 1.0),
+    }
+}
+
+#[derive(Metrics, Debug, Clone)]
+pub struct Acc {
+    accuracy: f64,
+    /// The instance's own step count (part of the checkpointed state).
+    steps: f64,
+    /// How often `reset_config` switched this instance to another config.
+    resets: f64,
+}
+
+// `resets` tells a reused instance from a fresh one on purpose, which the generated
+// reset_config check would reject.
+#[trainable(config = Rate, metrics = Acc, test = false)]
+pub struct Learner {
+    steps: u64,
+    acc: f64,
+    #[checkpoint(skip)]
+    rate: f64,
+    #[checkpoint(skip)]
+    resets: u64,
+}
+
+impl Trainable for Learner {
+    fn setup(config: &Rate, _ctx: &TrialContext) -> TrainResult<Self> {
+        Ok(Learner { steps: 0, acc: 0.0, rate: config.rate, resets: 0 })
+    }
+
+    fn step(&mut self) -> TrainResult<Acc> {
+        self.steps += 1;
+        self.acc += self.rate * (1.0 - self.acc) * 0.1;
+        Ok(Acc { accuracy: self.acc, steps: self.steps as f64, resets: self.resets as f64 })
+    }
+
+    fn reset_config(&mut self, config: &Rate, _ctx: &TrialContext) -> TrainResult<bool> {
+        self.rate = config.rate;
+        self.steps = 0;
+        self.acc = 0.0;
+        self.resets += 1;
+        Ok(true)
+    }
+}
+
+fn pbt() -> Pbt<Rate, Acc> {
+    Pbt::builder(Acc::ACCURACY, Mode::Max)
+        .perturbation_interval(2.0)
+        .quantile_fraction(0.25)
+        .mutate("rate", Mutation::perturb())
+        .build()
+        .unwrap()
+}
+
+fn run(dir: &std::path::Path, reuse: bool) -> Analysis<Rate, Acc> {
+    Tuner::<Learner>::new()
+        .num_samples(4)
+        .scheduler(pbt())
+        .stop(Stop::iterations(12))
+        .total_cpus(4.0)
+        .reuse_actors(reuse)
+        .local_dir(dir)
+        .name("pbt")
+        .seed(21)
+        .verbose(0)
+        .run()
+        .unwrap()
+}
+
+fn log(dir: &std::path::Path) -> Vec<PbtLogEntry> {
+    std::fs::read_to_string(dir.join("pbt").join(PBT_LOG_FILE))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn exploits_copy_the_source_checkpoint_and_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = run(dir.path(), false);
+    assert_eq!(a.count(TrialStatus::Terminated), 4);
+    let entries = log(dir.path());
+    assert!(!entries.is_empty(), "the worst trial exploits at the first boundaries");
+    let journal = read_journal(&dir.path().join("pbt").join(JOURNAL_FILE)).unwrap();
+    let exploits: Vec<&Record> =
+        journal.iter().filter(|r| matches!(r, Record::Exploit { .. })).collect();
+    assert_eq!(exploits.len(), entries.len(), "the journal holds every exploit too");
+    for e in &entries {
+        assert_ne!(e.target, e.source);
+        assert_eq!(e.source_iteration % 2, 0, "sources are checkpointed at the boundaries");
+        let rate = |v: &serde_json::Value| v["rate"].as_f64().unwrap();
+        let ratio = rate(&e.new_config) / rate(&e.source_config);
+        assert!(
+            (ratio - 0.8).abs() < 1e-9 || (ratio - 1.2).abs() < 1e-9 || rate(&e.new_config) <= 1.0,
+            "perturbed or resampled: {e:?}"
+        );
+        // The copied checkpoint is in the target's directory.
+        let t = &a.trials()[e.target as usize];
+        assert!(
+            t.dir().unwrap().join(format!("checkpoint_{}", e.source_iteration)).is_dir(),
+            "{e:?}"
+        );
+    }
+    // After an exploit the target goes on from the copied state: its instance counts the
+    // source's steps.
+    for t in a.trials() {
+        for r in t.results() {
+            assert_eq!(r.get(Acc::STEPS), r.training_iteration() as f64, "trial {}", t.id());
+            assert_eq!(r.get(Acc::RESETS), 0.0, "no reuse: fresh instances");
+        }
+    }
+    // The analysis holds each trial's final config, in memory and from disk.
+    let last = entries.last().unwrap();
+    let target = &a.trials()[last.target as usize];
+    assert_eq!(target.config().to_json_value(), last.new_config);
+    let loaded = Analysis::<Rate, Acc>::from_dir(dir.path().join("pbt")).unwrap();
+    assert_eq!(loaded.trials()[last.target as usize].config(), target.config());
+}
+
+#[test]
+fn with_reuse_the_instance_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = run(dir.path(), true);
+    let entries = log(dir.path());
+    assert!(!entries.is_empty());
+    let e = &entries[0];
+    let t = &a.trials()[e.target as usize];
+    // The first exploit of all is the target's first: its history up to then is 1..=n.
+    let after: Vec<f64> =
+        t.results().skip(e.target_iteration as usize).map(|r| r.get(Acc::RESETS)).collect();
+    assert!(after[0] >= 1.0, "reset_config was called on the kept instance");
+    for t in a.trials() {
+        for r in t.results() {
+            assert_eq!(r.get(Acc::STEPS), r.training_iteration() as f64, "state restored");
+        }
+    }
+}
+
+#[test]
+fn a_logged_schedule_replays_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = run(dir.path(), false);
+    let entries = log(dir.path());
+    let target = a.trials()[entries.last().unwrap().target as usize].id();
+    let original = a.trial(target).unwrap();
+    let replay =
+        PbtReplay::<Rate>::from_log(dir.path().join("pbt").join(PBT_LOG_FILE), target).unwrap();
+    assert!(!replay.changes().is_empty());
+    let overrides = replay.initial_config().to_json_value().to_string();
+    let replayed = Tuner::<Learner>::new()
+        .num_samples(1)
+        .config_overrides_json(overrides)
+        .scheduler(replay)
+        .stop(Stop::iterations(original.last_result().unwrap().training_iteration()))
+        .local_dir(dir.path())
+        .name("replay")
+        .verbose(0)
+        .run()
+        .unwrap();
+    let r = replayed.trials()[0].last_result().unwrap();
+    let o = original.last_result().unwrap();
+    assert_eq!(r.training_iteration(), o.training_iteration());
+    assert_eq!(r.get(Acc::ACCURACY), o.get(Acc::ACCURACY), "same rates at the same steps");
+    assert_eq!(replayed.trials()[0].config(), original.config());
+}

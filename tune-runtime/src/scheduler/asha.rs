@@ -1,0 +1,456 @@
+//! Asynchronous successive halving (ASHA, Li et al. 2018), in the stopping form of Ray
+//! Tune's `AsyncHyperBandScheduler`: a trial reaching a rung continues only if its score is
+//! in the top `1 / reduction_factor` of the scores recorded at that rung so far.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{Decision, Scheduler, SchedulerError, invalid, signed};
+use crate::metrics::Metrics;
+use crate::space::Space;
+use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
+
+/// One bracket: rungs from the highest milestone to the lowest, each with the sorted
+/// scores (larger is better) recorded there and the trials that recorded one.
+#[derive(Debug, Clone)]
+struct Bracket {
+    /// (milestone, sorted scores, trials recorded)
+    rungs: Vec<(f64, Vec<f64>, Vec<bool>)>,
+    reduction_factor: f64,
+}
+
+impl Bracket {
+    fn new(grace: f64, max_t: f64, rf: f64, s: usize) -> Self {
+        let n = ((max_t / grace).ln() / rf.ln() + 1e-9).floor() as i64 - s as i64 + 1;
+        let rungs = (0..n.max(0) as usize)
+            .rev()
+            .map(|k| (grace * rf.powi((k + s) as i32), Vec::new(), Vec::new()))
+            .collect();
+        Self { rungs, reduction_factor: rf }
+    }
+
+    /// Records the score of a trial at the highest rung it passed and not yet recorded,
+    /// and says whether it falls below that rung's cutoff.
+    fn on_result(&mut self, trial: usize, time: f64, score: f64) -> Decision {
+        let q = 1.0 - 1.0 / self.reduction_factor;
+        for (milestone, scores, seen) in &mut self.rungs {
+            if time < *milestone || seen.get(trial).copied().unwrap_or(false) {
+                continue;
+            }
+            let below = percentile(scores, q).is_some_and(|cutoff| score < cutoff);
+            let at = scores.partition_point(|s| *s < score);
+            scores.insert(at, score);
+            if seen.len() <= trial {
+                seen.resize(trial + 1, false);
+            }
+            seen[trial] = true;
+            return if below { Decision::Stop } else { Decision::Continue };
+        }
+        Decision::Continue
+    }
+}
+
+/// numpy's default (linear) percentile of sorted values, `q` in `[0, 1]`.
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
+}
+
+/// Asynchronous successive halving.
+///
+/// Rung `k` of bracket `s` sits at `grace_period * reduction_factor^(k + s)` (in units of
+/// the time attribute, `training_iteration` by default). When a trial reaches a rung it
+/// records its score there; it is stopped if the score is below the
+/// `(1 - 1/reduction_factor)` quantile of the scores recorded at that rung before it. A
+/// trial reaching `max_t` is stopped. With several brackets, each new trial joins one at
+/// random, weighted towards brackets with more rungs (as Ray Tune does).
+///
+/// ```
+/// use tune_runtime::{Asha, Auto, Mode, Metric};
+/// # #[derive(Debug, Clone)] struct M { loss: f64 }
+/// # impl tune_runtime::Metrics for M { const NAMES: &'static [&'static str] = &["loss"];
+/// #     fn value(&self, _: usize) -> f64 { self.loss } }
+/// # const LOSS: Metric<M> = Metric::new(0, "loss");
+/// let asha = Asha::builder(LOSS, Mode::Min)
+///     .max_t(81.0)
+///     .grace_period(1.0)
+///     .reduction_factor(3.0)
+///     .build()
+///     .unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Asha<M> {
+    metric: Key<M>,
+    mode: Mode,
+    time_attr: Key<M>,
+    max_t: f64,
+    stop_last_trials: bool,
+    brackets: Vec<Bracket>,
+    trial_bracket: Vec<u32>,
+    rng: ChaCha8Rng,
+    stopped: usize,
+}
+
+/// Options of [`Asha`]; [`AshaBuilder::build`] validates them.
+#[derive(Debug, Clone)]
+pub struct AshaBuilder<M> {
+    metric: Key<M>,
+    mode: Mode,
+    time_attr: Key<M>,
+    max_t: f64,
+    grace_period: f64,
+    reduction_factor: f64,
+    brackets: usize,
+    stop_last_trials: bool,
+}
+
+impl<M: Metrics> Asha<M> {
+    /// Options with the defaults: time attribute `training_iteration`, `max_t` 100,
+    /// grace period 1, reduction factor 4, one bracket, trials stopped at `max_t`.
+    pub fn builder(metric: impl Into<Key<M>>, mode: Mode) -> AshaBuilder<M> {
+        AshaBuilder {
+            metric: metric.into(),
+            mode,
+            time_attr: Key::Auto(Auto::TrainingIteration),
+            max_t: 100.0,
+            grace_period: 1.0,
+            reduction_factor: 4.0,
+            brackets: 1,
+            stop_last_trials: true,
+        }
+    }
+
+    /// The milestones of each bracket, lowest first.
+    pub fn rungs(&self) -> Vec<Vec<f64>> {
+        self.brackets.iter().map(|b| b.rungs.iter().rev().map(|r| r.0).collect()).collect()
+    }
+
+    /// Number of trials this scheduler stopped.
+    pub fn num_stopped(&self) -> usize {
+        self.stopped
+    }
+}
+
+impl<M: Metrics> AshaBuilder<M> {
+    /// The monotone result field that measures progress (default `training_iteration`).
+    pub fn time_attr(mut self, key: impl Into<Key<M>>) -> Self {
+        self.time_attr = key.into();
+        self
+    }
+    /// Trials are stopped once the time attribute reaches this (default 100).
+    pub fn max_t(mut self, max_t: f64) -> Self {
+        self.max_t = max_t;
+        self
+    }
+    /// The first rung: no trial is stopped before (default 1).
+    pub fn grace_period(mut self, t: f64) -> Self {
+        self.grace_period = t;
+        self
+    }
+    /// Rungs are this factor apart and keep the top `1/factor` (default 4).
+    pub fn reduction_factor(mut self, eta: f64) -> Self {
+        self.reduction_factor = eta;
+        self
+    }
+    /// Number of brackets (default 1); bracket `s` starts at `grace_period * eta^s`.
+    pub fn brackets(mut self, n: usize) -> Self {
+        self.brackets = n;
+        self
+    }
+    /// Whether trials are stopped at `max_t` (default true).
+    pub fn stop_last_trials(mut self, yes: bool) -> Self {
+        self.stop_last_trials = yes;
+        self
+    }
+
+    /// Checks the options.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Invalid`] saying which option to change.
+    pub fn build(self) -> Result<Asha<M>, SchedulerError> {
+        const S: &str = "ASHA";
+        if !(self.max_t.is_finite() && self.max_t > 0.0) {
+            return Err(invalid(S, format!("`max_t({})` must be a positive number", self.max_t)));
+        }
+        if !(self.grace_period.is_finite() && self.grace_period > 0.0) {
+            return Err(invalid(
+                S,
+                format!("`grace_period({})` must be a positive number", self.grace_period),
+            ));
+        }
+        if self.grace_period > self.max_t {
+            return Err(invalid(
+                S,
+                format!(
+                    "`grace_period({})` is larger than `max_t({})`; lower it or raise `max_t`",
+                    self.grace_period, self.max_t
+                ),
+            ));
+        }
+        if !(self.reduction_factor.is_finite() && self.reduction_factor > 1.0) {
+            return Err(invalid(
+                S,
+                format!("`reduction_factor({})` must be larger than 1", self.reduction_factor),
+            ));
+        }
+        if self.brackets == 0 {
+            return Err(invalid(S, "`brackets(0)`: use at least 1"));
+        }
+        let brackets: Vec<Bracket> = (0..self.brackets)
+            .map(|s| Bracket::new(self.grace_period, self.max_t, self.reduction_factor, s))
+            .collect();
+        if let Some(s) = brackets.iter().position(|b| b.rungs.is_empty()) {
+            return Err(invalid(
+                S,
+                format!(
+                    "bracket {s} would have no rung below `max_t`; use at most {s} brackets or \
+                     a larger `max_t`"
+                ),
+            ));
+        }
+        Ok(Asha {
+            metric: self.metric,
+            mode: self.mode,
+            time_attr: self.time_attr,
+            max_t: self.max_t,
+            stop_last_trials: self.stop_last_trials,
+            brackets,
+            trial_bracket: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(0),
+            stopped: 0,
+        })
+    }
+}
+
+impl<C: Space, M: Metrics> Scheduler<C, M> for Asha<M> {
+    fn name(&self) -> &str {
+        "AsyncHyperBand"
+    }
+
+    fn setup(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed ^ 0xA5A4);
+    }
+
+    fn on_trial_add(&mut self, trial: TrialId, _config: &C) {
+        let b = if self.brackets.len() == 1 {
+            0
+        } else {
+            // Weights e^(rungs - max rungs): brackets with more rungs are likelier.
+            let max = self.brackets.iter().map(|b| b.rungs.len()).max().unwrap_or(0);
+            let w: Vec<f64> =
+                self.brackets.iter().map(|b| (b.rungs.len() as f64 - max as f64).exp()).collect();
+            let mut x = self.rng.random::<f64>() * w.iter().sum::<f64>();
+            let mut pick = w.len() - 1;
+            for (i, wi) in w.iter().enumerate() {
+                if x < *wi {
+                    pick = i;
+                    break;
+                }
+                x -= wi;
+            }
+            pick
+        };
+        let i = trial.index();
+        if self.trial_bracket.len() <= i {
+            self.trial_bracket.resize(i + 1, 0);
+        }
+        self.trial_bracket[i] = b as u32;
+    }
+
+    /// With iterations as the time attribute, results between two rungs are always
+    /// continued: the runner may batch the steps up to the next rung.
+    fn safe_steps(&self, trial: TrialId, iteration: u64) -> Option<u64> {
+        if self.time_attr != Key::Auto(Auto::TrainingIteration) {
+            return None;
+        }
+        let b = self.trial_bracket.get(trial.index()).copied().unwrap_or(0) as usize;
+        let now = iteration as f64;
+        let next = self.brackets[b]
+            .rungs
+            .iter()
+            .map(|r| r.0)
+            .chain(self.stop_last_trials.then_some(self.max_t))
+            .filter(|m| *m > now)
+            .fold(f64::INFINITY, f64::min);
+        if next.is_infinite() {
+            return Some(u64::MAX);
+        }
+        Some((next.ceil() as u64).saturating_sub(iteration).max(1))
+    }
+
+    fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) -> Decision {
+        let time = result.get(self.time_attr);
+        let decision = if time >= self.max_t && self.stop_last_trials {
+            Decision::Stop
+        } else {
+            let b = self.trial_bracket.get(trial.index()).copied().unwrap_or(0) as usize;
+            let score = signed(self.metric, self.mode, result);
+            self.brackets[b].on_result(trial.index(), time, score)
+        };
+        if decision == Decision::Stop {
+            self.stopped += 1;
+        }
+        decision
+    }
+
+    fn on_trial_complete(&mut self, trial: TrialId, last: Option<&TrialResult<M>>, error: bool) {
+        if let (Some(r), false) = (last, error) {
+            let b = self.trial_bracket.get(trial.index()).copied().unwrap_or(0) as usize;
+            let score = signed(self.metric, self.mode, r);
+            let time = r.get(self.time_attr);
+            self.brackets[b].on_result(trial.index(), time, score);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testing::{Cfg, SCORE, Score, result};
+
+    fn feed(s: &mut Asha<Score>, trial: u32, iteration: u64, score: f64) -> Decision {
+        <Asha<Score> as Scheduler<Cfg, Score>>::on_trial_result(
+            s,
+            TrialId(trial),
+            &result(trial, iteration, score),
+        )
+    }
+
+    fn add(s: &mut Asha<Score>, n: u32) {
+        let cfg = Cfg { x: 0.5, k: 1 };
+        for t in 0..n {
+            <Asha<Score> as Scheduler<Cfg, Score>>::on_trial_add(s, TrialId(t), &cfg);
+        }
+    }
+
+    #[test]
+    fn rungs_follow_the_geometric_schedule() {
+        let s = Asha::builder(SCORE, Mode::Max).max_t(81.0).reduction_factor(3.0).build().unwrap();
+        assert_eq!(s.rungs(), vec![vec![1.0, 3.0, 9.0, 27.0, 81.0]]);
+        let s = Asha::builder(SCORE, Mode::Max)
+            .max_t(100.0)
+            .grace_period(1.0)
+            .reduction_factor(4.0)
+            .brackets(3)
+            .build()
+            .unwrap();
+        assert_eq!(
+            s.rungs(),
+            vec![vec![1.0, 4.0, 16.0, 64.0], vec![4.0, 16.0, 64.0], vec![16.0, 64.0]]
+        );
+    }
+
+    #[test]
+    fn stops_trials_below_the_rung_quantile() {
+        // eta = 2: a trial continues if its score is at least the median of the rung so far.
+        let mut s = Asha::builder(SCORE, Mode::Max)
+            .max_t(8.0)
+            .grace_period(1.0)
+            .reduction_factor(2.0)
+            .build()
+            .unwrap();
+        add(&mut s, 4);
+        // Rung 1: scores arrive 5, 3, 8, 4.
+        assert_eq!(feed(&mut s, 0, 1, 5.0), Decision::Continue, "first at a rung always goes on");
+        assert_eq!(feed(&mut s, 1, 1, 3.0), Decision::Stop, "3 < median{{5}} = 5");
+        assert_eq!(feed(&mut s, 2, 1, 8.0), Decision::Continue, "8 >= median{{3,5}} = 4");
+        assert_eq!(feed(&mut s, 3, 1, 4.0), Decision::Stop, "4 < median{{3,5,8}} = 5");
+        // Between rungs nothing is decided.
+        assert_eq!(feed(&mut s, 0, 2, 0.0), Decision::Continue);
+        assert_eq!(feed(&mut s, 0, 3, 0.0), Decision::Continue);
+        // Rung 4.
+        assert_eq!(feed(&mut s, 2, 4, 9.0), Decision::Continue);
+        assert_eq!(feed(&mut s, 0, 4, 6.0), Decision::Stop, "6 < median{{9}}");
+        // max_t stops the survivor.
+        assert_eq!(feed(&mut s, 2, 8, 10.0), Decision::Stop);
+        assert_eq!(s.num_stopped(), 4);
+    }
+
+    #[test]
+    fn steps_up_to_the_next_rung_are_safe() {
+        let s = Asha::builder(SCORE, Mode::Max).max_t(81.0).reduction_factor(3.0).build().unwrap();
+        let safe = |it| <Asha<Score> as Scheduler<Cfg, Score>>::safe_steps(&s, TrialId(0), it);
+        assert_eq!(safe(0), Some(1), "rung 1 decides the first result");
+        assert_eq!(safe(1), Some(2), "results 2 and 3: only 3 can stop");
+        assert_eq!(safe(9), Some(18));
+        assert_eq!(safe(27), Some(54), "up to max_t");
+        let t = Asha::builder(SCORE, Mode::Max).time_attr(Auto::TimeTotalS).build().unwrap();
+        assert_eq!(<Asha<Score> as Scheduler<Cfg, Score>>::safe_steps(&t, TrialId(0), 0), None);
+    }
+
+    #[test]
+    fn min_mode_and_time_attribute() {
+        let mut s = Asha::builder(SCORE, Mode::Min)
+            .time_attr(Auto::TimeTotalS)
+            .max_t(100.0)
+            .grace_period(10.0)
+            .reduction_factor(3.0)
+            .build()
+            .unwrap();
+        add(&mut s, 3);
+        // time_total_s == iteration in these results; rung at 10 and 30 and 90.
+        assert_eq!(feed(&mut s, 0, 9, 0.1), Decision::Continue);
+        assert_eq!(feed(&mut s, 0, 12, 0.5), Decision::Continue);
+        // Trial 1 jumps straight past rung 30: it is compared at the highest rung passed.
+        assert_eq!(feed(&mut s, 1, 31, 0.2), Decision::Continue);
+        // Rung 10 holds {-0.5}; cutoff is -0.5; -0.6 < -0.5 stops.
+        assert_eq!(feed(&mut s, 2, 10, 0.6), Decision::Stop);
+    }
+
+    #[test]
+    fn completed_trials_count_at_their_rung() {
+        let mut s =
+            Asha::builder(SCORE, Mode::Max).max_t(16.0).reduction_factor(2.0).build().unwrap();
+        add(&mut s, 2);
+        let last = result(0, 2, 10.0);
+        <Asha<Score> as Scheduler<Cfg, Score>>::on_trial_complete(
+            &mut s,
+            TrialId(0),
+            Some(&last),
+            false,
+        );
+        assert_eq!(feed(&mut s, 1, 2, 1.0), Decision::Stop, "1 < the 10 trial 0 ended with");
+    }
+
+    #[test]
+    fn brackets_are_drawn_towards_more_rungs_and_seeded() {
+        let make = || {
+            let mut s = Asha::builder(SCORE, Mode::Max)
+                .max_t(81.0)
+                .reduction_factor(3.0)
+                .brackets(3)
+                .build()
+                .unwrap();
+            <Asha<Score> as Scheduler<Cfg, Score>>::setup(&mut s, 7);
+            add(&mut s, 300);
+            s.trial_bracket.clone()
+        };
+        let a = make();
+        assert_eq!(a, make(), "same seed, same brackets");
+        let count = |b: u32| a.iter().filter(|x| **x == b).count();
+        // Weights 1, e^-1, e^-2 out of 1.503.
+        assert!(count(0) > count(1) && count(1) > count(2), "{a:?}");
+        assert!(count(2) > 0);
+    }
+
+    #[test]
+    fn builder_errors_say_what_to_change() {
+        let e = Asha::builder(SCORE, Mode::Max).reduction_factor(1.0).build().unwrap_err();
+        assert!(e.to_string().contains("`reduction_factor(1)` must be larger than 1"), "{e}");
+        let e = Asha::builder(SCORE, Mode::Max).grace_period(200.0).build().unwrap_err();
+        assert!(e.to_string().contains("larger than `max_t(100)`"), "{e}");
+        let e =
+            Asha::builder(SCORE, Mode::Max).max_t(4.0).reduction_factor(4.0).brackets(3).build();
+        assert!(e.unwrap_err().to_string().contains("bracket 2 would have no rung"));
+        let e = Asha::builder(SCORE, Mode::Max).brackets(0).build().unwrap_err();
+        assert!(e.to_string().contains("brackets(0)"), "{e}");
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.5));
+    }
+}

@@ -17,8 +17,10 @@ mod check;
 mod checkpoint;
 mod domain;
 mod error;
+mod faultpoint;
 mod journal;
 mod logger;
+mod manifest;
 mod metrics;
 mod reporter;
 mod resources;
@@ -48,7 +50,10 @@ pub use checkpoint::{
 pub use error::{
     CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult,
 };
-pub use journal::{FileJournal, JOURNAL_FILE, JournalError, JournalStore, Record, read_journal};
+pub use journal::{
+    FileJournal, JOURNAL_FILE, JournalError, JournalStore, MAX_RECORD_BYTES, Record, read_journal,
+};
+pub use manifest::MANIFEST_FILE;
 pub use metrics::{Metric, MetricValue, Metrics};
 pub use scheduler::{Decision, FifoScheduler, Scheduler};
 pub use searcher::{BasicVariantGenerator, Searcher, Suggestion};

@@ -1,6 +1,10 @@
 //! The driver: one thread that owns all experiment state and reacts to worker messages.
 
+mod interrupt;
+mod recovery;
 mod worker;
+
+pub(crate) use recovery::{Errored, FaultSettings};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +61,7 @@ pub(crate) struct Settings<T: Trainable> {
     pub status_interval: Duration,
     pub journal_store: Option<Box<dyn JournalStore>>,
     pub checkpoint_store: Arc<dyn CheckpointStore>,
+    pub faults: FaultSettings,
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -128,6 +133,12 @@ struct Live<T: Trainable> {
     error: Option<String>,
     /// Result buffer lent to [`Task::Steps`], reused from batch to batch.
     batch: Vec<(M<T>, f64)>,
+    /// Failed attempts that were retried (`max_failures`).
+    failures: u32,
+    /// The checkpoint the next start restores (a retry or a resume).
+    restore_from: Option<PathBuf>,
+    /// Stopped by Ctrl-C: the trial ends resumable instead of TERMINATED.
+    suspend: bool,
 }
 
 /// Most steps a worker runs before reporting back (see `Driver::batch_len`).
@@ -157,6 +168,11 @@ struct Driver<T: Trainable> {
     start_unix: u64,
     unix_now: u64,
     row: Vec<f64>,
+    /// Stopping because of Ctrl-C (see `recovery.rs`).
+    interrupted: bool,
+    watch: interrupt::Watch,
+    /// The searcher and scheduler state last written to the journal.
+    saved_state: Option<(serde_json::Value, serde_json::Value)>,
 }
 
 fn status_slot(s: TrialStatus) -> usize {
@@ -170,6 +186,13 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         move |source| RunError::LocalDir { path, source }
     };
     let mut journal = None;
+    let replay = match s.faults.resume {
+        Some(_) if s.file_logging => recovery::load::<T>(&s.experiment_dir)?,
+        _ => None,
+    };
+    if let Some(r) = &replay {
+        s.seed = r.seed;
+    }
     if s.file_logging {
         std::fs::create_dir_all(&s.experiment_dir).map_err(dir_err(&s.experiment_dir))?;
         let store: Box<dyn JournalStore> = match s.journal_store.take() {
@@ -180,15 +203,19 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
             }
         };
         let mut j = Journal::new(store);
-        j.record(&Record::Experiment {
+        let first = match &replay {
+            Some(_) => Driver::<T>::resume_record(),
+            None => Record::Experiment {
             version: JOURNAL_VERSION,
             name: s.name.clone(),
             trainable: T::NAME.to_string(),
             metrics: <M<T> as Metrics>::NAMES.iter().map(|n| n.to_string()).collect(),
-            seed: s.seed,
-            started: unix_now(),
-        })
-        .and_then(|()| j.flush())
+                seed: s.seed,
+                started: unix_now(),
+            },
+        };
+        j.record(&first)
+            .and_then(|()| j.flush())
         .map_err(dir_err(&s.experiment_dir.join(JOURNAL_FILE)))?;
         journal = Some(j);
     }
@@ -221,7 +248,14 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         start_unix: unix_now(),
         unix_now: unix_now(),
         row: Vec::with_capacity(crate::trial::row_len::<M<T>>()),
+        interrupted: false,
+        watch: interrupt::Watch::start(false),
+        saved_state: None,
     };
+    if let Some(replay) = replay {
+        d.resume_from(replay)?;
+    }
+    d.watch = interrupt::Watch::start(d.s.faults.handle_sigint);
     d.event_loop();
     d.shutdown()
 }
@@ -248,6 +282,9 @@ impl<T: Trainable> Driver<T> {
                     if let Some(d) = deadline {
                         wake = wake.min(d);
                     }
+                    if self.s.faults.handle_sigint {
+                        wake = wake.min(Instant::now() + interrupt::POLL);
+                    }
                     match self
                         .workers
                         .done
@@ -267,6 +304,9 @@ impl<T: Trainable> Driver<T> {
             if deadline.is_some_and(|d| now >= d) && !self.stopping {
                 self.stop_all();
             }
+            if !self.interrupted && self.watch.interrupted() {
+                self.interrupt();
+            }
             if now >= next_tick {
                 next_tick = now + self.s.status_interval;
                 self.tick();
@@ -283,6 +323,7 @@ impl<T: Trainable> Driver<T> {
                 }
             }
         }
+        self.save_state();
         self.flush_journal();
         if self.reporter.wants_status() {
             let view = self.view();
@@ -407,6 +448,7 @@ impl<T: Trainable> Driver<T> {
             id: id.to_string(),
             dir: Some(rel_dir.clone()),
             config: json,
+            searcher: Some(self.s.searcher.save_state()).filter(|v| !v.is_null()),
         });
         let info_dir = self.s.file_logging.then(|| dir.clone());
         self.trials.push(TrialInfo::new(id, info_dir, config));
@@ -427,6 +469,9 @@ impl<T: Trainable> Driver<T> {
             last_checkpoint: None,
             error: None,
             batch: Vec::new(),
+            failures: 0,
+            restore_from: None,
+            suspend: false,
         })));
     }
 
@@ -443,9 +488,10 @@ impl<T: Trainable> Driver<T> {
 
     fn launch(&mut self, id: TrialId, grant: Grant) {
         let i = id.index();
-        let resumed = self.trials[i].status == TrialStatus::Paused;
         let Some(mut live) = self.live[i].take() else { return };
-        if !resumed && self.s.file_logging {
+        // A paused trial without its instance (after a resume) starts from its checkpoint.
+        let resumed = self.trials[i].status == TrialStatus::Paused && live.paused.is_some();
+        if !resumed && self.s.file_logging && live.logger.is_none() {
             match TrialLogger::create::<M<T>>(&live.dir, &self.trials[i].config.to_json_value()) {
                 Ok(l) => live.logger = Some(l),
                 Err(e) => {
@@ -475,7 +521,10 @@ impl<T: Trainable> Driver<T> {
                 trial: id.0,
                 config: self.trials[i].config.clone(),
                 ctx,
-                restore: self.s.restore.as_ref().map(|(d, _)| d.clone()),
+                restore: live
+                    .restore_from
+                    .clone()
+                    .or_else(|| self.s.restore.as_ref().map(|(d, _)| d.clone())),
                 reuse: if self.s.reuse_actors { self.idle.pop() } else { None },
                 checkpoint,
             }
@@ -636,7 +685,11 @@ impl<T: Trainable> Driver<T> {
             live.iteration -= 1;
             return None;
         }
-        let stop = self.stopping || self.s.stop.should_stop(&result);
+        let natural = self.s.stop.should_stop(&result);
+        let stop = self.stopping || natural;
+        if self.interrupted && !natural {
+            live.suspend = true;
+        }
         let decision =
             if stop { Decision::Stop } else { self.s.scheduler.on_trial_result(id, &result) };
         self.s.searcher.on_trial_result(id, &result);
@@ -761,7 +814,7 @@ impl<T: Trainable> Driver<T> {
     /// Ends a trial that has an instance: checkpoint at end, cleanup or keep for reuse.
     fn finish(&mut self, id: TrialId, inst: Box<T>) {
         let Some(live) = self.live[id.index()].as_ref() else { return };
-        let checkpoint = (self.s.checkpoint_at_end
+        let checkpoint = ((self.s.checkpoint_at_end || live.suspend)
             && live.error.is_none()
             && live.iteration > 0
             && live.last_checkpoint != Some(live.iteration))
@@ -779,6 +832,12 @@ impl<T: Trainable> Driver<T> {
     /// Marks a trial TERMINATED (`error == None`) or ERROR and releases what it holds.
     fn end_trial(&mut self, id: TrialId, error: Option<String>) {
         let i = id.index();
+        if error.is_none() && self.live[i].as_ref().is_some_and(|l| l.suspend) {
+            return self.suspend(id);
+        }
+        if error.as_ref().is_some_and(|e| self.retry(id, e)) {
+            return;
+        }
         self.pool_release(id);
         self.pending.retain(|p| *p != id);
         self.paused.retain(|p| *p != id);
@@ -789,7 +848,7 @@ impl<T: Trainable> Driver<T> {
             }
         }
         if let (Some(msg), true) = (&error, self.s.file_logging) {
-            if let Err(e) = logger::write_error(&live.dir, msg) {
+            if let Err(e) = logger::write_errors(&live.dir, &self.trials[i].failures, Some(msg)) {
                 self.fatal.get_or_insert(e);
             }
         }
@@ -803,6 +862,7 @@ impl<T: Trainable> Driver<T> {
         self.searcher_waiting = false;
         self.finished += 1;
         self.reporter.finished(self.finished);
+        self.save_state();
     }
 
     fn view(&self) -> StatusView<'_> {
@@ -879,7 +939,10 @@ impl<T: Trainable> Driver<T> {
                 self.send(Task::Cleanup { inst });
             }
         }
-        self.journal(&Record::End { ended: unix_now() });
+        self.save_state();
+        if !self.interrupted {
+            self.journal(&Record::End { ended: unix_now() });
+        }
         self.flush_journal();
         let summary = self.reporter.wants_status() || self.s.verbosity >= 1;
         if summary {
@@ -902,10 +965,15 @@ impl<T: Trainable> Driver<T> {
             });
             self.reporter.summary(&view, best);
         }
+        let interrupted = self.interrupted;
         let Driver { workers, trials, fatal, s, .. } = self;
         workers.join();
         if let Some(LogError { path, source }) = fatal {
             return Err(RunError::Logging { path, source, experiment_dir: s.experiment_dir });
+        }
+        if interrupted {
+            let unfinished = trials.iter().filter(|t| !t.status.is_finished()).count();
+            return Err(RunError::Interrupted { experiment_dir: s.experiment_dir, unfinished });
         }
         Ok(Analysis { experiment_dir: s.experiment_dir, trials })
     }

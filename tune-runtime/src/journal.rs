@@ -55,6 +55,12 @@ impl FileJournal {
 
 impl JournalStore for FileJournal {
     fn append(&mut self, record: &[u8]) -> io::Result<()> {
+        if crate::faultpoint::hit(crate::faultpoint::Point::Journal) {
+            // Die half-way through a record, as a crash during the write would.
+            let _ = self.out.write_all(&record[..record.len() / 2]);
+            let _ = self.out.flush();
+            crate::faultpoint::die();
+        }
         self.out.write_all(record)?;
         self.out.write_all(b"\n")
     }
@@ -185,13 +191,6 @@ impl Journal {
     }
 
     fn append(&mut self) -> io::Result<()> {
-        if crate::faultpoint::hit(crate::faultpoint::Point::Journal) {
-            // Die half-way through a record, as a crash during the write would.
-            let half = self.buf.len() / 2;
-            let _ = self.store.append(&self.buf[..half]);
-            let _ = self.store.flush();
-            crate::faultpoint::die();
-        }
         self.store.append(&self.buf)
     }
 

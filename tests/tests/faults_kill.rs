@@ -13,8 +13,15 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_fault_experiment");
 
 fn run(dir: &Path, resume: bool, env: &[(&str, &str)]) -> ExitStatus {
+    run_with(dir, resume, false, env)
+}
+
+fn run_with(dir: &Path, resume: bool, isolate: bool, env: &[(&str, &str)]) -> ExitStatus {
     let mut cmd = Command::new(BIN);
     cmd.arg(dir).arg("exp");
+    if isolate {
+        cmd.arg("--isolate");
+    }
     if resume {
         cmd.arg("--resume");
     }
@@ -117,7 +124,7 @@ fn ctrl_c_stops_gracefully_and_twice_exits_at_once_both_resumable() {
     let reference = reference();
     for twice in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
+        let child = Command::new(BIN)
             .arg(dir.path())
             .arg("exp")
             .env("STEP_MS", "15")
@@ -163,4 +170,40 @@ fn retried_failures_are_recorded_and_results_match() {
     // A resume with `restart_errored` semantics is covered in-process; resume_errored here:
     // resuming keeps them ERROR by default.
     assert_eq!(run(dir.path(), true, &[]).code(), Some(2));
+}
+
+#[test]
+fn isolated_trials_give_the_same_results_and_contain_process_deaths() {
+    let reference = reference();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_with(dir.path(), false, true, &[]).success());
+    assert_eq!(summary(dir.path()), reference, "isolated = in process");
+    for how in ["abort", "exit", "kill", "segv"] {
+        // Without retries only the dying trials end in ERROR.
+        let dir = tempfile::tempdir().unwrap();
+        let status = run_with(dir.path(), false, true, &[("DIE_AT", "5"), ("DIE_HOW", how)]);
+        assert_eq!(status.code(), Some(2), "{how}: the driver survived, trials errored");
+        let s = summary(dir.path());
+        assert_eq!(s.matches(" ERROR ").count(), 2, "{how}: {s}");
+        assert_eq!(s.matches(" TERMINATED ").count(), 4, "{how}: {s}");
+        let error = std::fs::read_dir(dir.path().join("exp"))
+            .unwrap()
+            .map(|e| e.unwrap().path().join("error.txt"))
+            .find(|p| p.exists())
+            .unwrap();
+        let text = std::fs::read_to_string(error).unwrap();
+        let expect = match how {
+            "abort" => "SIGABRT",
+            "exit" => "exit status: 7",
+            "kill" => "SIGKILL",
+            _ => "SIGSEGV",
+        };
+        assert!(text.contains("worker process") && text.contains(expect), "{how}: {text}");
+        // With a retry they continue from their checkpoint and match the reference.
+        let dir = tempfile::tempdir().unwrap();
+        let env = [("DIE_AT", "5"), ("DIE_HOW", how), ("MAX_FAILURES", "1")];
+        assert!(run_with(dir.path(), false, true, &env).success(), "{how}");
+        let s = summary(dir.path());
+        assert_eq!(s.replace("failures=1", "failures=0"), reference, "{how}");
+    }
 }

@@ -64,6 +64,7 @@ pub use trainable::{
     Checkpointable, InvalidResources, Resources, Trainable, TrainableSpec, TrialContext,
 };
 pub use trial::{Auto, Key, Mode, ResultRow, Scope, TrialId, TrialResult, TrialStatus};
+pub use runner::{WORKER_ENV, is_worker};
 pub use tuner::{RunError, Tuner};
 
 pub use tune_macros::{Metrics, search_space, trainable};

@@ -141,6 +141,7 @@ pub struct Tuner<T: Trainable> {
     resume: bool,
     errored: Errored,
     handle_sigint: bool,
+    isolate: bool,
 }
 
 impl<T: Trainable> fmt::Debug for Tuner<T> {
@@ -198,6 +199,7 @@ impl<T: Trainable> Tuner<T> {
             resume: false,
             errored: Errored::Keep,
             handle_sigint: true,
+            isolate: false,
         }
     }
 
@@ -432,10 +434,25 @@ impl<T: Trainable> Tuner<T> {
         self
     }
 
+    /// Run every trial in a child process of its own: the program is started again as a
+    /// worker (same executable, same arguments, [`WORKER_ENV`](crate::WORKER_ENV) set),
+    /// runs its `main` up to this `Tuner::<T>::run()` call, which then serves one trial and
+    /// exits the process instead of returning. A trainable that aborts, segfaults, calls
+    /// `exit` or is killed (the OOM killer) then ends only its own trial, in ERROR (or
+    /// retried, see [`Tuner::max_failures`]); results are the same as in process. Code
+    /// before `run()` in `main` runs in every worker: keep it cheap, or skip it when
+    /// [`is_worker`](crate::is_worker) is true. The metrics type must derive `Metrics`.
+    /// Default false.
+    pub fn isolate_trials(mut self, yes: bool) -> Self {
+        self.isolate = yes;
+        self
+    }
+
     /// Validates every option, then runs the experiment on this thread (the driver) and
     /// a pool of worker threads. Returns the analysis, which lists errored trials; an
     /// `Err` means the experiment could not run or could not write its results.
     pub fn run(mut self) -> Result<Analysis<Config<T>, Mets<T>>, RunError> {
+        runner::serve_if_worker::<T>()?;
         if self.num_samples == 0 {
             return Err(RunError::NoSamples);
         }
@@ -503,7 +520,8 @@ impl<T: Trainable> Tuner<T> {
             })
         });
         let gpu_ids = self.gpu_ids.take().unwrap_or_else(crate::resources::visible_gpus);
-        runner::run::<T>(Settings {
+        let isolate = self.isolate;
+        let settings = Settings::<T> {
             num_samples: self.num_samples,
             overrides,
             stop: self.stop,
@@ -535,7 +553,12 @@ impl<T: Trainable> Tuner<T> {
                 resume: self.resume.then_some(self.errored),
                 handle_sigint: self.handle_sigint,
             },
-        })
+        };
+        if isolate {
+            runner::run::<runner::Isolated<T>>(settings.isolated())
+        } else {
+            runner::run::<T>(settings)
+        }
     }
 
     fn load_overrides(

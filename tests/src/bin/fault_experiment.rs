@@ -2,13 +2,14 @@
 //! they kill it (SIGKILL at chosen points, SIGINT), run it again with `--resume`, and
 //! compare its `--summary` with the one of an uninterrupted run.
 //!
-//! `fault_experiment <local_dir> <name> [--resume] [--summary]`
+//! `fault_experiment <local_dir> <name> [--resume] [--summary] [--isolate]`
 //!
 //! Environment: `STEP_MS` (sleep per step, default 1), `FAULT_STEP_KILL=n` (SIGKILL this
 //! process in the middle of its n-th step), `TUNE_FAULT_INJECT=<point>:<n>` (the runtime's
 //! own kill points: `journal`, `checkpoint`, `result`), `MAX_FAILURES`, `PANIC_AT=<iter>`
 //! (every trial with `k == 2` panics once at that iteration, the first time only, recorded
-//! in a marker file).
+//! in a marker file), `DIE_AT=<iter>` with `DIE_HOW=abort|exit|kill|segv` (the same, but
+//! the whole process dies: run it with `--isolate`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,17 +64,41 @@ impl Trainable for Net {
         std::thread::sleep(Duration::from_millis(ms - ms / 2));
         self.iter += 1;
         self.acc += self.x * self.k as f64;
-        let panic_at = env_u64("PANIC_AT");
-        if self.k == 2 && self.iter == panic_at {
-            if let Some(dir) = &self.dir {
-                let marker = dir.join("panicked-once");
-                if !marker.exists() {
-                    std::fs::write(&marker, "")?;
-                    panic!("injected panic at iteration {}", self.iter);
+        if self.k == 2 && self.iter == env_u64("PANIC_AT") && self.first_time("panicked")? {
+            panic!("injected panic at iteration {}", self.iter);
+        }
+        if self.k == 2 && self.iter == env_u64("DIE_AT") && self.first_time("died")? {
+            let pid = std::process::id().to_string();
+            match std::env::var("DIE_HOW").as_deref() {
+                Ok("exit") => std::process::exit(7),
+                Ok("kill") => {
+                    let _ = std::process::Command::new("kill").args(["-9", &pid]).status();
                 }
+                Ok("segv") => {
+                    // std's handler (stack overflow detection) lets a SIGSEGV that is not a
+                    // fault through once and restores the default action: send two.
+                    for _ in 0..2 {
+                        let _ = std::process::Command::new("kill").args(["-SEGV", &pid]).status();
+                    }
+                }
+                _ => std::process::abort(),
             }
+            std::thread::sleep(Duration::from_secs(10));
         }
         Ok(Score { score: self.acc + self.iter as f64, iter_seen: self.iter as f64 })
+    }
+}
+
+impl Net {
+    /// Whether this is the first time the trial gets here (a marker file in its directory).
+    fn first_time(&self, what: &str) -> TrainResult<bool> {
+        let Some(dir) = &self.dir else { return Ok(false) };
+        let marker = dir.join(format!("{what}-once"));
+        if marker.exists() {
+            return Ok(false);
+        }
+        std::fs::write(&marker, "")?;
+        Ok(true)
     }
 }
 
@@ -132,6 +157,7 @@ fn main() {
         .local_dir(local)
         .name(name.as_str())
         .resume(args.iter().any(|a| a == "--resume"))
+        .isolate_trials(args.iter().any(|a| a == "--isolate"))
         .run();
     match result {
         Ok(a) => {
@@ -143,6 +169,9 @@ fn main() {
             std::process::exit(3);
         }
         Err(e) => {
+            if tune_runtime::is_worker() {
+                eprintln!("worker error: {e}");
+            }
             eprintln!("error: {e}");
             std::process::exit(1);
         }

@@ -1,9 +1,12 @@
 //! The driver: one thread that owns all experiment state and reacts to worker messages.
 
 mod interrupt;
+mod isolation;
 mod recovery;
 mod worker;
 
+pub use isolation::{WORKER_ENV, is_worker};
+pub(crate) use isolation::{Isolated, serve_if_worker};
 pub(crate) use recovery::{Errored, FaultSettings};
 
 use std::collections::BTreeMap;

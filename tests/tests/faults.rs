@@ -26,8 +26,11 @@ fn tuner(dir: &Path, tag: u64, extra: &str) -> Tuner<Toy> {
         .config_overrides_json(overrides(tag, extra))
 }
 
+/// A trial's grid value, `x`, status and every (iteration, score).
+type Shape = (i64, String, TrialStatus, Vec<(u64, f64)>);
+
 /// What must agree between runs: config, status and every (iteration, score) per trial.
-fn shape(a: &Analysis<Cfg, Score>) -> Vec<(i64, String, TrialStatus, Vec<(u64, f64)>)> {
+fn shape(a: &Analysis<Cfg, Score>) -> Vec<Shape> {
     a.trials()
         .iter()
         .map(|t| {
@@ -56,7 +59,10 @@ fn failing_trials_are_retried_up_to_max_failures_and_every_error_is_recorded() {
         assert_eq!(iterations(&a, 2), [1, 2, 3]);
         assert_eq!(probe.restored_files.load(Ordering::SeqCst), 2);
         let text = std::fs::read_to_string(t.dir().unwrap().join("error.txt")).unwrap();
-        assert!(text.contains("failure 1 (retried") && text.contains("failure 3 (final)"), "{text}");
+        assert!(
+            text.contains("failure 1 (retried") && text.contains("failure 3 (final)"),
+            "{text}"
+        );
         let lines = std::fs::read_to_string(t.dir().unwrap().join("result.json")).unwrap();
         assert_eq!(lines.lines().count(), 3, "{lines}");
         let loaded = Analysis::<Cfg, Score>::from_dir(dir.path().join("exp")).unwrap();
@@ -82,10 +88,8 @@ fn corrupt(path: &Path) {
 fn a_corrupt_checkpoint_names_its_file_falls_back_and_deletes_nothing() {
     let (tag, probe) = new_probe();
     let dir = tempfile::tempdir().unwrap();
-    let a = tuner(dir.path(), tag, "\"fail_at\": 5, \"fail_k\": 3")
-        .checkpoint_freq(2)
-        .run()
-        .unwrap();
+    let a =
+        tuner(dir.path(), tag, "\"fail_at\": 5, \"fail_k\": 3").checkpoint_freq(2).run().unwrap();
     let t = a.errored_trials()[0];
     let ck4 = t.dir().unwrap().join("checkpoint_4");
     corrupt(&ck4.join("state.json"));

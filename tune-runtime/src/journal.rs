@@ -263,9 +263,8 @@ pub(crate) fn parse_records(
     loop {
         line.clear();
         let limit = MAX_RECORD_BYTES as u64 + 1;
-        let read = std::io::Read::take(&mut reader, limit)
-            .read_until(b'\n', &mut line)
-            .map_err(io_err)?;
+        let read =
+            std::io::Read::take(&mut reader, limit).read_until(b'\n', &mut line).map_err(io_err)?;
         if read == 0 {
             break;
         }

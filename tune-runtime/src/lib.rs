@@ -55,6 +55,7 @@ pub use journal::{
 };
 pub use manifest::MANIFEST_FILE;
 pub use metrics::{Metric, MetricValue, Metrics};
+pub use runner::{WORKER_ENV, is_worker};
 pub use scheduler::{Decision, FifoScheduler, Scheduler};
 pub use searcher::{BasicVariantGenerator, Searcher, Suggestion};
 pub use session::{Finished, Session, Stopped, TrainFn};
@@ -64,7 +65,6 @@ pub use trainable::{
     Checkpointable, InvalidResources, Resources, Trainable, TrainableSpec, TrialContext,
 };
 pub use trial::{Auto, Key, Mode, ResultRow, Scope, TrialId, TrialResult, TrialStatus};
-pub use runner::{WORKER_ENV, is_worker};
 pub use tuner::{RunError, Tuner};
 
 pub use tune_macros::{Metrics, search_space, trainable};

@@ -3,8 +3,8 @@
 //! and the experiment resumable). Outside a run, SIGINT exits as it would without us.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// SIGINTs received since the handler was installed.
 static SIGNALS: AtomicU64 = AtomicU64::new(0);

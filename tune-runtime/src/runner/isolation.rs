@@ -58,10 +58,16 @@ enum Request {
     },
     Step,
     SaveState,
-    LoadState { bytes: Bytes },
+    LoadState {
+        bytes: Bytes,
+    },
     StateIteration,
-    SaveFiles { dir: PathBuf },
-    RestoreFiles { dir: PathBuf },
+    SaveFiles {
+        dir: PathBuf,
+    },
+    RestoreFiles {
+        dir: PathBuf,
+    },
     Cleanup,
 }
 
@@ -96,7 +102,11 @@ enum Reply {
     State(Bytes),
     Iteration(Option<u64>),
     /// The call failed; `finished`/`stop` carry `TrainError::is_finished`/`is_stop`.
-    Err { message: String, finished: bool, stop: bool },
+    Err {
+        message: String,
+        finished: bool,
+        stop: bool,
+    },
 }
 
 fn read_message<T: serde::de::DeserializeOwned>(r: &mut impl BufRead) -> io::Result<T> {

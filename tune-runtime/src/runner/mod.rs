@@ -5,8 +5,8 @@ mod isolation;
 mod recovery;
 mod worker;
 
-pub use isolation::{WORKER_ENV, is_worker};
 pub(crate) use isolation::{Isolated, serve_if_worker};
+pub use isolation::{WORKER_ENV, is_worker};
 pub(crate) use recovery::{Errored, FaultSettings};
 
 use std::collections::BTreeMap;
@@ -209,17 +209,17 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         let first = match &replay {
             Some(_) => Driver::<T>::resume_record(),
             None => Record::Experiment {
-            version: JOURNAL_VERSION,
-            name: s.name.clone(),
-            trainable: T::NAME.to_string(),
-            metrics: <M<T> as Metrics>::NAMES.iter().map(|n| n.to_string()).collect(),
+                version: JOURNAL_VERSION,
+                name: s.name.clone(),
+                trainable: T::NAME.to_string(),
+                metrics: <M<T> as Metrics>::NAMES.iter().map(|n| n.to_string()).collect(),
                 seed: s.seed,
                 started: unix_now(),
             },
         };
         j.record(&first)
             .and_then(|()| j.flush())
-        .map_err(dir_err(&s.experiment_dir.join(JOURNAL_FILE)))?;
+            .map_err(dir_err(&s.experiment_dir.join(JOURNAL_FILE)))?;
         journal = Some(j);
     }
     s.searcher.setup(s.num_samples, s.seed);

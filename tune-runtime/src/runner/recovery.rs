@@ -79,11 +79,8 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
         return Ok(None);
     }
     let (records, valid) = read_records(&path).map_err(|e| RunError::Resume(e.to_string()))?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| resume_err(&path, e))?;
+    let mut file =
+        OpenOptions::new().read(true).write(true).open(&path).map_err(|e| resume_err(&path, e))?;
     file.set_len(valid).map_err(|e| resume_err(&path, e))?;
     if valid > 0 {
         use std::io::{Read, Seek, SeekFrom};
@@ -104,7 +101,8 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
         let unknown = |t: u32| resume_err(&path, format_args!("a record names unknown trial {t}"));
         match record {
             Record::Experiment { trainable, metrics, seed, .. } => {
-                if trainable != T::NAME || metrics.iter().map(String::as_str).ne(names.iter().copied())
+                if trainable != T::NAME
+                    || metrics.iter().map(String::as_str).ne(names.iter().copied())
                 {
                     return Err(resume_err(
                         &path,
@@ -253,8 +251,7 @@ impl<T: Trainable> Driver<T> {
             }
             let resources = self.s.resources.clone().unwrap_or_else(|| T::resources(&config));
             let restart = self.trials[index].status == TrialStatus::Error;
-            let failures =
-                if restart { 0 } else { self.trials[index].failures.len() as u32 };
+            let failures = if restart { 0 } else { self.trials[index].failures.len() as u32 };
             self.live.push(Some(Box::new(Live {
                 resources,
                 grant: None,

@@ -122,6 +122,8 @@ mod tests {
         let next = <BasicVariantGenerator as Searcher<Cfg, Score>>::suggest(&mut h, TrialId(2));
         assert_eq!(next, Suggestion::Config(all(7)[2].clone()));
         let bad = serde_json::json!({"next": 99});
-        assert!(<BasicVariantGenerator as Searcher<Cfg, Score>>::restore_state(&mut h, bad).is_err());
+        assert!(
+            <BasicVariantGenerator as Searcher<Cfg, Score>>::restore_state(&mut h, bad).is_err()
+        );
     }
 }

@@ -1,14 +1,16 @@
 //! Property tests (bounded, seconds in CI) of everything that reads untrusted bytes: the
 //! journal reader, the config JSON reader and checkpoint loading. Any input gives a value
 //! or an error: never a panic, never unbounded memory.
+//!
+//! It lives in this package (not `tune-tests`) so that proptest's own `Config` type does not
+//! change how rustc names types in the trybuild UI tests of `tune-tests`.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use proptest::prelude::*;
+use tune_runtime::prelude::*;
 use tune_runtime::{
-    Analysis, JOURNAL_FILE, MANIFEST_FILE, META_FILE, STATE_FILE, Space, read_journal, read_meta,
-    restore_checkpoint, search_space,
+    JOURNAL_FILE, MANIFEST_FILE, META_FILE, STATE_FILE, read_journal, read_meta,
+    restore_checkpoint,
 };
 
 search_space! {
@@ -20,14 +22,35 @@ search_space! {
     }
 }
 
+#[derive(Metrics, Debug, Clone)]
+pub struct Loss {
+    loss: f64,
+}
+
+#[trainable(config = Fz, metrics = Loss, test = false)]
+pub struct Net {
+    iter: u64,
+    acc: f64,
+}
+
+impl Trainable for Net {
+    fn setup(_config: &Fz, _ctx: &TrialContext) -> TrainResult<Self> {
+        Ok(Net { iter: 0, acc: 0.0 })
+    }
+    fn step(&mut self) -> TrainResult<Loss> {
+        self.iter += 1;
+        Ok(Loss { loss: self.acc })
+    }
+}
+
 const VALID: &str = concat!(
-    r#"{"type":"experiment","version":2,"name":"exp","trainable":"Toy","metrics":["score","iter_seen"],"seed":1,"started":0}"#,
+    r#"{"type":"experiment","version":2,"name":"exp","trainable":"Net","metrics":["loss"],"seed":1,"started":0}"#,
     "\n",
-    r#"{"type":"trial","trial":0,"id":"00000","dir":"Toy_00000","config":{"x":0.5,"k":1,"tag":0,"cpu":1.0,"gpu":0.0,"sleep_ms":0,"fail_at":0,"panic_at":0,"nan_at":0,"finish_at":0,"fail_k":0}}"#,
+    r#"{"type":"trial","trial":0,"id":"00000","dir":"Net_00000","config":{"lr":0.01,"layers":2,"name":"a","depth":2}}"#,
     "\n",
-    r#"{"type":"result","trial":0,"v":[1.5,1,1,0.1,0.1,17]}"#,
+    r#"{"type":"result","trial":0,"v":[1.5,1,0.1,0.1,17]}"#,
     "\n",
-    r#"{"type":"checkpoint","trial":0,"iteration":1,"path":"Toy_00000/checkpoint_1"}"#,
+    r#"{"type":"checkpoint","trial":0,"iteration":1,"path":"Net_00000/checkpoint_1"}"#,
     "\n",
     r#"{"type":"failure","trial":0,"attempt":1,"error":"boom"}"#,
     "\n",
@@ -49,7 +72,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(JOURNAL_FILE), &bytes).unwrap();
         let _ = read_journal(&dir.path().join(JOURNAL_FILE));
-        let _ = Analysis::<support::Cfg, support::Score>::from_dir(dir.path());
+        let _ = Analysis::<Fz, Loss>::from_dir(dir.path());
     }
 
     #[test]
@@ -66,13 +89,12 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(JOURNAL_FILE), &bytes).unwrap();
         let _ = read_journal(&dir.path().join(JOURNAL_FILE));
-        let _ = Analysis::<support::Cfg, support::Score>::from_dir(dir.path());
+        let _ = Analysis::<Fz, Loss>::from_dir(dir.path());
     }
 
     #[test]
     fn config_reader_takes_any_text(text in ".{0,200}") {
         let _ = Fz::from_json_str(&text);
-        let _ = support::Cfg::from_json_str(&text);
     }
 
     #[test]
@@ -109,22 +131,16 @@ proptest! {
         let d = dir.path();
         std::fs::write(d.join(STATE_FILE), &state).unwrap();
         let meta = if valid_meta {
-            br#"{"trainable":"Toy","iteration":3,"time_total_s":1.0}"#.to_vec()
+            br#"{"trainable":"Net","iteration":3,"time_total_s":1.0}"#.to_vec()
         } else {
             meta
         };
         std::fs::write(d.join(META_FILE), &meta).unwrap();
         std::fs::write(d.join(MANIFEST_FILE), &manifest).unwrap();
         prop_assert!(read_meta(d).is_err(), "an arbitrary manifest never verifies");
-        let mut toy = support::Toy {
-            iter: 7,
-            acc: 1.0,
-            config: None,
-            probe: Some(support::probe(0)),
-            cpu_milli: 0,
-        };
-        if restore_checkpoint(&mut toy, d).is_err() {
-            prop_assert_eq!(toy.iter, 7, "a failed restore changes nothing");
+        let mut net = Net { iter: 7, acc: 1.0 };
+        if restore_checkpoint(&mut net, d).is_err() {
+            prop_assert_eq!(net.iter, 7, "a failed restore changes nothing");
         }
     }
 }

@@ -226,8 +226,8 @@ fn workload(name: &str) {
     }
 }
 
-const ALL: [&str; 5] =
-    ["trials-10k", "results-off", "results-on", "trials-100k-off", "trials-100k"];
+const ALL: [&str; 6] =
+    ["trials-10k", "results-off", "results-on", "checkpoints", "trials-100k-off", "trials-100k"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();

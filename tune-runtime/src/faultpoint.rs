@@ -4,7 +4,7 @@
 //!
 //! Points: `journal` (a journal append), `checkpoint` (a checkpoint write), `result` (a
 //! result written to the per-trial files, before the journal sees it). Unset, each check
-//! costs one relaxed atomic load.
+//! costs one load of a once-initialised static.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,8 +9,7 @@
 use proptest::prelude::*;
 use tune_runtime::prelude::*;
 use tune_runtime::{
-    JOURNAL_FILE, MANIFEST_FILE, META_FILE, STATE_FILE, read_journal, read_meta,
-    restore_checkpoint,
+    JOURNAL_FILE, MANIFEST_FILE, META_FILE, STATE_FILE, read_journal, read_meta, restore_checkpoint,
 };
 
 search_space! {

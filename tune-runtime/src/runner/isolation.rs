@@ -463,6 +463,9 @@ pub(crate) fn serve_if_worker<T: Trainable>() -> Result<(), RunError> {
         )));
     }
     let (port, token) = rest.split_once(':').unwrap_or((rest, ""));
+    // A Ctrl-C in the terminal reaches the whole process group: the driver decides what
+    // happens (a graceful stop ends this worker through `cleanup`), not the signal.
+    let _ = ctrlc::set_handler(|| {});
     let code = match serve::<T>(&format!("{host}:{port}"), token) {
         Ok(()) => 0,
         Err(e) => {

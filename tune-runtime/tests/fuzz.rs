@@ -27,6 +27,7 @@ pub struct Loss {
 }
 
 #[trainable(config = Fz, metrics = Loss, test = false)]
+#[derive(Debug)]
 pub struct Net {
     iter: u64,
     acc: f64,

@@ -302,7 +302,7 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
                         trials[i].error = error;
                     }
                 }
-                Record::Result { trial, v } => {
+                Record::Result { trial, v, .. } => {
                     let i = slot(&mut trials, trial)?;
                     if v.len() == row_len::<M>() {
                         trials[i].history.extend_from_slice(&v);

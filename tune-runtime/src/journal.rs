@@ -120,6 +120,10 @@ pub enum Record {
         trial: u32,
         /// The values.
         v: Vec<f64>,
+        /// The trial ended after this result by its stop criteria or its scheduler (not
+        /// by an interruption, a time budget or an error): a resume does not step it again.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        done: bool,
     },
     /// A checkpoint was written.
     Checkpoint {
@@ -194,7 +198,7 @@ impl Journal {
         self.store.append(&self.buf)
     }
 
-    pub fn result(&mut self, trial: u32, values: &[f64]) -> io::Result<()> {
+    pub fn result(&mut self, trial: u32, values: &[f64], done: bool) -> io::Result<()> {
         self.buf.clear();
         let _ = write!(self.buf, "{{\"type\":\"result\",\"trial\":{trial},\"v\":[");
         for (i, v) in values.iter().enumerate() {
@@ -203,7 +207,7 @@ impl Journal {
             }
             let _ = write!(self.buf, "{v}");
         }
-        self.buf.extend_from_slice(b"]}");
+        self.buf.extend_from_slice(if done { b"],\"done\":true}" } else { b"]}" });
         self.append()
     }
 
@@ -301,15 +305,18 @@ mod tests {
         let path = dir.path().join(JOURNAL_FILE);
         let mut j = Journal::new(Box::new(FileJournal::open(&path).unwrap()));
         j.record(&Record::Status { trial: 1, status: TrialStatus::Running, error: None }).unwrap();
-        j.result(1, &[0.5, 1.0, 0.25, 0.25, 17.0]).unwrap();
+        j.result(1, &[0.5, 1.0, 0.25, 0.25, 17.0], false).unwrap();
+        j.result(1, &[0.5, 2.0, 0.25, 0.5, 17.0], true).unwrap();
         j.flush().unwrap();
         drop(j);
         // A crash in the middle of a write leaves a partial line.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"type\":\"result\",\"tri").unwrap();
         let records = read_journal(&path).unwrap();
-        assert_eq!(records.len(), 2);
-        assert_eq!(records[1], Record::Result { trial: 1, v: vec![0.5, 1.0, 0.25, 0.25, 17.0] });
+        assert_eq!(records.len(), 3);
+        let v = vec![0.5, 1.0, 0.25, 0.25, 17.0];
+        assert_eq!(records[1], Record::Result { trial: 1, v, done: false });
+        assert!(matches!(records[2], Record::Result { done: true, .. }));
         let (_, valid) = read_records(&path).unwrap();
         let len = std::fs::metadata(&path).unwrap().len();
         assert_eq!(len - valid, "{\"type\":\"result\",\"tri".len() as u64);

@@ -708,7 +708,9 @@ impl<T: Trainable> Driver<T> {
             }
         }
         if let Some(j) = &mut self.journal {
-            if let Err(source) = j.result(id.0, &self.row) {
+            // Ended by its own criteria or its scheduler, not by a stop of the whole run.
+            let ended = natural || (!self.stopping && decision == Decision::Stop);
+            if let Err(source) = j.result(id.0, &self.row, ended) {
                 self.fatal.get_or_insert(LogError {
                     path: self.s.experiment_dir.join(JOURNAL_FILE),
                     source,

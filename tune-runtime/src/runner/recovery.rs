@@ -54,6 +54,8 @@ struct ReplayTrial {
     history: Vec<f64>,
     checkpoints: Vec<(u64, String)>,
     failures: Vec<String>,
+    /// The iteration of a result after which the trial ended by itself.
+    done_at: Option<u64>,
     /// Created after the last saved scheduler state.
     after_state: bool,
 }
@@ -134,6 +136,7 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                     history: Vec::new(),
                     checkpoints: Vec::new(),
                     failures: Vec::new(),
+                    done_at: None,
                     after_state: true,
                 });
             }
@@ -144,9 +147,12 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                     t.error = error;
                 }
             }
-            Record::Result { trial, v } => {
+            Record::Result { trial, v, done } => {
                 let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
                 if v.len() == width {
+                    if done {
+                        t.done_at = Some(v[names.len()] as u64);
+                    }
                     t.history.extend_from_slice(&v);
                 }
             }
@@ -171,6 +177,9 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                     .take_while(|r| r[names.len()] as u64 <= iteration)
                     .count();
                 t.history.truncate(keep * width);
+                if t.done_at.is_some_and(|d| d > iteration) {
+                    t.done_at = None;
+                }
             }
             Record::State { searcher, scheduler } => {
                 replay.searcher = Some(searcher);
@@ -256,7 +265,7 @@ impl<T: Trainable> Driver<T> {
                 resources,
                 grant: None,
                 logger: None,
-                dir,
+                dir: dir.clone(),
                 rel_dir: rel,
                 iteration: 0,
                 time_total: 0.0,
@@ -272,6 +281,23 @@ impl<T: Trainable> Driver<T> {
             })));
             let from_scratch = restart && errored == Errored::Restart;
             self.rewind(id, if from_scratch { Some(0) } else { None });
+            let at = self.live[index].as_ref().map_or(0, |l| l.iteration);
+            if at > 0 && rt.done_at == Some(at) && !restart {
+                // It had reached its end and was checkpointed there: it only missed its
+                // final status record.
+                self.live[index] = None;
+                if self.s.file_logging {
+                    let t = &self.trials[index];
+                    let json = t.config.to_json_value();
+                    if let Err(e) = TrialLogger::rewrite::<M<T>>(&dir, &json, &t.history, id, true)
+                    {
+                        self.fatal.get_or_insert(e);
+                    }
+                }
+                self.set_status(id, TrialStatus::Terminated, None);
+                self.finished += 1;
+                continue;
+            }
             if self.trials[index].status == TrialStatus::Paused {
                 self.paused.push(id);
             } else {

@@ -522,7 +522,10 @@ impl<T: Trainable> Driver<T> {
         let i = id.index();
         let Some(mut live) = self.live[i].take() else { return };
         // A paused trial without its instance (after a resume) starts from its checkpoint.
-        let resumed = self.trials[i].status == TrialStatus::Paused && live.paused.is_some();
+        // Paused by the scheduler, in memory or to disk. A trial a resume found PAUSED in the
+        // journal has neither and starts from its latest checkpoint (`restore_from`).
+        let resumed = self.trials[i].status == TrialStatus::Paused
+            && (live.paused.is_some() || live.resume_from.is_some());
         if !resumed && self.s.file_logging && live.logger.is_none() {
             match TrialLogger::create::<M<T>>(&live.dir, &self.trials[i].config.to_json_value()) {
                 Ok(l) => live.logger = Some(l),

@@ -51,7 +51,10 @@ pub use error::{
 pub use journal::{FileJournal, JOURNAL_FILE, JournalError, JournalStore, Record, read_journal};
 pub use metrics::{Metric, MetricValue, Metrics};
 pub use scheduler::{Decision, FifoScheduler, Scheduler};
-pub use searcher::{BasicVariantGenerator, Searcher, Suggestion};
+pub use searcher::{
+    BasicVariantGenerator, Bohb, CmaEs, ConcurrencyLimiter, GpBo, GridSearch, LatinHypercube,
+    RandomSearch, Repeater, Searcher, Suggestion, Tpe, UnsupportedSpace,
+};
 pub use session::{Finished, Session, Stopped, TrainFn};
 pub use space::{Condition, Dim, DimKind, Space};
 pub use stop::Stop;

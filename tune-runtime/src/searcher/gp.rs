@@ -60,6 +60,7 @@ pub(crate) struct Gp {
 /// Length scales tried, as multiples of √(number of features).
 const ELLS: [f64; 6] = [0.05, 0.1, 0.2, 0.35, 0.6, 1.0];
 const NOISES: [f64; 3] = [1e-6, 1e-3, 1e-1];
+const FIT_POINTS: usize = 80;
 
 impl Gp {
     /// Log marginal likelihood (up to a constant) of `ys` with the amplitude at its
@@ -85,34 +86,59 @@ impl Gp {
 
     pub(crate) fn fit(xs: Vec<Vec<f64>>, ys: &[f64]) -> Option<Self> {
         let n = xs.len();
-        let ys = DVector::from_column_slice(ys);
-        let d2 = DMatrix::from_fn(n, n, |i, j| sq_dist(&xs[i], &xs[j]));
         let scale = (xs.first().map_or(1, Vec::len) as f64).sqrt();
-        let mut best: Option<(f64, f64, f64, DMatrix<f64>, DVector<f64>, f64)> = None;
+        // Hyperparameters are chosen on at most FIT_POINTS evenly spread results: the
+        // likelihood surface barely moves past that, and each grid point costs a Cholesky.
+        let sub: Vec<usize> = if n <= FIT_POINTS {
+            (0..n).collect()
+        } else {
+            (0..FIT_POINTS).map(|i| i * n / FIT_POINTS).collect()
+        };
+        let d2 = DMatrix::from_fn(sub.len(), sub.len(), |i, j| sq_dist(&xs[sub[i]], &xs[sub[j]]));
+        let ys_sub = DVector::from_iterator(sub.len(), sub.iter().map(|i| ys[*i]));
+        let mut best: Option<(f64, f64, f64)> = None;
         for e in ELLS {
             for noise in NOISES {
                 let ell = e * scale;
-                if let Some((ll, l, alpha, amp)) = Self::profile(&d2, &ys, ell, noise) {
-                    if best.as_ref().is_none_or(|b| ll > b.0) {
-                        best = Some((ll, ell, noise, l, alpha, amp));
+                if let Some((ll, ..)) = Self::profile(&d2, &ys_sub, ell, noise) {
+                    if best.is_none_or(|b| ll > b.0) {
+                        best = Some((ll, ell, noise));
                     }
                 }
             }
         }
-        let (_, ell, noise, l, alpha, amp) = best?;
+        let (_, ell, noise) = best?;
+        let ys = DVector::from_column_slice(ys);
+        let (l, alpha, amp) = if sub.len() == n {
+            let (_, l, alpha, amp) = Self::profile(&d2, &ys, ell, noise)?;
+            (l, alpha, amp)
+        } else {
+            let d2 = DMatrix::from_fn(n, n, |i, j| sq_dist(&xs[i], &xs[j]));
+            let (_, l, alpha, amp) = Self::profile(&d2, &ys, ell, noise)?;
+            (l, alpha, amp)
+        };
         Some(Self { xs, alpha, l, ell, noise, amp })
     }
 
+    /// Predictive mean and standard deviation at each of `xs` (one triangular solve for
+    /// all of them).
+    pub(crate) fn predict_many(&self, xs: &[Vec<f64>]) -> Vec<(f64, f64)> {
+        let n = self.xs.len();
+        let r = DMatrix::from_fn(n, xs.len(), |i, j| matern52(sq_dist(&xs[j], &self.xs[i]), self.ell));
+        let v = self.l.solve_lower_triangular(&r).unwrap_or_else(|| DMatrix::zeros(n, xs.len()));
+        (0..xs.len())
+            .map(|j| {
+                let mean = r.column(j).dot(&self.alpha);
+                let var = (self.amp * (1.0 - v.column(j).norm_squared())).max(0.0);
+                (mean, var.sqrt())
+            })
+            .collect()
+    }
+
     /// Predictive mean and standard deviation of the latent function at `x`.
+    #[cfg(test)]
     pub(crate) fn predict(&self, x: &[f64]) -> (f64, f64) {
-        let r = DVector::from_iterator(
-            self.xs.len(),
-            self.xs.iter().map(|xi| matern52(sq_dist(x, xi), self.ell)),
-        );
-        let mean = r.dot(&self.alpha);
-        let v = self.l.solve_lower_triangular(&r).unwrap_or_else(|| DVector::zeros(r.len()));
-        let var = (self.amp * (1.0 - v.norm_squared())).max(0.0);
-        (mean, var.sqrt())
+        self.predict_many(&[x.to_vec()])[0]
     }
 }
 
@@ -175,38 +201,36 @@ impl Algo for GpAlgo {
         }
         let Some(gp) = Gp::fit(xs, &ys) else { return Proposal::Prior };
         self.last_fit = Some((gp.ell, gp.noise));
-        let score = |u: &[f64]| {
-            let (m, s) = gp.predict(&features(ctx.codec, u));
-            expected_improvement(m, s, best)
-        };
         let mut pool: Vec<(f64, Vec<f64>)> = Vec::with_capacity(self.candidates + 200);
-        let consider = |u: Vec<f64>, pool: &mut Vec<(f64, Vec<f64>)>| {
-            if let Some(p) = (ctx.project)(&u) {
-                pool.push((score(&p), p));
+        let add = |cands: Vec<Vec<f64>>, pool: &mut Vec<(f64, Vec<f64>)>| {
+            let cands: Vec<Vec<f64>> = cands.iter().filter_map(|u| (ctx.project)(u)).collect();
+            let feats: Vec<Vec<f64>> = cands.iter().map(|u| features(ctx.codec, u)).collect();
+            for ((m, s), u) in gp.predict_many(&feats).into_iter().zip(cands) {
+                pool.push((expected_improvement(m, s, best), u));
             }
         };
-        for _ in 0..self.candidates {
-            consider(ctx.codec.sample_prior(rng), &mut pool);
-        }
+        let mut cands: Vec<Vec<f64>> =
+            (0..self.candidates).map(|_| ctx.codec.sample_prior(rng)).collect();
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by(|a, b| ctx.done[*a].1.total_cmp(&ctx.done[*b].1));
         for &i in order.iter().take(5) {
             for s in [0.02, 0.08] {
                 for _ in 0..10 {
-                    consider(perturb(ctx.codec, &ctx.done[i].0, s, rng), &mut pool);
+                    cands.push(perturb(ctx.codec, &ctx.done[i].0, s, rng));
                 }
             }
         }
+        add(cands, &mut pool);
         // Local refinement around the three best candidates.
         for s in [0.05, 0.01] {
             pool.sort_by(|a, b| b.0.total_cmp(&a.0));
             pool.truncate(3);
             let seeds: Vec<Vec<f64>> = pool.iter().map(|p| p.1.clone()).collect();
-            for u in &seeds {
-                for _ in 0..20 {
-                    consider(perturb(ctx.codec, u, s, rng), &mut pool);
-                }
-            }
+            let cands: Vec<Vec<f64>> = seeds
+                .iter()
+                .flat_map(|u| (0..20).map(|_| perturb(ctx.codec, u, s, &mut *rng)).collect::<Vec<_>>())
+                .collect();
+            add(cands, &mut pool);
         }
         pool.sort_by(|a, b| b.0.total_cmp(&a.0));
         match pool.into_iter().next() {

@@ -222,7 +222,9 @@ fn bench_function<C: Space>(
                 chunks.into_iter().flat_map(|h| h.join().expect("benchmark thread")).collect()
             });
             let curve = (0..o.trials)
-                .map(|t| median(&mut curves.iter().map(|c| c[t.min(c.len() - 1)]).collect::<Vec<_>>()))
+                .map(|t| {
+                    median(&mut curves.iter().map(|c| c[t.min(c.len() - 1)]).collect::<Vec<_>>())
+                })
                 .collect();
             let seconds = start.elapsed().as_secs_f64();
             eprintln!("{function:>12} x{concurrency} {name:>6}: {seconds:.1}s");
@@ -241,8 +243,7 @@ struct Opts {
 }
 
 fn parse() -> Opts {
-    let mut o =
-        Opts { seeds: 30, trials: 100, threads: 2, svg: None, regret: true, latency: true };
+    let mut o = Opts { seeds: 30, trials: 100, threads: 2, svg: None, regret: true, latency: true };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     let value = |i: usize| args.get(i + 1).and_then(|v| v.parse().ok());
@@ -330,7 +331,10 @@ fn svg(cells: &[Cell], trials: usize) -> String {
             x + 24.0
         );
     }
-    let _ = write!(s, r#"<text x="700" y="19">solid: sequential, dashed: 4 concurrent; y: median regret (log)</text>"#);
+    let _ = write!(
+        s,
+        r#"<text x="700" y="19">solid: sequential, dashed: 4 concurrent; y: median regret (log)</text>"#
+    );
     for (p, function) in functions.iter().enumerate() {
         let (ox, oy) = ((p % cols) as f64 * w, (p / cols) as f64 * h + 30.0);
         let mine: Vec<&Cell> = cells.iter().filter(|c| c.function == *function).collect();
@@ -360,8 +364,12 @@ fn svg(cells: &[Cell], trials: usize) -> String {
         );
         for c in mine {
             let k = SEARCHERS.iter().position(|n| *n == c.searcher).unwrap_or(0);
-            let pts: Vec<String> =
-                c.curve.iter().enumerate().map(|(t, v)| format!("{:.1},{:.1}", px(t), py(*v))).collect();
+            let pts: Vec<String> = c
+                .curve
+                .iter()
+                .enumerate()
+                .map(|(t, v)| format!("{:.1},{:.1}", px(t), py(*v)))
+                .collect();
             let dash = if c.concurrency > 1 { r#" stroke-dasharray="4 3""# } else { "" };
             let _ = write!(
                 s,
@@ -404,12 +412,16 @@ fn main() {
         "\nMedian best-so-far regret over {} seeds ({} trials): after 25 / 50 / {} trials\n",
         o.seeds, o.trials, o.trials
     );
-    println!("| function | concurrent | searcher | after 25 | after 50 | final | vs random | time (s) |");
+    println!(
+        "| function | concurrent | searcher | after 25 | after 50 | final | vs random | time (s) |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for c in &cells {
         let random = cells
             .iter()
-            .find(|r| r.function == c.function && r.concurrency == c.concurrency && r.searcher == "random")
+            .find(|r| {
+                r.function == c.function && r.concurrency == c.concurrency && r.searcher == "random"
+            })
             .and_then(|r| r.curve.last().copied())
             .unwrap_or(f64::NAN);
         let at = |t: usize| c.curve.get(t.min(c.curve.len()) - 1).copied().unwrap_or(f64::NAN);

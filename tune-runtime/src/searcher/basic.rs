@@ -57,7 +57,14 @@ impl<C: Space, M: Metrics> Searcher<C, M> for BasicVariantGenerator {
     }
 
     fn save_state(&self) -> serde_json::Value {
-        serde_json::json!({ "next": self.next })
+        serde_json::json!({ "next": self.next, "rng": super::core::save_rng(&self.rng) })
+    }
+
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+        let next = state["next"].as_u64().ok_or("missing `next`")? as usize;
+        self.rng = super::core::restore_rng(&state["rng"])?;
+        self.next = next;
+        Ok(())
     }
 }
 
@@ -87,5 +94,11 @@ mod tests {
         assert_eq!(ks, vec![1, 2, 3, 1, 2, 3]);
         assert_eq!(configs, all(7), "same seed, same configs");
         assert_ne!(configs, all(8));
+    }
+
+    #[test]
+    fn state_round_trip() {
+        use crate::searcher::test_support::{Cond, cond_loss, round_trip};
+        round_trip::<Cond, _>(BasicVariantGenerator::new, cond_loss);
     }
 }

@@ -84,8 +84,10 @@ impl Algo for BohbAlgo {
             .iter()
             .flat_map(|(b, m)| {
                 m.iter().map(move |(t, (p, l))| {
-                    let p: Vec<Value> =
-                        p.iter().map(|v| if v.is_finite() { json!(v) } else { Value::Null }).collect();
+                    let p: Vec<Value> = p
+                        .iter()
+                        .map(|v| if v.is_finite() { json!(v) } else { Value::Null })
+                        .collect();
                     json!([b, t, p, l])
                 })
             })
@@ -220,7 +222,11 @@ mod tests {
                 .iter()
                 .map(|(id, c)| {
                     let l = loss(c, budget);
-                    <_ as Searcher<Cont2, Score>>::on_trial_result(s, TrialId(*id), &result(*id, budget, l));
+                    <_ as Searcher<Cont2, Score>>::on_trial_result(
+                        s,
+                        TrialId(*id),
+                        &result(*id, budget, l),
+                    );
                     (l, *id, c.clone())
                 })
                 .collect();

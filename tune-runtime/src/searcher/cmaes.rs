@@ -103,17 +103,18 @@ impl Cma {
             .collect();
         let yw: Vec<f64> =
             (0..n).map(|k| ys.iter().zip(&self.weights).map(|(y, w)| w * y[k]).sum()).collect();
-        for k in 0..n {
-            self.mean[k] += self.sigma * yw[k];
+        for (m, y) in self.mean.iter_mut().zip(&yw) {
+            *m += self.sigma * y;
         }
         // C^{-1/2} yw = B D^{-1} Bᵀ yw.
-        let bt_yw: Vec<f64> =
-            (0..n).map(|j| (0..n).map(|i| self.b[i * n + j] * yw[i]).sum::<f64>() / self.d[j]).collect();
+        let bt_yw: Vec<f64> = (0..n)
+            .map(|j| (0..n).map(|i| self.b[i * n + j] * yw[i]).sum::<f64>() / self.d[j])
+            .collect();
         let inv_sqrt: Vec<f64> =
             (0..n).map(|i| (0..n).map(|j| self.b[i * n + j] * bt_yw[j]).sum()).collect();
         let a = (self.cs * (2.0 - self.cs) * self.mueff).sqrt();
-        for k in 0..n {
-            self.ps[k] = (1.0 - self.cs) * self.ps[k] + a * inv_sqrt[k];
+        for (p, v) in self.ps.iter_mut().zip(&inv_sqrt) {
+            *p = (1.0 - self.cs) * *p + a * v;
         }
         let ps_norm = self.ps.iter().map(|v| v * v).sum::<f64>().sqrt();
         self.generation += 1;
@@ -121,8 +122,8 @@ impl Cma {
         let hsig = ps_norm / decay.sqrt() / self.chin < 1.4 + 2.0 / (n as f64 + 1.0);
         let hs = if hsig { 1.0 } else { 0.0 };
         let ac = (self.cc * (2.0 - self.cc) * self.mueff).sqrt();
-        for k in 0..n {
-            self.pc[k] = (1.0 - self.cc) * self.pc[k] + hs * ac * yw[k];
+        for (p, y) in self.pc.iter_mut().zip(&yw) {
+            *p = (1.0 - self.cc) * *p + hs * ac * y;
         }
         let old = 1.0 - self.c1 - self.cmu + (1.0 - hs) * self.c1 * self.cc * (2.0 - self.cc);
         for i in 0..n {
@@ -331,11 +332,15 @@ mod tests {
     fn ask_tell_through_the_searcher() {
         let mut s = CmaEs::<Cont2>::new().unwrap();
         // Concurrency larger than the population: the searcher waits for each generation.
-        let configs = drive(&mut s, 120, 10, 3, |c: &Cont2| (c.a - 1.0).powi(2) + (c.b - 2.0).powi(2));
+        let configs =
+            drive(&mut s, 120, 10, 3, |c: &Cont2| (c.a - 1.0).powi(2) + (c.b - 2.0).powi(2));
         assert_eq!(configs.len(), 120);
         all_valid(&configs);
         let last = &configs[110..];
-        assert!(last.iter().all(|c| (c.a - 1.0).abs() < 1.0 && (c.b - 2.0).abs() < 1.0), "{last:?}");
+        assert!(
+            last.iter().all(|c| (c.a - 1.0).abs() < 1.0 && (c.b - 2.0).abs() < 1.0),
+            "{last:?}"
+        );
         round_trip(|| CmaEs::<Cont2>::new().unwrap(), |c: &Cont2| c.a * c.a + c.b);
     }
 }

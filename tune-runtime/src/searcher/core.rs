@@ -146,7 +146,7 @@ impl<C: Space, A: Algo> ModelSearcher<C, A> {
     }
 
     fn record(&mut self, trial: u32, config: &C) {
-        self.pending.insert(trial, self.codec.to_unit(&config.encode()));
+        self.pending.insert(trial, self.codec.encode_unit(&config.encode()));
     }
 
     fn finish(&mut self, trial: u32, value: Option<f64>) {
@@ -185,10 +185,8 @@ pub(crate) fn restore_rng(v: &Value) -> Result<ChaCha8Rng, String> {
     let seed: [u8; 32] = serde_json::from_value(v["seed"].clone()).map_err(|e| e.to_string())?;
     let mut rng = ChaCha8Rng::from_seed(seed);
     rng.set_stream(v["stream"].as_u64().ok_or("missing `stream`")?);
-    let pos: u128 = v["word_pos"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or("missing `word_pos`")?;
+    let pos: u128 =
+        v["word_pos"].as_str().and_then(|s| s.parse().ok()).ok_or("missing `word_pos`")?;
     rng.set_word_pos(pos);
     Ok(rng)
 }
@@ -217,13 +215,12 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
             self.next_point += 1;
             self.points[self.next_point - 1].clone()
         } else {
-            let proposal = if self.done.len() < self.algo.startup() || self.objective.is_none()
-            {
+            let proposal = if self.done.len() < self.algo.startup() || self.objective.is_none() {
                 Proposal::Prior
             } else {
                 let project = |u: &[f64]| -> Option<Vec<f64>> {
-                    let c = C::decode(&self.codec.from_unit(u)).ok()?;
-                    Some(self.codec.to_unit(&c.encode()))
+                    let c = C::decode(&self.codec.decode_unit(u)).ok()?;
+                    Some(self.codec.encode_unit(&c.encode()))
                 };
                 let ctx = Ctx {
                     codec: &self.codec,
@@ -235,7 +232,7 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
                 self.algo.propose(&ctx, &mut self.rng)
             };
             match proposal {
-                Proposal::Point(u) => match C::decode(&self.codec.from_unit(&u)) {
+                Proposal::Point(u) => match C::decode(&self.codec.decode_unit(&u)) {
                     Ok(c) => c,
                     Err(_) => C::sample(&mut self.rng),
                 },
@@ -285,9 +282,8 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
     }
 
     fn restore_state(&mut self, state: Value) -> Result<(), String> {
-        let count = |k: &str| {
-            state[k].as_u64().map(|n| n as usize).ok_or_else(|| format!("missing `{k}`"))
-        };
+        let count =
+            |k: &str| state[k].as_u64().map(|n| n as usize).ok_or_else(|| format!("missing `{k}`"));
         let suggested = count("suggested")?;
         let next_point = count("next_point")?;
         let rng = restore_rng(&state["rng"])?;

@@ -124,7 +124,8 @@ impl Gp {
     /// all of them).
     pub(crate) fn predict_many(&self, xs: &[Vec<f64>]) -> Vec<(f64, f64)> {
         let n = self.xs.len();
-        let r = DMatrix::from_fn(n, xs.len(), |i, j| matern52(sq_dist(&xs[j], &self.xs[i]), self.ell));
+        let r =
+            DMatrix::from_fn(n, xs.len(), |i, j| matern52(sq_dist(&xs[j], &self.xs[i]), self.ell));
         let v = self.l.solve_lower_triangular(&r).unwrap_or_else(|| DMatrix::zeros(n, xs.len()));
         (0..xs.len())
             .map(|j| {
@@ -228,7 +229,9 @@ impl Algo for GpAlgo {
             let seeds: Vec<Vec<f64>> = pool.iter().map(|p| p.1.clone()).collect();
             let cands: Vec<Vec<f64>> = seeds
                 .iter()
-                .flat_map(|u| (0..20).map(|_| perturb(ctx.codec, u, s, &mut *rng)).collect::<Vec<_>>())
+                .flat_map(|u| {
+                    (0..20).map(|_| perturb(ctx.codec, u, s, &mut *rng)).collect::<Vec<_>>()
+                })
                 .collect();
             add(cands, &mut pool);
         }
@@ -326,7 +329,7 @@ mod tests {
     #[test]
     fn one_hot_features() {
         let codec = Codec::new(<Mixed as Space>::dims());
-        let u = codec.to_unit(&Mixed { x: 0.0, n: 10, c: 3 }.encode());
+        let u = codec.encode_unit(&Mixed { x: 0.0, n: 10, c: 3 }.encode());
         let f = features(&codec, &u);
         assert_eq!(f.len(), 2 + 4);
         assert_eq!(&f[2..], &[0.0, 0.0, 0.0, 1.0]);

@@ -23,7 +23,9 @@ fn levels(codec: &Codec, d: usize, per_dim: usize) -> Vec<f64> {
             let count = ((high - low) / step + 1) as usize;
             if count <= per_dim {
                 // Every value: the centre of its slice of the unit interval.
-                (0..count).map(|i| (i as f64 * step as f64 + 0.5) / (high - low + 1) as f64).collect()
+                (0..count)
+                    .map(|i| (i as f64 * step as f64 + 0.5) / (high - low + 1) as f64)
+                    .collect()
             } else {
                 spread(per_dim)
             }

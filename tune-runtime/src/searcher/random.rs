@@ -1,7 +1,7 @@
 //! Random search from the space's prior, and Latin hypercube sampling (quasi-random).
 
-use rand::seq::SliceRandom;
 use rand::Rng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn state_round_trip() {
-        round_trip(|| LatinHypercube::<Cond>::new(), cond_loss);
-        round_trip(|| RandomSearch::<Cond>::new(), cond_loss);
+        round_trip(LatinHypercube::<Cond>::new, cond_loss);
+        round_trip(RandomSearch::<Cond>::new, cond_loss);
     }
 }

@@ -46,18 +46,19 @@ impl Codec {
                 DimKind::Normal { mean, std, .. } => {
                     Warp::Linear { lo: mean - 3.0 * std, hi: mean + 3.0 * std }
                 }
-                DimKind::Int { low, high, log: true, .. } if *low >= 1 => Warp::Log {
-                    lo: (*low as f64 - 0.5).ln(),
-                    hi: (*high as f64 + 0.5).ln(),
-                },
+                DimKind::Int { low, high, log: true, .. } if *low >= 1 => {
+                    Warp::Log { lo: (*low as f64 - 0.5).ln(), hi: (*high as f64 + 0.5).ln() }
+                }
                 DimKind::Int { low, high, .. } => {
                     Warp::Linear { lo: *low as f64 - 0.5, hi: *high as f64 + 0.5 }
                 }
                 DimKind::Categorical { choices } => Warp::Cat(choices.len().max(1)),
             })
             .collect::<Vec<_>>();
-        let kinds =
-            warps.iter().map(|w| if let Warp::Cat(k) = w { Kind::Cat(*k) } else { Kind::Cont }).collect();
+        let kinds = warps
+            .iter()
+            .map(|w| if let Warp::Cat(k) = w { Kind::Cat(*k) } else { Kind::Cont })
+            .collect();
         Self { dims, warps, kinds }
     }
 
@@ -97,7 +98,7 @@ impl Codec {
     }
 
     /// The space's encoding → unit cube.
-    pub(crate) fn to_unit(&self, x: &[f64]) -> Vec<f64> {
+    pub(crate) fn encode_unit(&self, x: &[f64]) -> Vec<f64> {
         x.iter()
             .zip(&self.warps)
             .enumerate()
@@ -116,7 +117,7 @@ impl Codec {
     }
 
     /// Unit cube → the space's encoding (decode then clamps, rounds and quantizes).
-    pub(crate) fn from_unit(&self, u: &[f64]) -> Vec<f64> {
+    pub(crate) fn decode_unit(&self, u: &[f64]) -> Vec<f64> {
         u.iter()
             .zip(&self.warps)
             .map(|(v, w)| {
@@ -180,7 +181,7 @@ pub(crate) fn fast_exp(x: f64) -> f64 {
     let f = t - k as f64;
     // Taylor series of 2^f = e^(f ln 2) on [0, 1).
     let p = 1.0
-        + f * (0.693_147_180_559_945_3
+        + f * (std::f64::consts::LN_2
             + f * (0.240_226_506_959_100_7
                 + f * (0.055_504_108_664_821_6
                     + f * (0.009_618_129_107_628_5
@@ -250,12 +251,12 @@ mod tests {
             ),
         ]);
         let x = [1e-2, 9.0, 0.0, f64::NAN];
-        let u = codec.to_unit(&x);
+        let u = codec.encode_unit(&x);
         assert!((u[0] - 0.5).abs() < 1e-12);
         assert!((u[1] - 0.95).abs() < 1e-12);
         assert_eq!(u[2], 0.0);
         assert!(u[3].is_nan());
-        let back = codec.from_unit(&u);
+        let back = codec.decode_unit(&u);
         assert!((back[0] - 1e-2).abs() < 1e-12);
         assert!((back[1] - 9.0).abs() < 1e-9);
         assert!(!codec.active(&[0.1, 1.0, 0.0, 0.3], 3));

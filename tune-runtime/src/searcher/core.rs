@@ -95,6 +95,10 @@ pub(crate) trait Algo: Send + fmt::Debug + 'static {
     fn total(&self, num_samples: usize) -> Option<usize> {
         Some(num_samples)
     }
+    /// Whether the experiment's `num_samples` caps the number of suggestions.
+    fn capped(&self) -> bool {
+        true
+    }
     fn save(&self) -> Value {
         Value::Null
     }
@@ -207,7 +211,7 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
     }
 
     fn suggest(&mut self, trial: TrialId) -> Suggestion<C> {
-        if self.suggested >= self.num_samples {
+        if self.algo.capped() && self.suggested >= self.num_samples {
             return Suggestion::Finished;
         }
         let id = trial.0;
@@ -247,7 +251,7 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
     }
 
     fn total_trials(&self) -> Option<usize> {
-        self.algo.total(self.num_samples).map(|n| n.max(self.points.len()))
+        self.algo.total(self.num_samples)
     }
 
     fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) {

@@ -84,6 +84,10 @@ impl Algo for Grid {
         Some(self.points.len())
     }
 
+    fn capped(&self) -> bool {
+        false
+    }
+
     fn save(&self) -> Value {
         serde_json::json!({ "next": self.next })
     }
@@ -101,9 +105,9 @@ searcher_type! {
     /// values (else evenly spaced ones), every option of a categorical dimension. An enum
     /// variant's fields are only crossed with that variant.
     ///
-    /// Each grid point is suggested once, then the search is finished: the experiment's
-    /// `num_samples` caps the count but does not repeat the grid (use
-    /// [`Repeater`](crate::Repeater) for repeats).
+    /// Each grid point is suggested once, then the search is finished; the experiment's
+    /// `num_samples` is ignored (wrap it in a [`Repeater`](crate::Repeater) to run each
+    /// point several times). `points_to_evaluate` come first, in addition to the grid.
     GridSearch, Grid
 }
 
@@ -133,7 +137,8 @@ mod tests {
         // A: 3 values of x; B: 3 of y × 3 of k (k has 3 values); C: 1; each × 3 of t.
         assert_eq!(g.grid_len(), (3 + 9 + 1) * 3);
         let mut g = GridSearch::<Cond>::new(3);
-        let configs = drive(&mut g, 1000, 1, 0, cond_loss);
+        // `num_samples` (here 1) does not cap the grid.
+        let configs = drive(&mut g, 1, 1, 0, cond_loss);
         assert_eq!(configs.len(), 39);
         all_valid(&configs);
         let distinct: std::collections::BTreeSet<String> =

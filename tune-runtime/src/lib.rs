@@ -62,7 +62,10 @@ pub use scheduler::{
     PBT_LOG_FILE, Pausing, Pbt, PbtBuilder, PbtLogEntry, PbtReplay, ReplayError, Scheduler,
     SchedulerError,
 };
-pub use searcher::{BasicVariantGenerator, Searcher, Suggestion};
+pub use searcher::{
+    BasicVariantGenerator, Bohb, CmaEs, ConcurrencyLimiter, GpBo, GridSearch, LatinHypercube,
+    RandomSearch, Repeater, Searcher, Suggestion, Tpe, UnsupportedSpace,
+};
 pub use session::{Finished, Session, Stopped, TrainFn};
 pub use space::{Condition, Dim, DimKind, Space};
 pub use stop::Stop;

@@ -10,6 +10,12 @@ use crate::metrics::{Metric, Metrics};
 pub struct TrialId(pub(crate) u32);
 
 impl TrialId {
+    /// The id of the trial created `index`-th; for driving a searcher or scheduler outside
+    /// the runner (tests, benchmarks).
+    pub fn new(index: u32) -> Self {
+        Self(index)
+    }
+
     /// The trial's creation index (0 for the first trial of the experiment).
     pub fn index(self) -> usize {
         self.0 as usize

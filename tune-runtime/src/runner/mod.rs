@@ -238,6 +238,9 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
     }
     s.searcher.setup(s.num_samples, s.seed);
     s.scheduler.setup(s.seed);
+    if let Some((key, mode)) = s.metric {
+        s.searcher.set_objective(key, mode);
+    }
     let workers = s.total_cpus.ceil().max(1.0) as usize;
     let workers = Pool::start(workers.min(s.max_concurrent), Arc::clone(&s.checkpoint_store))
         .map_err(RunError::Threads)?;

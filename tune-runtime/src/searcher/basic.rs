@@ -57,26 +57,13 @@ impl<C: Space, M: Metrics> Searcher<C, M> for BasicVariantGenerator {
     }
 
     fn save_state(&self) -> serde_json::Value {
-        serde_json::json!({ "next": self.next })
+        serde_json::json!({ "next": self.next, "rng": super::core::save_rng(&self.rng) })
     }
 
-    /// Replays the suggestions made before the save, so that the generator continues
-    /// with the same configs an uninterrupted run would suggest.
     fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
-        let next = state
-            .get("next")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| format!("expected {{\"next\": <count>}}, found {state}"))?;
-        let total = self.num_samples.saturating_mul(self.grid_size);
-        if next > total as u64 {
-            return Err(format!("{next} suggestions were made, but there are only {total}"));
-        }
-        self.next = 0;
-        while (self.next as u64) < next {
-            let grid_index = self.next % self.grid_size;
-            self.next += 1;
-            let _ = C::sample_at(&mut self.rng, grid_index);
-        }
+        let next = state["next"].as_u64().ok_or("missing `next`")? as usize;
+        self.rng = super::core::restore_rng(&state["rng"])?;
+        self.next = next;
         Ok(())
     }
 }
@@ -125,5 +112,11 @@ mod tests {
         assert!(
             <BasicVariantGenerator as Searcher<Cfg, Score>>::restore_state(&mut h, bad).is_err()
         );
+    }
+
+    #[test]
+    fn state_round_trip() {
+        use crate::searcher::test_support::{Cond, cond_loss, round_trip};
+        round_trip::<Cond, _>(BasicVariantGenerator::new, cond_loss);
     }
 }

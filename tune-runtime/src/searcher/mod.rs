@@ -1,12 +1,45 @@
 //! Searchers: where the configs of new trials come from.
 
 mod basic;
+mod bohb;
+mod cmaes;
+pub(crate) mod core;
+mod gp;
+mod grid;
+mod limiter;
+mod random;
+mod repeater;
+mod tpe;
+mod unit;
+
+#[cfg(test)]
+mod test_support;
 
 pub use basic::BasicVariantGenerator;
+pub use bohb::Bohb;
+pub use cmaes::CmaEs;
+pub use gp::GpBo;
+pub use grid::GridSearch;
+pub use limiter::ConcurrencyLimiter;
+pub use random::{LatinHypercube, RandomSearch};
+pub use repeater::Repeater;
+pub use tpe::Tpe;
 
 use crate::metrics::Metrics;
 use crate::space::Space;
-use crate::trial::{TrialId, TrialResult};
+use crate::trial::{Key, Mode, TrialId, TrialResult};
+
+/// A searcher that cannot work on a space, reported when it is built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{searcher} cannot search dimension `{dim}`: {reason}")]
+pub struct UnsupportedSpace {
+    /// The searcher, e.g. `CmaEs`.
+    pub searcher: &'static str,
+    /// The dimension it cannot handle.
+    pub dim: String,
+    /// Why, and what to use instead.
+    pub reason: String,
+}
 
 /// A searcher's answer to "config for a new trial?".
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +65,13 @@ pub trait Searcher<C: Space, M: Metrics>: Send {
         let _ = (num_samples, seed);
     }
 
+    /// Called once after [`Searcher::setup`] with the experiment's metric and mode (the
+    /// tuner's `metric(...)`, else its first metric maximized): what model-based searchers
+    /// optimize.
+    fn set_objective(&mut self, metric: Key<M>, mode: Mode) {
+        let _ = (metric, mode);
+    }
+
     /// A config for the new trial `trial`, or why there is none.
     fn suggest(&mut self, trial: TrialId) -> Suggestion<C>;
 
@@ -50,7 +90,16 @@ pub trait Searcher<C: Space, M: Metrics>: Send {
         let _ = (trial, last, error);
     }
 
-    /// The searcher's state as JSON, for resuming an experiment.
+    /// Observes the end of a trial through one value of the objective metric instead of a
+    /// result (`None`: it failed). Wrappers that summarize several trials, such as
+    /// [`Repeater`], report this way; the runner itself calls
+    /// [`Searcher::on_trial_complete`].
+    fn on_trial_complete_value(&mut self, trial: TrialId, value: Option<f64>) {
+        let _ = (trial, value);
+    }
+
+    /// The searcher's whole state as JSON, for resuming an experiment: restored into a
+    /// searcher built and set up the same way, it suggests what this one would have.
     fn save_state(&self) -> serde_json::Value {
         serde_json::Value::Null
     }

@@ -1,0 +1,455 @@
+//! Searcher benchmarks: regret on standard test functions and suggestion latency.
+//!
+//! `cargo bench -p tune-runtime --bench searchers -- --seeds 30 --trials 100 --threads 2
+//! --svg docs/searchers-curves.svg` runs everything (see `docs/benchmarks.md`);
+//! `-- latency` runs only the latency part, `-- regret` only the regret part.
+//!
+//! The searchers are driven directly, not through the runner: a simulated experiment keeps
+//! `concurrency` trials in flight (suggested, not yet finished) and finishes the oldest
+//! first, so with 4 concurrent trials every suggestion is made with 3 results pending.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use tune_runtime::prelude::*;
+use tune_runtime::{
+    Bohb, CmaEs, GpBo, LatinHypercube, RandomSearch, Searcher, Suggestion, Tpe, TrialId,
+    TrialResult,
+};
+
+#[derive(Metrics, Debug, Clone)]
+struct Loss {
+    loss: f64,
+}
+
+search_space! {
+    struct Branin { x1: f64 = uniform(-5.0, 10.0), x2: f64 = uniform(0.0, 15.0) }
+}
+search_space! {
+    struct Hartmann6 {
+        x1: f64 = uniform(0.0, 1.0), x2: f64 = uniform(0.0, 1.0), x3: f64 = uniform(0.0, 1.0),
+        x4: f64 = uniform(0.0, 1.0), x5: f64 = uniform(0.0, 1.0), x6: f64 = uniform(0.0, 1.0),
+    }
+}
+search_space! {
+    struct Rosenbrock4 {
+        x1: f64 = uniform(-2.048, 2.048), x2: f64 = uniform(-2.048, 2.048),
+        x3: f64 = uniform(-2.048, 2.048), x4: f64 = uniform(-2.048, 2.048),
+    }
+}
+search_space! {
+    struct Ackley5 {
+        x1: f64 = uniform(-32.768, 32.768), x2: f64 = uniform(-32.768, 32.768),
+        x3: f64 = uniform(-32.768, 32.768), x4: f64 = uniform(-32.768, 32.768),
+        x5: f64 = uniform(-32.768, 32.768),
+    }
+}
+search_space! {
+    /// Mixed: a float, a log-scaled float, an integer and an unordered option.
+    struct MixedSpace {
+        x: f64 = uniform(-5.0, 5.0),
+        lr: f64 = loguniform(1e-4, 1.0),
+        n: i64 = randint(0, 31),
+        opt: usize = choice([0, 1, 2, 3]),
+    }
+}
+
+fn branin(c: &Branin) -> f64 {
+    let pi = std::f64::consts::PI;
+    let b = 5.1 / (4.0 * pi * pi);
+    (c.x2 - b * c.x1 * c.x1 + 5.0 / pi * c.x1 - 6.0).powi(2)
+        + 10.0 * (1.0 - 1.0 / (8.0 * pi)) * c.x1.cos()
+        + 10.0
+}
+
+fn hartmann6(c: &Hartmann6) -> f64 {
+    const A: [[f64; 6]; 4] = [
+        [10.0, 3.0, 17.0, 3.5, 1.7, 8.0],
+        [0.05, 10.0, 17.0, 0.1, 8.0, 14.0],
+        [3.0, 3.5, 1.7, 10.0, 17.0, 8.0],
+        [17.0, 8.0, 0.05, 10.0, 0.1, 14.0],
+    ];
+    const P: [[f64; 6]; 4] = [
+        [0.1312, 0.1696, 0.5569, 0.0124, 0.8283, 0.5886],
+        [0.2329, 0.4135, 0.8307, 0.3736, 0.1004, 0.9991],
+        [0.2348, 0.1451, 0.3522, 0.2883, 0.3047, 0.6650],
+        [0.4047, 0.8828, 0.8732, 0.5743, 0.1091, 0.0381],
+    ];
+    const ALPHA: [f64; 4] = [1.0, 1.2, 3.0, 3.2];
+    let x = [c.x1, c.x2, c.x3, c.x4, c.x5, c.x6];
+    -(0..4)
+        .map(|i| {
+            let s: f64 = (0..6).map(|j| A[i][j] * (x[j] - P[i][j]).powi(2)).sum();
+            ALPHA[i] * (-s).exp()
+        })
+        .sum::<f64>()
+}
+
+fn rosenbrock(c: &Rosenbrock4) -> f64 {
+    let x = [c.x1, c.x2, c.x3, c.x4];
+    (0..3).map(|i| 100.0 * (x[i + 1] - x[i] * x[i]).powi(2) + (1.0 - x[i]).powi(2)).sum()
+}
+
+fn ackley(c: &Ackley5) -> f64 {
+    let x = [c.x1, c.x2, c.x3, c.x4, c.x5];
+    let d = x.len() as f64;
+    let s1 = x.iter().map(|v| v * v).sum::<f64>() / d;
+    let s2 = x.iter().map(|v| (2.0 * std::f64::consts::PI * v).cos()).sum::<f64>() / d;
+    -20.0 * (-0.2 * s1.sqrt()).exp() - s2.exp() + 20.0 + std::f64::consts::E
+}
+
+fn mixed(c: &MixedSpace) -> f64 {
+    (c.x - 1.5).powi(2) / 4.0
+        + (c.lr.log10() + 2.0).powi(2)
+        + ((c.n - 23) as f64 / 6.0).powi(2)
+        + [0.0, 0.5, 1.0, 2.0][c.opt]
+}
+
+const SEARCHERS: [&str; 6] = ["random", "lhs", "tpe", "gp", "cmaes", "bohb"];
+
+fn make<C: Space>(name: &str) -> Option<Box<dyn Searcher<C, Loss>>> {
+    Some(match name {
+        "random" => Box::new(RandomSearch::<C>::new()),
+        "lhs" => Box::new(LatinHypercube::<C>::new()),
+        "tpe" => Box::new(Tpe::<C>::new()),
+        "gp" => Box::new(GpBo::<C>::new()),
+        "cmaes" => Box::new(CmaEs::<C>::new().ok()?),
+        "bohb" => Box::new(Bohb::<C>::new()),
+        _ => return None,
+    })
+}
+
+fn result(id: u32, loss: f64) -> TrialResult<Loss> {
+    TrialResult {
+        metrics: Loss { loss },
+        trial_id: TrialId::new(id),
+        training_iteration: 1,
+        time_this_iter_s: 0.0,
+        time_total_s: 0.0,
+        timestamp: 0,
+        done: true,
+    }
+}
+
+/// Best-so-far regret after each finished trial.
+fn run<C: Space>(
+    s: &mut dyn Searcher<C, Loss>,
+    f: fn(&C) -> f64,
+    opt: f64,
+    trials: usize,
+    concurrency: usize,
+    seed: u64,
+) -> Vec<f64> {
+    s.setup(trials, seed);
+    s.set_objective(Loss::LOSS.into(), Mode::Min);
+    let mut running = std::collections::VecDeque::new();
+    let mut next = 0u32;
+    let mut best = f64::INFINITY;
+    let mut curve = Vec::with_capacity(trials);
+    let mut finished = false;
+    while curve.len() < trials {
+        while !finished && running.len() < concurrency {
+            match s.suggest(TrialId::new(next)) {
+                Suggestion::Config(c) => {
+                    running.push_back((next, c));
+                    next += 1;
+                }
+                Suggestion::NotNow => break,
+                Suggestion::Finished => finished = true,
+            }
+        }
+        let Some((id, c)) = running.pop_front() else { break };
+        let y = f(&c);
+        let r = result(id, y);
+        s.on_trial_result(TrialId::new(id), &r);
+        s.on_trial_complete(TrialId::new(id), Some(&r), false);
+        best = best.min(y);
+        curve.push((best - opt).max(0.0));
+    }
+    curve
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+struct Cell {
+    function: &'static str,
+    concurrency: usize,
+    searcher: &'static str,
+    /// Median over seeds of the best-so-far regret after each trial.
+    curve: Vec<f64>,
+    seconds: f64,
+}
+
+fn bench_function<C: Space>(
+    function: &'static str,
+    f: fn(&C) -> f64,
+    opt: f64,
+    o: &Opts,
+    out: &mut Vec<Cell>,
+) {
+    for concurrency in [1, 4] {
+        for name in SEARCHERS {
+            if make::<C>(name).is_none() {
+                continue;
+            }
+            let start = Instant::now();
+            let seeds: Vec<u64> = (0..o.seeds as u64).collect();
+            let curves: Vec<Vec<f64>> = std::thread::scope(|scope| {
+                let chunks: Vec<_> = seeds
+                    .chunks(o.seeds.div_ceil(o.threads).max(1))
+                    .map(|chunk| {
+                        scope.spawn(move || {
+                            chunk
+                                .iter()
+                                .map(|seed| {
+                                    let mut s = make::<C>(name).expect("checked above");
+                                    run(s.as_mut(), f, opt, o.trials, concurrency, *seed)
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                chunks.into_iter().flat_map(|h| h.join().expect("benchmark thread")).collect()
+            });
+            let curve = (0..o.trials)
+                .map(|t| {
+                    median(&mut curves.iter().map(|c| c[t.min(c.len() - 1)]).collect::<Vec<_>>())
+                })
+                .collect();
+            let seconds = start.elapsed().as_secs_f64();
+            eprintln!("{function:>12} x{concurrency} {name:>6}: {seconds:.1}s");
+            out.push(Cell { function, concurrency, searcher: name, curve, seconds });
+        }
+    }
+}
+
+struct Opts {
+    seeds: usize,
+    trials: usize,
+    threads: usize,
+    svg: Option<String>,
+    regret: bool,
+    latency: bool,
+}
+
+fn parse() -> Opts {
+    let mut o = Opts { seeds: 30, trials: 100, threads: 2, svg: None, regret: true, latency: true };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    let value = |i: usize| args.get(i + 1).and_then(|v| v.parse().ok());
+    while i < args.len() {
+        match args[i].as_str() {
+            "--seeds" => o.seeds = value(i).unwrap_or(o.seeds),
+            "--trials" => o.trials = value(i).unwrap_or(o.trials),
+            "--threads" => o.threads = value(i).unwrap_or(o.threads).max(1),
+            "--svg" => o.svg = args.get(i + 1).cloned(),
+            "latency" => o.regret = false,
+            "regret" => o.latency = false,
+            _ => {}
+        }
+        i += 1;
+    }
+    o
+}
+
+/// CPU time of this thread in seconds (Linux `schedstat`; 0 elsewhere), to tell the
+/// cost of a suggestion from time spent waiting for a core on a busy machine.
+fn thread_cpu() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .map_or(0.0, |ns| ns * 1e-9)
+}
+
+/// Mean time per suggestion with `n` finished trials (each timed suggestion is then
+/// finished too, so the count stays at about `n`).
+fn latency<C: Space>(
+    s: &mut dyn Searcher<C, Loss>,
+    f: fn(&C) -> f64,
+    n: usize,
+    reps: usize,
+) -> (f64, f64) {
+    s.setup(n + reps + 1, 1);
+    s.set_objective(Loss::LOSS.into(), Mode::Min);
+    let mut id = 0;
+    let step = |s: &mut dyn Searcher<C, Loss>, id: u32| -> (f64, f64) {
+        let (t, cpu) = (Instant::now(), thread_cpu());
+        let Suggestion::Config(c) = s.suggest(TrialId::new(id)) else { panic!("no config") };
+        let dt = (t.elapsed().as_secs_f64(), thread_cpu() - cpu);
+        let r = result(id, f(&c));
+        s.on_trial_complete(TrialId::new(id), Some(&r), false);
+        dt
+    };
+    for _ in 0..n {
+        step(s, id);
+        id += 1;
+    }
+    let (mut wall, mut cpu) = (0.0, 0.0);
+    for _ in 0..reps {
+        let (w, c) = step(s, id);
+        wall += w;
+        cpu += c;
+        id += 1;
+    }
+    (wall / reps as f64, cpu / reps as f64)
+}
+
+fn svg(cells: &[Cell], trials: usize) -> String {
+    let functions: Vec<&str> = {
+        let mut v: Vec<&str> = cells.iter().map(|c| c.function).collect();
+        v.dedup();
+        v
+    };
+    let colors = ["#888888", "#bcbd22", "#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    let (w, h, pad) = (360.0, 240.0, 40.0);
+    let cols = 3;
+    let rows = functions.len().div_ceil(cols);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="11">"#,
+        w * cols as f64,
+        h * rows as f64 + 30.0
+    );
+    for (k, name) in SEARCHERS.iter().enumerate() {
+        let x = 10.0 + k as f64 * 110.0;
+        let _ = write!(
+            s,
+            r#"<line x1="{x}" y1="15" x2="{}" y2="15" stroke="{}" stroke-width="2"/><text x="{}" y="19">{name}</text>"#,
+            x + 20.0,
+            colors[k],
+            x + 24.0
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="700" y="19">solid: sequential, dashed: 4 concurrent; y: median regret (log)</text>"#
+    );
+    for (p, function) in functions.iter().enumerate() {
+        let (ox, oy) = ((p % cols) as f64 * w, (p / cols) as f64 * h + 30.0);
+        let mine: Vec<&Cell> = cells.iter().filter(|c| c.function == *function).collect();
+        let vals = mine.iter().flat_map(|c| c.curve.iter()).filter(|v| **v > 0.0);
+        let lo = vals.clone().fold(f64::INFINITY, |a, b| a.min(*b)).max(1e-9).log10().floor();
+        let hi = vals.fold(f64::NEG_INFINITY, |a, b| a.max(*b)).log10().ceil().max(lo + 1.0);
+        let px = |t: usize| ox + pad + (w - 1.5 * pad) * t as f64 / (trials - 1).max(1) as f64;
+        let py = |v: f64| {
+            let l = v.max(10f64.powf(lo)).log10();
+            oy + 10.0 + (h - pad - 10.0) * (hi - l) / (hi - lo)
+        };
+        let _ = write!(
+            s,
+            r##"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#ccc"/><text x="{}" y="{}">{function}</text><text x="{}" y="{}">1e{hi}</text><text x="{}" y="{}">1e{lo}</text><text x="{}" y="{}">trial {trials}</text>"##,
+            ox + pad,
+            oy + 10.0,
+            w - 1.5 * pad,
+            h - pad - 10.0,
+            ox + pad + 5.0,
+            oy + 24.0,
+            ox + 2.0,
+            oy + 14.0,
+            ox + 2.0,
+            oy + h - pad,
+            ox + w - 2.5 * pad,
+            oy + h - pad + 14.0
+        );
+        for c in mine {
+            let k = SEARCHERS.iter().position(|n| *n == c.searcher).unwrap_or(0);
+            let pts: Vec<String> = c
+                .curve
+                .iter()
+                .enumerate()
+                .map(|(t, v)| format!("{:.1},{:.1}", px(t), py(*v)))
+                .collect();
+            let dash = if c.concurrency > 1 { r#" stroke-dasharray="4 3""# } else { "" };
+            let _ = write!(
+                s,
+                r#"<polyline fill="none" stroke="{}" stroke-width="1.5"{dash} points="{}"/>"#,
+                colors[k],
+                pts.join(" ")
+            );
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn main() {
+    let o = parse();
+    if o.latency {
+        let tpe = latency::<Branin>(&mut Tpe::new().n_startup(1000), branin, 1000, 200);
+        println!(
+            "TPE, 2-D, 1000 finished trials: {:.3} ms per suggest (wall), {:.3} ms (thread CPU)",
+            tpe.0 * 1e3,
+            tpe.1 * 1e3
+        );
+        let gp = latency::<Hartmann6>(&mut GpBo::new().n_startup(200), hartmann6, 200, 20);
+        println!(
+            "GP-BO, 6-D, 200 finished trials: {:.1} ms per suggest (wall), {:.1} ms (thread CPU)",
+            gp.0 * 1e3,
+            gp.1 * 1e3
+        );
+    }
+    if !o.regret {
+        return;
+    }
+    let mut cells = Vec::new();
+    bench_function("Branin", branin, 0.397_887_357_729_738, &o, &mut cells);
+    bench_function("Hartmann6", hartmann6, -3.322_368_011_415_51, &o, &mut cells);
+    bench_function("Rosenbrock4", rosenbrock, 0.0, &o, &mut cells);
+    bench_function("Ackley5", ackley, 0.0, &o, &mut cells);
+    bench_function("Mixed", mixed, 0.0, &o, &mut cells);
+    println!(
+        "\nMedian best-so-far regret over {} seeds ({} trials): after 25 / 50 / {} trials\n",
+        o.seeds, o.trials, o.trials
+    );
+    println!(
+        "| function | concurrent | searcher | after 25 | after 50 | final | vs random | time (s) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for c in &cells {
+        let random = cells
+            .iter()
+            .find(|r| {
+                r.function == c.function && r.concurrency == c.concurrency && r.searcher == "random"
+            })
+            .and_then(|r| r.curve.last().copied())
+            .unwrap_or(f64::NAN);
+        let at = |t: usize| c.curve.get(t.min(c.curve.len()) - 1).copied().unwrap_or(f64::NAN);
+        let last = c.curve.last().copied().unwrap_or(f64::NAN);
+        let verdict = if c.searcher == "random" {
+            "-".to_string()
+        } else if last < random && last < 1e-4 * random {
+            "better (>10^4x)".to_string()
+        } else if last < random {
+            format!("better ({:.1}x)", random / last)
+        } else {
+            "not better".to_string()
+        };
+        println!(
+            "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {} | {:.1} |",
+            c.function,
+            c.concurrency,
+            c.searcher,
+            at(25),
+            at(50),
+            last,
+            verdict,
+            c.seconds
+        );
+    }
+    if let Some(path) = &o.svg {
+        if let Err(e) = std::fs::write(path, svg(&cells, o.trials)) {
+            eprintln!("cannot write {path}: {e}");
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! CMA-ES (Hansen's covariance matrix adaptation evolution strategy) with ask/tell.
+
+use nalgebra::{DMatrix, DVector, SymmetricEigen};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::UnsupportedSpace;
+use super::core::{Algo, Ctx, Proposal, searcher_type};
+use super::unit::Codec;
+use crate::space::Space;
+
+/// The state of the strategy: (μ/μ_w, λ)-CMA-ES with rank-one and rank-μ updates and
+/// cumulative step-size adaptation, following Hansen's tutorial (arXiv:1604.00772).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Cma {
+    n: usize,
+    pub(crate) lambda: usize,
+    weights: Vec<f64>,
+    mueff: f64,
+    cs: f64,
+    ds: f64,
+    cc: f64,
+    c1: f64,
+    cmu: f64,
+    chin: f64,
+    pub(crate) mean: Vec<f64>,
+    pub(crate) sigma: f64,
+    pc: Vec<f64>,
+    ps: Vec<f64>,
+    /// Covariance, its eigenvectors (columns) and the square roots of its eigenvalues.
+    c: Vec<f64>,
+    b: Vec<f64>,
+    d: Vec<f64>,
+    pub(crate) generation: u64,
+}
+
+impl Cma {
+    pub(crate) fn new(mean: Vec<f64>, sigma: f64, lambda: Option<usize>) -> Self {
+        let n = mean.len().max(1);
+        let nf = n as f64;
+        let lambda = lambda.unwrap_or(4 + (3.0 * nf.ln()).floor() as usize).max(2);
+        let mu = lambda / 2;
+        let raw: Vec<f64> =
+            (0..mu).map(|i| (mu as f64 + 0.5).ln() - ((i + 1) as f64).ln()).collect();
+        let sum: f64 = raw.iter().sum();
+        let weights: Vec<f64> = raw.iter().map(|w| w / sum).collect();
+        let mueff = 1.0 / weights.iter().map(|w| w * w).sum::<f64>();
+        let cs = (mueff + 2.0) / (nf + mueff + 5.0);
+        let ds = 1.0 + 2.0 * (((mueff - 1.0) / (nf + 1.0)).sqrt() - 1.0).max(0.0) + cs;
+        let cc = (4.0 + mueff / nf) / (nf + 4.0 + 2.0 * mueff / nf);
+        let c1 = 2.0 / ((nf + 1.3).powi(2) + mueff);
+        let cmu = (1.0 - c1).min(2.0 * (mueff - 2.0 + 1.0 / mueff) / ((nf + 2.0).powi(2) + mueff));
+        let chin = nf.sqrt() * (1.0 - 1.0 / (4.0 * nf) + 1.0 / (21.0 * nf * nf));
+        let mut eye = vec![0.0; n * n];
+        for i in 0..n {
+            eye[i * n + i] = 1.0;
+        }
+        Self {
+            n,
+            lambda,
+            weights,
+            mueff,
+            cs,
+            ds,
+            cc,
+            c1,
+            cmu,
+            chin,
+            mean,
+            sigma,
+            pc: vec![0.0; n],
+            ps: vec![0.0; n],
+            c: eye.clone(),
+            b: eye,
+            d: vec![1.0; n],
+            generation: 0,
+        }
+    }
+
+    /// `m + σ B D z` with `z` standard normal.
+    pub(crate) fn sample(&self, rng: &mut ChaCha8Rng) -> Vec<f64> {
+        let n = self.n;
+        let z: Vec<f64> = (0..n).map(|_| rng.sample(rand_distr::StandardNormal)).collect();
+        (0..n)
+            .map(|i| {
+                let y: f64 = (0..n).map(|j| self.b[i * n + j] * self.d[j] * z[j]).sum();
+                self.mean[i] + self.sigma * y
+            })
+            .collect()
+    }
+
+    /// One generation's update from its `lambda` points and losses.
+    pub(crate) fn tell(&mut self, pop: &[(Vec<f64>, f64)]) {
+        let n = self.n;
+        let mut order: Vec<usize> = (0..pop.len()).collect();
+        order.sort_by(|a, b| pop[*a].1.total_cmp(&pop[*b].1));
+        let ys: Vec<Vec<f64>> = order
+            .iter()
+            .take(self.weights.len())
+            .map(|&i| (0..n).map(|k| (pop[i].0[k] - self.mean[k]) / self.sigma).collect())
+            .collect();
+        let yw: Vec<f64> =
+            (0..n).map(|k| ys.iter().zip(&self.weights).map(|(y, w)| w * y[k]).sum()).collect();
+        for (m, y) in self.mean.iter_mut().zip(&yw) {
+            *m += self.sigma * y;
+        }
+        // C^{-1/2} yw = B D^{-1} Bᵀ yw.
+        let bt_yw: Vec<f64> = (0..n)
+            .map(|j| (0..n).map(|i| self.b[i * n + j] * yw[i]).sum::<f64>() / self.d[j])
+            .collect();
+        let inv_sqrt: Vec<f64> =
+            (0..n).map(|i| (0..n).map(|j| self.b[i * n + j] * bt_yw[j]).sum()).collect();
+        let a = (self.cs * (2.0 - self.cs) * self.mueff).sqrt();
+        for (p, v) in self.ps.iter_mut().zip(&inv_sqrt) {
+            *p = (1.0 - self.cs) * *p + a * v;
+        }
+        let ps_norm = self.ps.iter().map(|v| v * v).sum::<f64>().sqrt();
+        self.generation += 1;
+        let decay = 1.0 - (1.0 - self.cs).powf(2.0 * self.generation as f64);
+        let hsig = ps_norm / decay.sqrt() / self.chin < 1.4 + 2.0 / (n as f64 + 1.0);
+        let hs = if hsig { 1.0 } else { 0.0 };
+        let ac = (self.cc * (2.0 - self.cc) * self.mueff).sqrt();
+        for (p, y) in self.pc.iter_mut().zip(&yw) {
+            *p = (1.0 - self.cc) * *p + hs * ac * y;
+        }
+        let old = 1.0 - self.c1 - self.cmu + (1.0 - hs) * self.c1 * self.cc * (2.0 - self.cc);
+        for i in 0..n {
+            for j in 0..n {
+                let rank_mu: f64 = ys.iter().zip(&self.weights).map(|(y, w)| w * y[i] * y[j]).sum();
+                self.c[i * n + j] = old * self.c[i * n + j]
+                    + self.c1 * self.pc[i] * self.pc[j]
+                    + self.cmu * rank_mu;
+            }
+        }
+        self.sigma *= ((self.cs / self.ds) * (ps_norm / self.chin - 1.0)).exp();
+        self.sigma = self.sigma.clamp(1e-12, 1e3);
+        self.decompose();
+    }
+
+    fn decompose(&mut self) {
+        let n = self.n;
+        let c = DMatrix::from_fn(n, n, |i, j| 0.5 * (self.c[i * n + j] + self.c[j * n + i]));
+        let eig = SymmetricEigen::new(c);
+        let vals: DVector<f64> = eig.eigenvalues;
+        for i in 0..n {
+            for j in 0..n {
+                self.b[i * n + j] = eig.eigenvectors[(i, j)];
+            }
+        }
+        self.d = vals.iter().map(|v| v.max(1e-20).sqrt()).collect();
+    }
+}
+
+/// The CMA-ES algorithm over the unit cube; see [`CmaEs`].
+#[derive(Debug, Clone)]
+pub(crate) struct CmaAlgo {
+    sigma0: f64,
+    popsize: Option<usize>,
+    pub(crate) cma: Option<Cma>,
+    /// This generation: trial, point, loss once told.
+    asked: Vec<(u32, Vec<f64>, Option<f64>)>,
+}
+
+impl Algo for CmaAlgo {
+    fn setup(&mut self, codec: &Codec, _num_samples: usize, _rng: &mut ChaCha8Rng) {
+        self.cma = Some(Cma::new(vec![0.5; codec.len()], self.sigma0, self.popsize));
+        self.asked.clear();
+    }
+
+    fn propose(&mut self, ctx: &Ctx<'_>, rng: &mut ChaCha8Rng) -> Proposal {
+        let Some(cma) = &self.cma else { return Proposal::Prior };
+        if self.asked.len() >= cma.lambda {
+            // Ask/tell: the next generation needs this one's results.
+            return Proposal::Wait;
+        }
+        let inside = |x: &[f64]| x.iter().all(|v| (0.0..=1.0).contains(v));
+        let mut x = cma.sample(rng);
+        for _ in 0..20 {
+            if inside(&x) {
+                break;
+            }
+            x = cma.sample(rng);
+        }
+        let x: Vec<f64> = x.iter().map(|v| v.clamp(0.0, 1.0)).collect();
+        self.asked.push((ctx.trial, x.clone(), None));
+        Proposal::Point(x)
+    }
+
+    fn tell(&mut self, trial: u32, loss: Option<f64>) {
+        let Some(e) = self.asked.iter_mut().find(|e| e.0 == trial) else { return };
+        // A failed trial ranks last.
+        e.2 = Some(loss.unwrap_or(f64::MAX));
+        let Some(cma) = &mut self.cma else { return };
+        if self.asked.len() == cma.lambda && self.asked.iter().all(|e| e.2.is_some()) {
+            let pop: Vec<(Vec<f64>, f64)> =
+                self.asked.drain(..).map(|(_, x, l)| (x, l.unwrap_or(f64::MAX))).collect();
+            cma.tell(&pop);
+        }
+    }
+
+    fn save(&self) -> Value {
+        serde_json::json!({ "cma": self.cma, "asked": self.asked })
+    }
+
+    fn restore(&mut self, state: &Value) -> Result<(), String> {
+        self.cma = serde_json::from_value(state["cma"].clone()).map_err(|e| e.to_string())?;
+        self.asked = serde_json::from_value(state["asked"].clone()).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+searcher_type! {
+    /// CMA-ES with ask/tell, for continuous spaces (floats, normal priors and integers,
+    /// which are rounded; no categorical or conditional dimension).
+    ///
+    /// The strategy runs in the unit cube (log-scaled domains in log space) from its
+    /// centre with step size `sigma0` (default 0.3). Each generation of `popsize`
+    /// configs (default `4 + ⌊3 ln n⌋`) is suggested as trials ask for them; once all
+    /// are suggested the searcher answers [`Suggestion::NotNow`](crate::Suggestion) until
+    /// their results are in, then updates the mean, step size and covariance. A failed
+    /// trial ranks last. Samples outside the cube are redrawn (then clipped).
+    ///
+    /// ```
+    /// # use tune_runtime::prelude::*;
+    /// search_space! { struct Cfg { lr: f64 = loguniform(1e-4, 1e-1), wd: f64 = uniform(0.0, 0.1) } }
+    /// let cma = tune_runtime::CmaEs::<Cfg>::new()?.sigma0(0.2);
+    /// # Ok::<(), tune_runtime::UnsupportedSpace>(())
+    /// ```
+    CmaEs, CmaAlgo
+}
+
+impl<C: Space> CmaEs<C> {
+    /// CMA-ES over `C`, or an error naming the first categorical or conditional dimension.
+    pub fn new() -> Result<Self, UnsupportedSpace> {
+        let codec = Codec::new(C::dims());
+        if let Some(d) = codec.all_continuous() {
+            return Err(UnsupportedSpace {
+                searcher: "CmaEs",
+                dim: d.name.clone(),
+                reason: if d.condition.is_some() {
+                    "it belongs to an enum variant, and CMA-ES needs every dimension in every \
+                     config; use Tpe or GpBo for conditional spaces"
+                        .into()
+                } else {
+                    "it is categorical (choice, grid or an enum), and CMA-ES needs ordered \
+                     values; use Tpe or GpBo, or make it a numeric range"
+                        .into()
+                },
+            });
+        }
+        let algo = CmaAlgo { sigma0: 0.3, popsize: None, cma: None, asked: Vec::new() };
+        Ok(Self { inner: super::core::ModelSearcher::new(algo) })
+    }
+
+    /// Initial step size in the unit cube (default 0.3).
+    pub fn sigma0(mut self, sigma: f64) -> Self {
+        if sigma > 0.0 {
+            self.inner.algo.sigma0 = sigma;
+        }
+        self
+    }
+
+    /// Population size per generation (default `4 + ⌊3 ln n⌋`, at least 2).
+    pub fn popsize(mut self, lambda: usize) -> Self {
+        self.inner.algo.popsize = Some(lambda.max(2));
+        self
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::searcher::test_support::*;
+    use rand::SeedableRng;
+
+    fn sphere(x: &[f64]) -> f64 {
+        x.iter().map(|v| (v - 0.3).powi(2)).sum()
+    }
+
+    #[test]
+    fn first_update_recombines_the_best_half() {
+        let mut cma = Cma::new(vec![0.5, 0.5], 0.2, Some(4));
+        let pop = vec![
+            (vec![0.1, 0.5], 3.0),
+            (vec![0.6, 0.4], 1.0),
+            (vec![0.9, 0.9], 4.0),
+            (vec![0.3, 0.3], 2.0),
+        ];
+        let w = cma.weights.clone();
+        assert_eq!(w.len(), 2);
+        assert!((w[0] + w[1] - 1.0).abs() < 1e-12 && w[0] > w[1]);
+        cma.tell(&pop);
+        // m' = w0 x_best + w1 x_second (learning rate 1).
+        assert!((cma.mean[0] - (w[0] * 0.6 + w[1] * 0.3)).abs() < 1e-12);
+        assert!((cma.mean[1] - (w[0] * 0.4 + w[1] * 0.3)).abs() < 1e-12);
+        assert_eq!(cma.generation, 1);
+        // The covariance stays symmetric positive definite.
+        assert!(cma.d.iter().all(|d| *d > 0.0));
+    }
+
+    #[test]
+    fn converges_on_a_quadratic() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut cma = Cma::new(vec![0.8; 5], 0.3, None);
+        for _ in 0..150 {
+            let pop: Vec<(Vec<f64>, f64)> = (0..cma.lambda)
+                .map(|_| {
+                    let x = cma.sample(&mut rng);
+                    let f = sphere(&x);
+                    (x, f)
+                })
+                .collect();
+            cma.tell(&pop);
+        }
+        assert!(sphere(&cma.mean) < 1e-8, "{:?}", cma.mean);
+        assert!(cma.sigma < 1e-3);
+    }
+
+    #[test]
+    fn rejects_categorical_and_conditional_spaces() {
+        let e = CmaEs::<Mixed>::new().unwrap_err();
+        assert_eq!(e.dim, "c");
+        assert!(e.to_string().contains("cannot search dimension `c`"), "{e}");
+        let e = CmaEs::<Cond>::new().unwrap_err();
+        assert!(e.to_string().contains("CmaEs cannot search"), "{e}");
+    }
+
+    #[test]
+    fn ask_tell_through_the_searcher() {
+        let mut s = CmaEs::<Cont2>::new().unwrap();
+        // Concurrency larger than the population: the searcher waits for each generation.
+        let configs =
+            drive(&mut s, 120, 10, 3, |c: &Cont2| (c.a - 1.0).powi(2) + (c.b - 2.0).powi(2));
+        assert_eq!(configs.len(), 120);
+        all_valid(&configs);
+        let last = &configs[110..];
+        assert!(
+            last.iter().all(|c| (c.a - 1.0).abs() < 1.0 && (c.b - 2.0).abs() < 1.0),
+            "{last:?}"
+        );
+        round_trip(|| CmaEs::<Cont2>::new().unwrap(), |c: &Cont2| c.a * c.a + c.b);
+    }
+}

@@ -1,0 +1,121 @@
+//! A wrapper that caps how many of a searcher's trials run at once.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use super::{Searcher, Suggestion};
+use crate::metrics::Metrics;
+use crate::space::Space;
+use crate::trial::{Key, Mode, TrialId, TrialResult};
+
+/// Caps the number of unfinished trials suggested by the wrapped searcher at `max`
+/// (Ray Tune's `ConcurrencyLimiter`): past it, [`Searcher::suggest`] answers
+/// [`Suggestion::NotNow`] until one ends. Model-based searchers learn more per trial
+/// with fewer trials in flight.
+///
+/// ```
+/// # use tune_runtime::prelude::*;
+/// # search_space! { struct Cfg { lr: f64 = loguniform(1e-4, 1e-1) } }
+/// let searcher = tune_runtime::ConcurrencyLimiter::new(tune_runtime::Tpe::<Cfg>::new(), 4);
+/// ```
+#[derive(Debug)]
+pub struct ConcurrencyLimiter<S> {
+    inner: S,
+    max: usize,
+    live: BTreeSet<TrialId>,
+}
+
+impl<S> ConcurrencyLimiter<S> {
+    /// Wraps `inner`, allowing at most `max` (at least 1) unfinished trials.
+    pub fn new(inner: S, max: usize) -> Self {
+        Self { inner, max: max.max(1), live: BTreeSet::new() }
+    }
+
+    /// The wrapped searcher.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<C: Space, M: Metrics, S: Searcher<C, M>> Searcher<C, M> for ConcurrencyLimiter<S> {
+    fn setup(&mut self, num_samples: usize, seed: u64) {
+        self.live.clear();
+        self.inner.setup(num_samples, seed);
+    }
+
+    fn set_objective(&mut self, metric: Key<M>, mode: Mode) {
+        self.inner.set_objective(metric, mode);
+    }
+
+    fn suggest(&mut self, trial: TrialId) -> Suggestion<C> {
+        if self.live.len() >= self.max {
+            return Suggestion::NotNow;
+        }
+        let s = self.inner.suggest(trial);
+        if let Suggestion::Config(_) = s {
+            self.live.insert(trial);
+        }
+        s
+    }
+
+    fn total_trials(&self) -> Option<usize> {
+        self.inner.total_trials()
+    }
+
+    fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) {
+        self.inner.on_trial_result(trial, result);
+    }
+
+    fn on_trial_complete(&mut self, trial: TrialId, last: Option<&TrialResult<M>>, error: bool) {
+        self.live.remove(&trial);
+        self.inner.on_trial_complete(trial, last, error);
+    }
+
+    fn on_trial_complete_value(&mut self, trial: TrialId, value: Option<f64>) {
+        self.live.remove(&trial);
+        self.inner.on_trial_complete_value(trial, value);
+    }
+
+    fn save_state(&self) -> Value {
+        json!({ "live": self.live.iter().map(|t| t.0).collect::<Vec<_>>(), "inner": self.inner.save_state() })
+    }
+
+    fn restore_state(&mut self, state: Value) -> Result<(), String> {
+        let live = state["live"]
+            .as_array()
+            .ok_or("missing `live`")?
+            .iter()
+            .map(|v| v.as_u64().map(|t| TrialId(t as u32)).ok_or("bad trial id"))
+            .collect::<Result<_, _>>()?;
+        self.inner.restore_state(state["inner"].clone())?;
+        self.live = live;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::searcher::Tpe;
+    use crate::searcher::test_support::*;
+
+    #[test]
+    fn caps_trials_in_flight() {
+        let mut s = ConcurrencyLimiter::new(Tpe::<Cont2>::new(), 2);
+        let mut run = Run::start(&mut s, 20, 1);
+        let mut most = 0;
+        loop {
+            // Ask for 5 at once; only 2 may be live.
+            let more = run.step(&mut s, 5, |c: &Cont2| c.a);
+            most = most.max(run.running.len() + 1);
+            if !more {
+                break;
+            }
+        }
+        assert!(most <= 2, "{most}");
+        assert_eq!(run.configs.len(), 20);
+        round_trip(|| ConcurrencyLimiter::new(Tpe::<Cond>::new().n_startup(3), 2), cond_loss);
+    }
+}

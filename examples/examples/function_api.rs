@@ -61,7 +61,7 @@ pub fn run(local_dir: &Path, verbose: u8) -> Result<Analysis<Config, Log>, RunEr
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let analysis = run(&std::env::temp_dir().join("tune_function_api"), 2)?;
+    let analysis = run(&tune_examples::results_dir("function_api"), 2)?;
     let best = analysis.best_config(Log::LOSS, Mode::Min, Scope::Last).ok_or("no results")?;
     println!("best config: {best:?}");
     Ok(())

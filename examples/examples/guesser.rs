@@ -65,7 +65,7 @@ pub fn run(local_dir: &Path, verbose: u8) -> Result<Analysis<GuessConfig, GuessM
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let analysis = run(&std::env::temp_dir().join("tune_guesser"), 2)?;
+    let analysis = run(&tune_examples::results_dir("guesser"), 2)?;
     let best = analysis.best_config(GuessMetrics::DIFF, Mode::Min, Scope::Last);
     println!("best config: {best:?}");
     Ok(())

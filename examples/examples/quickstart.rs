@@ -95,7 +95,7 @@ pub fn run(local_dir: &Path, verbose: u8) -> Result<Analysis<Hyper, Progress>, R
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let local_dir = std::env::temp_dir().join("tune_quickstart");
+    let local_dir = tune_examples::results_dir("quickstart");
     let analysis = run(&local_dir, 2)?;
 
     // Get the best hyperparameters, as the typed config struct.

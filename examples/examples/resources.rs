@@ -86,7 +86,7 @@ pub fn run(local_dir: &Path, verbose: u8) -> Result<(Runs, Runs), RunError> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (fixed, computed) = run(&std::env::temp_dir().join("tune_resources"), 1)?;
+    let (fixed, computed) = run(&tune_examples::results_dir("resources"), 1)?;
     for trial in fixed.trials().iter().chain(computed.trials()) {
         let seen = trial.last_result().map(|r| r.get(Usage::GPUS_SEEN));
         println!("{}: workers = {}, GPU ids given = {seen:?}", trial.id(), trial.config().workers);

@@ -84,7 +84,7 @@ pub fn run(local_dir: &Path, verbose: u8) -> Result<Analysis<Config, Loss>, RunE
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let analysis = run(&std::env::temp_dir().join("tune_reuse_actors"), 1)?;
+    let analysis = run(&tune_examples::results_dir("reuse_actors"), 1)?;
     println!(
         "{} trials, {} expensive setups",
         analysis.trials().len(),

@@ -101,7 +101,7 @@ pub fn run(local_dir: &Path, verbose: u8) -> Result<(Runs, Runs), Box<dyn std::e
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (first, resumed) = run(&std::env::temp_dir().join("tune_save_restore"), 1)?;
+    let (first, resumed) = run(&tune_examples::results_dir("save_restore"), 1)?;
     let best = first.best_checkpoint(Fit::LOSS, Mode::Min, Scope::Last);
     println!("best checkpoint of the first run: {best:?}");
     if let Some(last) = resumed.trials().first().and_then(|t| t.last_result()) {

@@ -179,3 +179,41 @@ fn a_full_disk_at_start_is_reported_before_any_trial() {
     assert!(msg.contains("No space left on device") && msg.contains(".local_dir("), "{msg}");
     assert_eq!(std::fs::read_dir(&exp).unwrap().count(), 1, "no trial directory was made");
 }
+
+#[test]
+fn an_existing_experiment_is_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    tuner(dir.path(), "").run().unwrap();
+    let err = tuner(dir.path(), "").run().unwrap_err();
+    assert!(matches!(err, RunError::ExperimentExists { .. }), "{err}");
+    assert!(err.to_string().contains("choose another `.name(...)`"), "{err}");
+    // The first run is intact.
+    let a =
+        tune_runtime::Analysis::<support::Cfg, support::Score>::from_dir(dir.path().join("exp"))
+            .unwrap();
+    assert_eq!(a.trials().len(), 3);
+    assert!(a.trials().iter().all(|t| t.num_results() == 4));
+}
+
+#[test]
+fn a_panicking_stop_closure_keeps_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tuner(dir.path(), "").max_concurrent_trials(1).stop(Stop::when(
+        |r: &tune_runtime::TrialResult<support::Score>| {
+            assert!(r.trial_id.index() < 1 || r.training_iteration < 2, "criterion bug");
+            r.training_iteration >= 3
+        },
+    ));
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.run())).unwrap_err();
+    let msg = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(msg.contains("criterion bug"), "{msg}");
+    let a =
+        tune_runtime::Analysis::<support::Cfg, support::Score>::from_dir(dir.path().join("exp"))
+            .unwrap();
+    assert_eq!(a.trials()[0].num_results(), 3, "the first trial's results were flushed");
+    assert_eq!(a.trials()[1].num_results(), 1);
+}

@@ -114,6 +114,9 @@ fn impossible_requests_error_at_start_and_never_hang() {
     let text =
         std::fs::read_to_string(a.errored_trials()[0].dir().unwrap().join("error.txt")).unwrap();
     assert!(text.contains("total_cpus"), "{text}");
+    let params = a.errored_trials()[0].dir().unwrap().join("params.json");
+    let params: support::Cfg = serde_json::from_slice(&std::fs::read(params).unwrap()).unwrap();
+    assert_eq!(params.cpu, 8.0);
     drop(dir);
     // A GPU trial on a machine without GPUs is the same kind of error.
     let (tag, _) = new_probe();
@@ -128,4 +131,26 @@ fn invalid_totals_are_rejected() {
     let (_dir, t) = tuner(tag, "");
     let err = t.total_cpus(0.0).run().unwrap_err();
     assert!(matches!(err, RunError::InvalidOption(_)), "{err}");
+}
+
+#[test]
+fn gpus_come_from_cuda_visible_devices() {
+    // The variable is read when the run starts; set it for a child copy of this test.
+    if std::env::var_os("TUNE_TEST_CHILD").is_none() {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "gpus_come_from_cuda_visible_devices", "--test-threads=1"])
+            .env("TUNE_TEST_CHILD", "1")
+            .env("CUDA_VISIBLE_DEVICES", "4,6")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        return;
+    }
+    let (tag, probe) = new_probe();
+    let (_dir, t) = tuner(tag, "\"gpu\": 1.0");
+    let a = t.total_cpus(4.0).stop(Stop::iterations(1)).run().unwrap();
+    assert_eq!(a.count(TrialStatus::Terminated), 3);
+    for (_, ids) in probe.gpu_ids.lock().unwrap().iter() {
+        assert!(ids == &[4] || ids == &[6], "{ids:?}");
+    }
 }

@@ -113,11 +113,23 @@ fn bench_dir() -> tempfile::TempDir {
 }
 
 fn run(trials: usize, results: u64, logging: bool) -> (Duration, usize) {
+    run_with(trials, Stop::iterations(results), results, logging)
+}
+
+/// Like `run` with a stop criterion that the driver cannot predict from the iteration
+/// (a closure), so every result is a round trip worker -> driver -> worker.
+fn run_unbatched(trials: usize, results: u64, logging: bool) -> (Duration, usize) {
+    let stop = Stop::iterations(results)
+        .or(Stop::when(|r: &tune_runtime::TrialResult<Score>| r.metrics.score > 2.0));
+    run_with(trials, stop, results, logging)
+}
+
+fn run_with(trials: usize, stop: Stop<Score>, results: u64, logging: bool) -> (Duration, usize) {
     let dir = bench_dir();
     let t0 = Instant::now();
     let analysis = Tuner::<Trivial>::new()
         .num_samples(trials)
-        .stop(Stop::iterations(results))
+        .stop(stop)
         .local_dir(dir.path())
         .name("bench")
         .file_logging(logging)
@@ -154,6 +166,17 @@ fn workload(name: &str) {
             let (t, n) = run(2, 100_000, logging);
             println!(
                 "workload 2: 2 trials x 100,000 results, file logging {}: {:.3} s wall, {:.0} results/s",
+                if logging { "on" } else { "off" },
+                t.as_secs_f64(),
+                n as f64 / t.as_secs_f64()
+            );
+        }
+        "results-off-unbatched" | "results-on-unbatched" => {
+            let logging = name == "results-on-unbatched";
+            let (t, n) = run_unbatched(2, 100_000, logging);
+            println!(
+                "workload 2 (one step per round trip): 2 trials x 100,000 results, file logging {}: \
+                 {:.3} s wall, {:.0} results/s",
                 if logging { "on" } else { "off" },
                 t.as_secs_f64(),
                 n as f64 / t.as_secs_f64()
@@ -201,8 +224,15 @@ fn workload(name: &str) {
     }
 }
 
-const ALL: [&str; 5] =
-    ["trials-10k", "results-off", "results-on", "trials-100k-off", "trials-100k"];
+const ALL: [&str; 7] = [
+    "trials-10k",
+    "results-off",
+    "results-on",
+    "results-off-unbatched",
+    "results-on-unbatched",
+    "trials-100k-off",
+    "trials-100k",
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();

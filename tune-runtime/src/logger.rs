@@ -140,10 +140,21 @@ impl TrialLogger {
     }
 }
 
-/// Writes the trial's `error.txt`.
-pub(crate) fn write_error(dir: &Path, message: &str) -> Result<(), LogError> {
-    let path = dir.join("error.txt");
+/// Writes the trial's `error.txt` (and `params.json` when given: trials that never
+/// started).
+pub(crate) fn write_error(
+    dir: &Path,
+    message: &str,
+    params: Option<&serde_json::Value>,
+) -> Result<(), LogError> {
     fs::create_dir_all(dir).map_err(at(dir))?;
+    if let Some(config) = params {
+        let path = dir.join("params.json");
+        let text =
+            serde_json::to_vec_pretty(config).map_err(io::Error::other).map_err(at(&path))?;
+        fs::write(&path, text).map_err(at(&path))?;
+    }
+    let path = dir.join("error.txt");
     fs::write(&path, format!("{message}\n")).map_err(at(&path))
 }
 

@@ -44,6 +44,16 @@ pub enum RunError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The experiment directory already holds an experiment.
+    #[error(
+        "`{}` already holds an experiment (it has a journal); choose another `.name(...)`, \
+         remove the directory, or load the old one with `Analysis::from_dir`",
+        path.display()
+    )]
+    ExperimentExists {
+        /// The experiment directory.
+        path: PathBuf,
+    },
     /// The `restore` checkpoint cannot be used.
     #[error("cannot restore: {0}")]
     Restore(String),
@@ -446,7 +456,7 @@ impl<T: Trainable> Tuner<T> {
             checkpoint_freq: self.checkpoint_freq,
             checkpoint_at_end: self.checkpoint_at_end,
             keep_checkpoints_num: self.keep_checkpoints_num,
-            checkpoint_score: self.checkpoint_score.or(metric),
+            checkpoint_score: self.checkpoint_score,
             restore,
             experiment_dir: local_dir.join(&name),
             name,

@@ -177,6 +177,12 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
     };
     let mut journal = None;
     if s.file_logging {
+        // Trial directories are named by creation index: a second run in the same
+        // directory would overwrite the first one's files.
+        let existing = s.experiment_dir.join(JOURNAL_FILE);
+        if std::fs::metadata(&existing).is_ok_and(|m| m.is_file() && m.len() > 0) {
+            return Err(RunError::ExperimentExists { path: s.experiment_dir.clone() });
+        }
         std::fs::create_dir_all(&s.experiment_dir).map_err(dir_err(&s.experiment_dir))?;
         let store: Box<dyn JournalStore> = match s.journal_store.take() {
             Some(store) => store,
@@ -229,7 +235,12 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         unix_now: unix_now(),
         row: Vec::with_capacity(crate::trial::row_len::<M<T>>()),
     };
-    d.event_loop();
+    // A panic in driver-side user code (a stop closure, the searcher, the scheduler) ends
+    // the run; flush what was recorded before passing it on.
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.event_loop())) {
+        d.flush_files();
+        std::panic::resume_unwind(panic);
+    }
     d.shutdown()
 }
 
@@ -283,6 +294,14 @@ impl<T: Trainable> Driver<T> {
 
     /// Periodic work: flush files and print the status.
     fn tick(&mut self) {
+        self.flush_files();
+        if self.reporter.wants_status() {
+            let view = self.view();
+            self.reporter.status(&view);
+        }
+    }
+
+    fn flush_files(&mut self) {
         for live in self.live.iter_mut().flatten() {
             if let Some(l) = &mut live.logger {
                 if let Err(e) = l.flush() {
@@ -291,10 +310,6 @@ impl<T: Trainable> Driver<T> {
             }
         }
         self.flush_journal();
-        if self.reporter.wants_status() {
-            let view = self.view();
-            self.reporter.status(&view);
-        }
     }
 
     fn flush_journal(&mut self) {
@@ -466,15 +481,18 @@ impl<T: Trainable> Driver<T> {
             }
         }
         let checkpoint = self.checkpoint_request(id, &live);
+        let gpu_ids = grant.gpu_ids.clone();
+        live.grant = Some(grant);
+        self.running += 1;
         let task = if resumed {
             match live.paused.take() {
                 Some(inst) => Task::Step { trial: id.0, inst, checkpoint },
                 None if live.resume_from.is_some() => {
-                    self.resume_task(id, &mut live, &grant, checkpoint)
+                    self.resume_task(id, &mut live, checkpoint)
                 }
                 None => {
                     self.live[i] = Some(live);
-                    self.pool_release(id);
+                    self.end_trial(id, Some("the paused trial's instance was lost".into()));
                     return;
                 }
             }
@@ -482,7 +500,7 @@ impl<T: Trainable> Driver<T> {
             let ctx = TrialContext {
                 trial_id: id.to_string(),
                 trial_dir: self.s.file_logging.then(|| live.dir.clone()),
-                gpu_ids: grant.gpu_ids.clone(),
+                gpu_ids,
                 resources: live.resources.clone(),
                 seed: splitmix64(self.s.seed ^ splitmix64(u64::from(id.0))),
             };
@@ -495,9 +513,7 @@ impl<T: Trainable> Driver<T> {
                 checkpoint,
             }
         };
-        live.grant = Some(grant);
         self.live[i] = Some(live);
-        self.running += 1;
         self.send(task);
         self.set_status(id, TrialStatus::Running, None);
     }
@@ -801,7 +817,10 @@ impl<T: Trainable> Driver<T> {
             }
         }
         if let (Some(msg), true) = (&error, self.s.file_logging) {
-            if let Err(e) = logger::write_error(&live.dir, msg) {
+            // A trial that never started has no params.json yet: write it beside the error.
+            let params = (self.trials[i].status == TrialStatus::Pending)
+                .then(|| self.trials[i].config.to_json_value());
+            if let Err(e) = logger::write_error(&live.dir, msg, params.as_ref()) {
                 self.fatal.get_or_insert(e);
             }
         }

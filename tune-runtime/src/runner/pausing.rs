@@ -10,7 +10,6 @@ use super::{Driver, Live, splitmix64};
 use crate::checkpoint::read_meta;
 use crate::journal::Record;
 use crate::logger::LogError;
-use crate::resources::Grant;
 use crate::scheduler::{Exploit, PBT_LOG_FILE, Pausing, PbtLogEntry};
 use crate::space::Space;
 use crate::trainable::{Trainable, TrialContext};
@@ -26,11 +25,12 @@ impl<T: Trainable> Driver<T> {
         }
     }
 
-    pub(super) fn context(&self, id: TrialId, live: &Live<T>, grant: &Grant) -> TrialContext {
+    /// The context of a trial that holds its grant.
+    pub(super) fn context(&self, id: TrialId, live: &Live<T>) -> TrialContext {
         TrialContext {
             trial_id: id.to_string(),
             trial_dir: self.s.file_logging.then(|| live.dir.clone()),
-            gpu_ids: grant.gpu_ids.clone(),
+            gpu_ids: live.grant.as_ref().map(|g| g.gpu_ids.clone()).unwrap_or_default(),
             resources: live.resources.clone(),
             seed: splitmix64(self.s.seed ^ splitmix64(u64::from(id.0))),
         }
@@ -133,10 +133,9 @@ impl<T: Trainable> Driver<T> {
         &mut self,
         id: TrialId,
         live: &mut Live<T>,
-        grant: &Grant,
         checkpoint: Option<CheckpointRequest>,
     ) -> Task<T> {
-        let ctx = self.context(id, live, grant);
+        let ctx = self.context(id, live);
         Task::Start {
             trial: id.0,
             config: self.trials[id.index()].config.clone(),
@@ -166,8 +165,8 @@ impl<T: Trainable> Driver<T> {
                 let Some(live) = self.live[i].take() else { return };
                 let start = live
                     .grant
-                    .as_ref()
-                    .map(|g| (self.context(id, &live, g), self.checkpoint_request(id, &live)));
+                    .is_some()
+                    .then(|| (self.context(id, &live), self.checkpoint_request(id, &live)));
                 self.live[i] = Some(live);
                 let Some((ctx, checkpoint)) = start else { return };
                 let reuse = if self.s.reuse_actors {

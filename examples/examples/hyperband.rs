@@ -68,7 +68,7 @@ pub fn run(local_dir: &Path, verbose: u8) -> Result<Analysis<Config, Accuracy>, 
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let analysis = run(&std::env::temp_dir().join("tune_hyperband"), 1)?;
+    let analysis = run(&tune_examples::results_dir("hyperband"), 1)?;
     let best = analysis
         .best_config(Accuracy::ACCURACY, Mode::Max, Scope::Last)
         .ok_or("no trial reported a result")?;

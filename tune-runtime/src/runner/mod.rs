@@ -487,9 +487,7 @@ impl<T: Trainable> Driver<T> {
         let task = if resumed {
             match live.paused.take() {
                 Some(inst) => Task::Step { trial: id.0, inst, checkpoint },
-                None if live.resume_from.is_some() => {
-                    self.resume_task(id, &mut live, checkpoint)
-                }
+                None if live.resume_from.is_some() => self.resume_task(id, &mut live, checkpoint),
                 None => {
                     self.live[i] = Some(live);
                     self.end_trial(id, Some("the paused trial's instance was lost".into()));

@@ -206,6 +206,31 @@ fn workload(name: &str) {
                 (hwm.saturating_sub(rss0) * 1024) as f64 / 100_000.0
             );
         }
+        "checkpoints" => {
+            // The per-checkpoint cost: 2 trials x 2,000 results, a checkpoint after every
+            // one (the newest 2 kept).
+            let dir = bench_dir();
+            let t0 = Instant::now();
+            let analysis = Tuner::<Trivial>::new()
+                .num_samples(2)
+                .stop(Stop::iterations(2_000))
+                .checkpoint_freq(1)
+                .keep_checkpoints_num(2)
+                .local_dir(dir.path())
+                .name("bench")
+                .seed(0)
+                .verbose(0)
+                .run()
+                .expect("run");
+            let t = t0.elapsed();
+            let n: usize = analysis.trials().iter().map(|t| t.num_results()).sum();
+            println!(
+                "workload 4: 2 trials x 2,000 results, a checkpoint after each: {:.3} s wall, \
+                 {:.0} checkpoints/s",
+                t.as_secs_f64(),
+                n as f64 / t.as_secs_f64()
+            );
+        }
         "demo-1" | "demo-2" | "demo-3" => {
             // Not a benchmark: shows the live output at verbosity 1, 2 or 3.
             let level = name.as_bytes()[5] - b'0';
@@ -224,12 +249,13 @@ fn workload(name: &str) {
     }
 }
 
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "trials-10k",
     "results-off",
     "results-on",
     "results-off-unbatched",
     "results-on-unbatched",
+    "checkpoints",
     "trials-100k-off",
     "trials-100k",
 ];

@@ -30,6 +30,8 @@ pub struct TrialInfo<C, M> {
     /// Result rows, flattened: `row_len::<M>()` values per result.
     pub(crate) history: Vec<f64>,
     pub(crate) checkpoints: Vec<CheckpointInfo>,
+    /// The errors of failed attempts that were retried (`max_failures`), oldest first.
+    pub(crate) failures: Vec<String>,
     pub(crate) _m: PhantomData<fn() -> M>,
 }
 
@@ -55,8 +57,22 @@ impl<C: Space, M: Metrics> TrialInfo<C, M> {
             error: None,
             history: Vec::new(),
             checkpoints: Vec::new(),
+            failures: Vec::new(),
             _m: PhantomData,
         }
+    }
+
+    /// Drops the results after `iteration` (a retry or a resume from a checkpoint).
+    pub(crate) fn rollback(&mut self, iteration: u64) {
+        let keep = self.results().take_while(|r| r.training_iteration() <= iteration).count();
+        self.history.truncate(keep * row_len::<M>());
+    }
+
+    /// The errors of the failed attempts that were retried from a checkpoint
+    /// (`Tuner::max_failures`), oldest first. The error that ended an `ERROR` trial is
+    /// [`TrialInfo::error`].
+    pub fn failures(&self) -> &[String] {
+        &self.failures
     }
 
     /// The trial's id.
@@ -211,6 +227,21 @@ pub enum AnalysisError {
     /// A record refers to a trial the journal never created.
     #[error("the journal refers to unknown trial {0}")]
     UnknownTrial(u32),
+    /// A path in the journal would leave the experiment directory.
+    #[error(
+        "the journal names the path `{0}`, which is not inside the experiment directory; \
+         the journal was not written by this runner"
+    )]
+    UnsafePath(String),
+}
+
+/// `dir/rel` when `rel` is a plain relative path (no root, no `..`).
+pub(crate) fn inside(dir: &Path, rel: &str) -> Result<PathBuf, AnalysisError> {
+    if crate::manifest::is_plain_relative(rel) {
+        Ok(dir.join(rel))
+    } else {
+        Err(AnalysisError::UnsafePath(rel.to_string()))
+    }
 }
 
 /// The outcome of an experiment: every trial with its config, status and results.
@@ -258,10 +289,11 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
                     }
                     base = trials.len();
                 }
-                Record::Trial { trial, id, dir: tdir, config } => {
+                Record::Trial { trial, id, dir: tdir, config, .. } => {
                     let config = C::from_json_value(config)
                         .map_err(|e| AnalysisError::Config { trial: id, message: e.to_string() })?;
-                    trials.push(TrialInfo::new(TrialId(trial), tdir.map(|d| dir.join(d)), config));
+                    let tdir = tdir.map(|d| inside(dir, &d)).transpose()?;
+                    trials.push(TrialInfo::new(TrialId(trial), tdir, config));
                 }
                 Record::Status { trial, status, error } => {
                     let i = slot(&mut trials, trial)?;
@@ -270,7 +302,7 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
                         trials[i].error = error;
                     }
                 }
-                Record::Result { trial, v } => {
+                Record::Result { trial, v, .. } => {
                     let i = slot(&mut trials, trial)?;
                     if v.len() == row_len::<M>() {
                         trials[i].history.extend_from_slice(&v);
@@ -278,11 +310,13 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
                 }
                 Record::Checkpoint { trial, iteration, path } => {
                     let i = slot(&mut trials, trial)?;
-                    trials[i].checkpoints.push(CheckpointInfo { iteration, path: dir.join(path) });
+                    let path = inside(dir, &path)?;
+                    trials[i].checkpoints.retain(|c| c.iteration != iteration);
+                    trials[i].checkpoints.push(CheckpointInfo { iteration, path });
                 }
                 Record::CheckpointDeleted { trial, path } => {
                     let i = slot(&mut trials, trial)?;
-                    let path = dir.join(path);
+                    let path = inside(dir, &path)?;
                     trials[i].checkpoints.retain(|c| c.path != path);
                 }
                 Record::Exploit { trial, new_config, .. } => {
@@ -293,7 +327,15 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
                             message: e.to_string(),
                         })?;
                 }
-                Record::End { .. } => {}
+                Record::Failure { trial, error, .. } => {
+                    let i = slot(&mut trials, trial)?;
+                    trials[i].failures.push(error);
+                }
+                Record::Rollback { trial, iteration } => {
+                    let i = slot(&mut trials, trial)?;
+                    trials[i].rollback(iteration);
+                }
+                Record::State { .. } | Record::Resume { .. } | Record::End { .. } => {}
             }
         }
         Ok(Self { experiment_dir: dir.to_path_buf(), trials })

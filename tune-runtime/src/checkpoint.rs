@@ -7,7 +7,8 @@
 //! `trial_dir/checkpoint_<iter>/` with [`save_checkpoint`] and restores with
 //! [`restore_checkpoint`]; `validate_save_restore` goes through the same two functions.
 //! The runner also writes [`META_FILE`] (its [`CheckpointMeta`]) and publishes each
-//! `checkpoint_<iter>/` atomically through a [`CheckpointStore`].
+//! `checkpoint_<iter>/` atomically through a [`CheckpointStore`], with a manifest
+//! (`.tune_manifest.json`: every file's length and CRC-32) checked before any restore.
 
 use std::fs;
 use std::io::{self, Write};
@@ -182,18 +183,25 @@ pub(crate) fn save<T: Trainable>(
     save_checkpoint(t, &scratch).map_err(|e| e.to_string())?;
     let meta = serde_json::to_vec(meta).map_err(|e| e.to_string())?;
     fs::write(scratch.join(META_FILE), meta).map_err(io)?;
+    crate::manifest::write(&scratch).map_err(io)?;
+    if crate::faultpoint::hit(crate::faultpoint::Point::Checkpoint) {
+        crate::faultpoint::die();
+    }
     store.commit(&scratch, dir).map_err(io)
 }
 
-/// Loads the checkpoint at `dir` into `t`.
+/// Loads the checkpoint at `dir` into `t`, after checking its files against its manifest.
 pub(crate) fn restore<T: Trainable>(t: &mut T, dir: &Path) -> Result<(), String> {
+    crate::manifest::verify(dir)?;
     restore_checkpoint(t, dir).map_err(|e| e.to_string())
 }
 
-/// Reads a checkpoint's metadata; the error says what is missing.
+/// Reads a checkpoint's metadata after checking every file against the checkpoint's
+/// manifest (name, length, CRC-32); the error names the missing or corrupt file. Reading
+/// never runs code and never deletes anything.
 pub fn read_meta(dir: &Path) -> Result<CheckpointMeta, String> {
     let path = dir.join(META_FILE);
-    let text = fs::read(&path).map_err(|e| {
+    let text = crate::manifest::read_small(&path).map_err(|e| {
         format!(
             "`{}` is not a checkpoint directory (cannot read `{META_FILE}`: {e}); pass a \
              `checkpoint_<n>` directory written by the runner",
@@ -203,6 +211,7 @@ pub fn read_meta(dir: &Path) -> Result<CheckpointMeta, String> {
     if !dir.join(STATE_FILE).is_file() {
         return Err(format!("checkpoint `{}` has no `{STATE_FILE}`", dir.display()));
     }
+    crate::manifest::verify(dir)?;
     serde_json::from_slice(&text).map_err(|e| format!("`{}` is corrupt: {e}", path.display()))
 }
 

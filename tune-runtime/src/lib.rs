@@ -17,8 +17,10 @@ mod check;
 mod checkpoint;
 mod domain;
 mod error;
+mod faultpoint;
 mod journal;
 mod logger;
+mod manifest;
 mod metrics;
 mod reporter;
 mod resources;
@@ -48,8 +50,12 @@ pub use checkpoint::{
 pub use error::{
     CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult,
 };
-pub use journal::{FileJournal, JOURNAL_FILE, JournalError, JournalStore, Record, read_journal};
+pub use journal::{
+    FileJournal, JOURNAL_FILE, JournalError, JournalStore, MAX_RECORD_BYTES, Record, read_journal,
+};
+pub use manifest::MANIFEST_FILE;
 pub use metrics::{Metric, MetricValue, Metrics};
+pub use runner::{WORKER_ENV, is_worker};
 pub use scheduler::{
     Asha, AshaBuilder, BracketEvent, Decision, Exploit, Explore, FifoScheduler, HyperBand,
     HyperBandBuilder, HyperBandForBohb, MedianStopping, MedianStoppingBuilder, Mutation,

@@ -67,6 +67,26 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
 }
 
 impl TrialLogger {
+    /// Rewrites `result.json` and `progress.csv` from the journal's rows (a retry or a
+    /// resume rolled the trial back) and keeps them open for the next results. The journal
+    /// is the record: a crash during the rewrite is repaired by the next resume.
+    pub fn rewrite<M: Metrics>(
+        dir: &Path,
+        config: &serde_json::Value,
+        rows: &[f64],
+        id: TrialId,
+        last_done: bool,
+    ) -> Result<Self, LogError> {
+        let mut logger = Self::create::<M>(dir, config)?;
+        let n = crate::trial::row_len::<M>();
+        let count = rows.len() / n;
+        for (k, row) in rows.chunks_exact(n).enumerate() {
+            logger.result::<M>(row, id, last_done && k + 1 == count)?;
+        }
+        logger.flush()?;
+        Ok(logger)
+    }
+
     /// Creates the trial directory, writes `params.json` and opens the result files.
     pub fn create<M: Metrics>(dir: &Path, config: &serde_json::Value) -> Result<Self, LogError> {
         fs::create_dir_all(dir).map_err(at(dir))?;
@@ -101,6 +121,11 @@ impl TrialLogger {
         id: TrialId,
         done: bool,
     ) -> Result<(), LogError> {
+        if crate::faultpoint::hit(crate::faultpoint::Point::Result) {
+            let _ = self.write_result::<M>(values, id, done);
+            let _ = self.flush();
+            crate::faultpoint::die();
+        }
         self.write_result::<M>(values, id, done)
             .map_err(|source| LogError { path: self.dir.join("result.json"), source })
     }
@@ -156,6 +181,32 @@ pub(crate) fn write_error(
     }
     let path = dir.join("error.txt");
     fs::write(&path, format!("{message}\n")).map_err(at(&path))
+}
+
+/// Writes the trial's `error.txt`: every retried failure, then the final error when the
+/// trial ended in ERROR; `params.json` too when given (a trial that never started).
+pub(crate) fn write_errors(
+    dir: &Path,
+    failures: &[String],
+    last: Option<&str>,
+    params: Option<&serde_json::Value>,
+) -> Result<(), LogError> {
+    if failures.is_empty() {
+        return last.map_or(Ok(()), |m| write_error(dir, m, params));
+    }
+    let mut text = String::new();
+    for (k, f) in failures.iter().enumerate() {
+        text.push_str(&format!("failure {} (retried from the latest checkpoint): {f}\n", k + 1));
+    }
+    if let Some(m) = last {
+        text.push_str(&format!("failure {} (final): {m}\n", failures.len() + 1));
+    }
+    write_error(dir, text.trim_end(), params)
+}
+
+/// Number of lines of a file (0 when it does not exist).
+pub(crate) fn count_lines(path: &Path) -> usize {
+    fs::read(path).map(|b| b.iter().filter(|c| **c == b'\n').count()).unwrap_or(0)
 }
 
 #[cfg(test)]

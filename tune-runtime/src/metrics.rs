@@ -18,6 +18,14 @@ pub trait Metrics: Clone + fmt::Debug + Send + 'static {
 
     /// Value of the field at `index` (in `0..NAMES.len()`) as `f64`.
     fn value(&self, index: usize) -> f64;
+
+    /// The metrics whose [`Metrics::value`]s are `values` (one per name, in order): how
+    /// metrics cross a process boundary (`Tuner::isolate_trials`). `#[derive(Metrics)]`
+    /// generates it; the default returns `None` (the type cannot be rebuilt).
+    fn from_values(values: &[f64]) -> Option<Self> {
+        let _ = values;
+        None
+    }
 }
 
 /// Converts a metric field to `f64`. Implemented for the primitive numeric types and `bool`.
@@ -28,6 +36,12 @@ pub trait Metrics: Clone + fmt::Debug + Send + 'static {
 pub trait MetricValue {
     /// The value as `f64`.
     fn to_f64(&self) -> f64;
+
+    /// The value back from `f64` (`to_f64` then `from_f64` is the identity for every
+    /// value an `f64` holds exactly).
+    fn from_f64(value: f64) -> Self
+    where
+        Self: Sized;
 }
 
 macro_rules! metric_value {
@@ -36,6 +50,9 @@ macro_rules! metric_value {
             #[inline]
             #[allow(clippy::cast_lossless, clippy::cast_precision_loss)]
             fn to_f64(&self) -> f64 { *self as f64 }
+            #[inline]
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            fn from_f64(value: f64) -> Self { value as $t }
         }
     )*};
 }
@@ -45,6 +62,11 @@ impl MetricValue for bool {
     #[inline]
     fn to_f64(&self) -> f64 {
         if *self { 1.0 } else { 0.0 }
+    }
+
+    #[inline]
+    fn from_f64(value: f64) -> Self {
+        value != 0.0
     }
 }
 

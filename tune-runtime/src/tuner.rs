@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::analysis::Analysis;
 use crate::checkpoint::{CheckpointStore, LocalCheckpoints};
 use crate::journal::JournalStore;
-use crate::runner::{self, Settings};
+use crate::runner::{self, Errored, FaultSettings, Settings};
 use crate::scheduler::{FifoScheduler, Pausing, Scheduler};
 use crate::searcher::{BasicVariantGenerator, Searcher};
 use crate::space::Space;
@@ -76,6 +76,23 @@ pub enum RunError {
     /// The worker threads could not be started.
     #[error("cannot start worker threads: {0}")]
     Threads(std::io::Error),
+    /// The experiment cannot be resumed: its journal is unreadable or was written for
+    /// another trainable, metrics or config type.
+    #[error("cannot resume: {0}")]
+    Resume(String),
+    /// Ctrl-C stopped the run: running trials were checkpointed and everything was
+    /// flushed. Run the same program with `.resume(true)` to continue.
+    #[error(
+        "interrupted: {unfinished} unfinished trial(s) saved in `{}`; run the same program \
+         with `.resume(true)` (same `.local_dir(..)` and `.name(..)`) to continue",
+        experiment_dir.display()
+    )]
+    Interrupted {
+        /// The experiment directory.
+        experiment_dir: PathBuf,
+        /// Trials not finished yet.
+        unfinished: usize,
+    },
 }
 
 /// Config overrides: fixed values that replace sampled ones in every trial.
@@ -131,6 +148,11 @@ pub struct Tuner<T: Trainable> {
     status_interval: Duration,
     journal_store: Option<Box<dyn JournalStore>>,
     checkpoint_store: Arc<dyn CheckpointStore>,
+    max_failures: u32,
+    resume: bool,
+    errored: Errored,
+    handle_sigint: bool,
+    isolate: bool,
 }
 
 impl<T: Trainable> fmt::Debug for Tuner<T> {
@@ -185,6 +207,11 @@ impl<T: Trainable> Tuner<T> {
             status_interval: Duration::from_secs(5),
             journal_store: None,
             checkpoint_store: Arc::new(LocalCheckpoints),
+            max_failures: 0,
+            resume: false,
+            errored: Errored::Keep,
+            handle_sigint: true,
+            isolate: false,
         }
     }
 
@@ -378,10 +405,73 @@ impl<T: Trainable> Tuner<T> {
         self
     }
 
+    /// Retry a trial that fails (an error or a panic in `setup`, `step`, `save`,
+    /// `restore`, a failed checkpoint, NaN metrics) up to `n` times, each time from its
+    /// latest checkpoint that verifies (from the start when it has none); its results after
+    /// that checkpoint are dropped. Each failure is recorded in the journal, in the trial's
+    /// `error.txt` and in [`TrialInfo::failures`](crate::TrialInfo::failures). Default 0.
+    pub fn max_failures(mut self, n: u32) -> Self {
+        self.max_failures = n;
+        self
+    }
+
+    /// Continue the experiment `local_dir/name` from its journal when it exists (start it
+    /// when it does not): finished trials keep their results, unfinished ones restart from
+    /// their latest checkpoint, the searcher and scheduler continue from their saved
+    /// state. Needs an explicit [`Tuner::name`]. Default false.
+    ///
+    /// ```ignore
+    /// // Safe to run again after a crash, a kill or Ctrl-C: it picks up where it stopped.
+    /// let analysis = Tuner::<Model>::new().name("mnist").local_dir("./results").resume(true).run()?;
+    /// ```
+    pub fn resume(mut self, yes: bool) -> Self {
+        self.resume = yes;
+        self
+    }
+
+    /// With [`Tuner::resume`]: trials that ended in ERROR continue from their latest
+    /// checkpoint too (with a fresh `max_failures` budget). Default false: they stay ERROR.
+    pub fn resume_errored(mut self, yes: bool) -> Self {
+        self.errored = if yes { Errored::Resume } else { Errored::Keep };
+        self
+    }
+
+    /// With [`Tuner::resume`]: trials that ended in ERROR start again from scratch.
+    /// Default false.
+    pub fn restart_errored(mut self, yes: bool) -> Self {
+        self.errored = if yes { Errored::Restart } else { Errored::Keep };
+        self
+    }
+
+    /// Handle Ctrl-C (SIGINT) during the run: the first stops gracefully (running trials
+    /// are checkpointed after their current step, files flushed, and `run` returns
+    /// [`RunError::Interrupted`] saying how to resume); the second exits the process at
+    /// once (still resumable). Not installed when the program has its own handler.
+    /// Default true.
+    pub fn handle_sigint(mut self, yes: bool) -> Self {
+        self.handle_sigint = yes;
+        self
+    }
+
+    /// Run every trial in a child process of its own: the program is started again as a
+    /// worker (same executable, same arguments, [`WORKER_ENV`](crate::WORKER_ENV) set),
+    /// runs its `main` up to this `Tuner::<T>::run()` call, which then serves one trial and
+    /// exits the process instead of returning. A trainable that aborts, segfaults, calls
+    /// `exit` or is killed (the OOM killer) then ends only its own trial, in ERROR (or
+    /// retried, see [`Tuner::max_failures`]); results are the same as in process. Code
+    /// before `run()` in `main` runs in every worker: keep it cheap, or skip it when
+    /// [`is_worker`](crate::is_worker) is true. The metrics type must derive `Metrics`.
+    /// Default false.
+    pub fn isolate_trials(mut self, yes: bool) -> Self {
+        self.isolate = yes;
+        self
+    }
+
     /// Validates every option, then runs the experiment on this thread (the driver) and
     /// a pool of worker threads. Returns the analysis, which lists errored trials; an
     /// `Err` means the experiment could not run or could not write its results.
     pub fn run(mut self) -> Result<Analysis<Config<T>, Mets<T>>, RunError> {
+        runner::serve_if_worker::<T>()?;
         if self.num_samples == 0 {
             return Err(RunError::NoSamples);
         }
@@ -429,10 +519,17 @@ impl<T: Trainable> Tuner<T> {
         let seed = self.seed.unwrap_or_else(runner::entropy_seed);
         let name =
             self.name.clone().unwrap_or_else(|| format!("{}_{}", T::NAME, runner::date_stamp()));
-        if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+        if name.is_empty() || name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
             return Err(RunError::InvalidOption(format!(
                 "experiment name `{name}` must be a plain directory name (no `/`, not `.` or `..`)"
             )));
+        }
+        if self.resume && self.name.is_none() {
+            return Err(RunError::InvalidOption(
+                "`resume(true)` needs the experiment's name: add `.name(\"...\")` (the \
+                 default name holds the start time, so it never matches an earlier run)"
+                    .into(),
+            ));
         }
         let local_dir = self.local_dir.clone().unwrap_or_else(default_local_dir);
         let metric = self.metric.or_else(|| {
@@ -442,7 +539,8 @@ impl<T: Trainable> Tuner<T> {
             })
         });
         let gpu_ids = self.gpu_ids.take().unwrap_or_else(crate::resources::visible_gpus);
-        runner::run::<T>(Settings {
+        let isolate = self.isolate;
+        let settings = Settings::<T> {
             num_samples: self.num_samples,
             overrides,
             stop: self.stop,
@@ -470,7 +568,17 @@ impl<T: Trainable> Tuner<T> {
             status_interval: self.status_interval,
             journal_store: self.journal_store,
             checkpoint_store: self.checkpoint_store,
-        })
+            faults: FaultSettings {
+                max_failures: self.max_failures,
+                resume: self.resume.then_some(self.errored),
+                handle_sigint: self.handle_sigint,
+            },
+        };
+        if isolate {
+            runner::run::<runner::Isolated<T>>(settings.isolated())
+        } else {
+            runner::run::<T>(settings)
+        }
     }
 
     fn load_overrides(

@@ -27,6 +27,14 @@ pub(crate) fn expand(model: &MetricsStruct, rt: &TokenStream) -> TokenStream {
             quote_spanned!(ty.span()=> <#ty as #rt::__private::MetricValue>::to_f64(&self.#member));
         quote!(#index => #value,)
     });
+    let count = model.fields.len();
+    let rebuilt = model.fields.iter().enumerate().map(|(index, field)| {
+        let ty = &field.ty;
+        let member = &field.ident;
+        let value = quote_spanned!(ty.span()=>
+            <#ty as #rt::__private::MetricValue>::from_f64(__tune_values[#index]));
+        quote!(#member: #value,)
+    });
     quote! {
         #[automatically_derived]
         impl #ident {
@@ -44,6 +52,13 @@ pub(crate) fn expand(model: &MetricsStruct, rt: &TokenStream) -> TokenStream {
                         #(#arms)*
                         _ => ::core::f64::NAN,
                     }
+                }
+
+                fn from_values(__tune_values: &[f64]) -> ::core::option::Option<Self> {
+                    if __tune_values.len() != #count {
+                        return ::core::option::Option::None;
+                    }
+                    ::core::option::Option::Some(Self { #(#rebuilt)* })
                 }
             }
         };

@@ -1,7 +1,14 @@
 //! The driver: one thread that owns all experiment state and reacts to worker messages.
 
+mod interrupt;
+mod isolation;
 mod pausing;
+mod recovery;
 mod worker;
+
+pub(crate) use isolation::{Isolated, serve_if_worker};
+pub use isolation::{WORKER_ENV, is_worker};
+pub(crate) use recovery::{Errored, FaultSettings};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +66,7 @@ pub(crate) struct Settings<T: Trainable> {
     pub status_interval: Duration,
     pub journal_store: Option<Box<dyn JournalStore>>,
     pub checkpoint_store: Arc<dyn CheckpointStore>,
+    pub faults: FaultSettings,
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -134,6 +142,12 @@ struct Live<T: Trainable> {
     resume_from: Option<PathBuf>,
     /// The scheduler ended the trial while its pause checkpoint was being written.
     stop_when_paused: bool,
+    /// Failed attempts that were retried (`max_failures`).
+    failures: u32,
+    /// The checkpoint the next start restores (a retry or a resume).
+    restore_from: Option<PathBuf>,
+    /// Stopped by Ctrl-C: the trial ends resumable instead of TERMINATED.
+    suspend: bool,
 }
 
 /// Most steps a worker runs before reporting back (see `Driver::batch_len`).
@@ -163,6 +177,11 @@ struct Driver<T: Trainable> {
     start_unix: u64,
     unix_now: u64,
     row: Vec<f64>,
+    /// Stopping because of Ctrl-C (see `recovery.rs`).
+    interrupted: bool,
+    watch: interrupt::Watch,
+    /// The searcher and scheduler state last written to the journal.
+    saved_state: Option<(serde_json::Value, serde_json::Value)>,
 }
 
 fn status_slot(s: TrialStatus) -> usize {
@@ -176,11 +195,20 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         move |source| RunError::LocalDir { path, source }
     };
     let mut journal = None;
+    let replay = match s.faults.resume {
+        Some(_) if s.file_logging => recovery::load::<T>(&s.experiment_dir)?,
+        _ => None,
+    };
+    if let Some(r) = &replay {
+        s.seed = r.seed;
+    }
     if s.file_logging {
         // Trial directories are named by creation index: a second run in the same
-        // directory would overwrite the first one's files.
+        // directory would overwrite the first one's files (a resume continues them).
         let existing = s.experiment_dir.join(JOURNAL_FILE);
-        if std::fs::metadata(&existing).is_ok_and(|m| m.is_file() && m.len() > 0) {
+        if replay.is_none()
+            && std::fs::metadata(&existing).is_ok_and(|m| m.is_file() && m.len() > 0)
+        {
             return Err(RunError::ExperimentExists { path: s.experiment_dir.clone() });
         }
         std::fs::create_dir_all(&s.experiment_dir).map_err(dir_err(&s.experiment_dir))?;
@@ -192,16 +220,20 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
             }
         };
         let mut j = Journal::new(store);
-        j.record(&Record::Experiment {
-            version: JOURNAL_VERSION,
-            name: s.name.clone(),
-            trainable: T::NAME.to_string(),
-            metrics: <M<T> as Metrics>::NAMES.iter().map(|n| n.to_string()).collect(),
-            seed: s.seed,
-            started: unix_now(),
-        })
-        .and_then(|()| j.flush())
-        .map_err(dir_err(&s.experiment_dir.join(JOURNAL_FILE)))?;
+        let first = match &replay {
+            Some(_) => Driver::<T>::resume_record(),
+            None => Record::Experiment {
+                version: JOURNAL_VERSION,
+                name: s.name.clone(),
+                trainable: T::NAME.to_string(),
+                metrics: <M<T> as Metrics>::NAMES.iter().map(|n| n.to_string()).collect(),
+                seed: s.seed,
+                started: unix_now(),
+            },
+        };
+        j.record(&first)
+            .and_then(|()| j.flush())
+            .map_err(dir_err(&s.experiment_dir.join(JOURNAL_FILE)))?;
         journal = Some(j);
     }
     s.searcher.setup(s.num_samples, s.seed);
@@ -234,7 +266,14 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         start_unix: unix_now(),
         unix_now: unix_now(),
         row: Vec::with_capacity(crate::trial::row_len::<M<T>>()),
+        interrupted: false,
+        watch: interrupt::Watch::start(false),
+        saved_state: None,
     };
+    if let Some(replay) = replay {
+        d.resume_from(replay)?;
+    }
+    d.watch = interrupt::Watch::start(d.s.faults.handle_sigint);
     // A panic in driver-side user code (a stop closure, the searcher, the scheduler) ends
     // the run; flush what was recorded before passing it on.
     if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.event_loop())) {
@@ -266,6 +305,9 @@ impl<T: Trainable> Driver<T> {
                     if let Some(d) = deadline {
                         wake = wake.min(d);
                     }
+                    if self.s.faults.handle_sigint {
+                        wake = wake.min(Instant::now() + interrupt::POLL);
+                    }
                     match self
                         .workers
                         .done
@@ -284,6 +326,9 @@ impl<T: Trainable> Driver<T> {
             }
             if deadline.is_some_and(|d| now >= d) && !self.stopping {
                 self.stop_all();
+            }
+            if !self.interrupted && self.watch.interrupted() {
+                self.interrupt();
             }
             if now >= next_tick {
                 next_tick = now + self.s.status_interval;
@@ -309,6 +354,7 @@ impl<T: Trainable> Driver<T> {
                 }
             }
         }
+        self.save_state();
         self.flush_journal();
     }
 
@@ -433,6 +479,7 @@ impl<T: Trainable> Driver<T> {
             id: id.to_string(),
             dir: Some(rel_dir.clone()),
             config: json,
+            searcher: Some(self.s.searcher.save_state()).filter(|v| !v.is_null()),
         });
         let info_dir = self.s.file_logging.then(|| dir.clone());
         self.trials.push(TrialInfo::new(id, info_dir, config));
@@ -455,6 +502,9 @@ impl<T: Trainable> Driver<T> {
             batch: Vec::new(),
             resume_from: None,
             stop_when_paused: false,
+            failures: 0,
+            restore_from: None,
+            suspend: false,
         })));
     }
 
@@ -470,9 +520,12 @@ impl<T: Trainable> Driver<T> {
 
     fn launch(&mut self, id: TrialId, grant: Grant) {
         let i = id.index();
-        let resumed = self.trials[i].status == TrialStatus::Paused;
         let Some(mut live) = self.live[i].take() else { return };
-        if !resumed && self.s.file_logging {
+        // A paused trial without its instance (after a resume) starts from its checkpoint.
+        // One paused to disk in this run resumes from its pause checkpoint.
+        let resumed = self.trials[i].status == TrialStatus::Paused
+            && (live.paused.is_some() || live.resume_from.is_some());
+        if !resumed && self.s.file_logging && live.logger.is_none() {
             match TrialLogger::create::<M<T>>(&live.dir, &self.trials[i].config.to_json_value()) {
                 Ok(l) => live.logger = Some(l),
                 Err(e) => {
@@ -482,13 +535,15 @@ impl<T: Trainable> Driver<T> {
         }
         let checkpoint = self.checkpoint_request(id, &live);
         let gpu_ids = grant.gpu_ids.clone();
-        live.grant = Some(grant);
-        self.running += 1;
         let task = if resumed {
             match live.paused.take() {
                 Some(inst) => Task::Step { trial: id.0, inst, checkpoint },
-                None if live.resume_from.is_some() => self.resume_task(id, &mut live, checkpoint),
+                None if live.resume_from.is_some() => {
+                    self.resume_task(id, &mut live, gpu_ids, checkpoint)
+                }
                 None => {
+                    live.grant = Some(grant);
+                    self.running += 1;
                     self.live[i] = Some(live);
                     self.end_trial(id, Some("the paused trial's instance was lost".into()));
                     return;
@@ -506,11 +561,16 @@ impl<T: Trainable> Driver<T> {
                 trial: id.0,
                 config: self.trials[i].config.clone(),
                 ctx,
-                restore: self.s.restore.as_ref().map(|(d, _)| d.clone()),
+                restore: live
+                    .restore_from
+                    .clone()
+                    .or_else(|| self.s.restore.as_ref().map(|(d, _)| d.clone())),
                 reuse: if self.s.reuse_actors { self.idle.pop() } else { None },
                 checkpoint,
             }
         };
+        live.grant = Some(grant);
+        self.running += 1;
         self.live[i] = Some(live);
         self.send(task);
         self.set_status(id, TrialStatus::Running, None);
@@ -666,7 +726,11 @@ impl<T: Trainable> Driver<T> {
             live.iteration -= 1;
             return None;
         }
-        let stop = self.stopping || self.s.stop.should_stop(&result);
+        let natural = self.s.stop.should_stop(&result);
+        let stop = self.stopping || natural;
+        if self.interrupted && !natural {
+            live.suspend = true;
+        }
         let decision =
             if stop { Decision::Stop } else { self.s.scheduler.on_trial_result(id, &result) };
         self.s.searcher.on_trial_result(id, &result);
@@ -682,7 +746,9 @@ impl<T: Trainable> Driver<T> {
             }
         }
         if let Some(j) = &mut self.journal {
-            if let Err(source) = j.result(id.0, &self.row) {
+            // Ended by its own criteria or its scheduler, not by a stop of the whole run.
+            let ended = natural || (!self.stopping && decision == Decision::Stop);
+            if let Err(source) = j.result(id.0, &self.row, ended) {
                 self.fatal.get_or_insert(LogError {
                     path: self.s.experiment_dir.join(JOURNAL_FILE),
                     source,
@@ -787,7 +853,7 @@ impl<T: Trainable> Driver<T> {
     /// Ends a trial that has an instance: checkpoint at end, cleanup or keep for reuse.
     fn finish(&mut self, id: TrialId, inst: Box<T>) {
         let Some(live) = self.live[id.index()].as_ref() else { return };
-        let checkpoint = (self.s.checkpoint_at_end
+        let checkpoint = ((self.s.checkpoint_at_end || live.suspend)
             && live.error.is_none()
             && live.iteration > 0
             && live.last_checkpoint != Some(live.iteration))
@@ -805,6 +871,12 @@ impl<T: Trainable> Driver<T> {
     /// Marks a trial TERMINATED (`error == None`) or ERROR and releases what it holds.
     fn end_trial(&mut self, id: TrialId, error: Option<String>) {
         let i = id.index();
+        if error.is_none() && self.live[i].as_ref().is_some_and(|l| l.suspend) {
+            return self.suspend(id);
+        }
+        if error.as_ref().is_some_and(|e| self.retry(id, e)) {
+            return;
+        }
         self.pool_release(id);
         self.pending.retain(|p| *p != id);
         self.paused.retain(|p| *p != id);
@@ -818,7 +890,8 @@ impl<T: Trainable> Driver<T> {
             // A trial that never started has no params.json yet: write it beside the error.
             let params = (self.trials[i].status == TrialStatus::Pending)
                 .then(|| self.trials[i].config.to_json_value());
-            if let Err(e) = logger::write_error(&live.dir, msg, params.as_ref()) {
+            let failures = &self.trials[i].failures;
+            if let Err(e) = logger::write_errors(&live.dir, failures, Some(msg), params.as_ref()) {
                 self.fatal.get_or_insert(e);
             }
         }
@@ -832,6 +905,7 @@ impl<T: Trainable> Driver<T> {
         self.searcher_waiting = false;
         self.finished += 1;
         self.reporter.finished(self.finished);
+        self.save_state();
     }
 
     fn view(&self) -> StatusView<'_> {
@@ -908,7 +982,10 @@ impl<T: Trainable> Driver<T> {
                 self.send(Task::Cleanup { inst });
             }
         }
-        self.journal(&Record::End { ended: unix_now() });
+        self.save_state();
+        if !self.interrupted {
+            self.journal(&Record::End { ended: unix_now() });
+        }
         self.flush_journal();
         let summary = self.reporter.wants_status() || self.s.verbosity >= 1;
         if summary {
@@ -931,10 +1008,15 @@ impl<T: Trainable> Driver<T> {
             });
             self.reporter.summary(&view, best);
         }
+        let interrupted = self.interrupted;
         let Driver { workers, trials, fatal, s, .. } = self;
         workers.join();
         if let Some(LogError { path, source }) = fatal {
             return Err(RunError::Logging { path, source, experiment_dir: s.experiment_dir });
+        }
+        if interrupted {
+            let unfinished = trials.iter().filter(|t| !t.status.is_finished()).count();
+            return Err(RunError::Interrupted { experiment_dir: s.experiment_dir, unfinished });
         }
         Ok(Analysis { experiment_dir: s.experiment_dir, trials })
     }

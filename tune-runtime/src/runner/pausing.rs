@@ -25,12 +25,12 @@ impl<T: Trainable> Driver<T> {
         }
     }
 
-    /// The context of a trial that holds its grant.
-    pub(super) fn context(&self, id: TrialId, live: &Live<T>) -> TrialContext {
+    /// The context of a trial granted `gpu_ids`.
+    pub(super) fn context(&self, id: TrialId, live: &Live<T>, gpu_ids: Vec<usize>) -> TrialContext {
         TrialContext {
             trial_id: id.to_string(),
             trial_dir: self.s.file_logging.then(|| live.dir.clone()),
-            gpu_ids: live.grant.as_ref().map(|g| g.gpu_ids.clone()).unwrap_or_default(),
+            gpu_ids,
             resources: live.resources.clone(),
             seed: splitmix64(self.s.seed ^ splitmix64(u64::from(id.0))),
         }
@@ -133,9 +133,10 @@ impl<T: Trainable> Driver<T> {
         &mut self,
         id: TrialId,
         live: &mut Live<T>,
+        gpu_ids: Vec<usize>,
         checkpoint: Option<CheckpointRequest>,
     ) -> Task<T> {
-        let ctx = self.context(id, live);
+        let ctx = self.context(id, live, gpu_ids);
         Task::Start {
             trial: id.0,
             config: self.trials[id.index()].config.clone(),
@@ -163,10 +164,10 @@ impl<T: Trainable> Driver<T> {
             Ok(dir) => {
                 let i = id.index();
                 let Some(live) = self.live[i].take() else { return };
-                let start = live
-                    .grant
-                    .is_some()
-                    .then(|| (self.context(id, &live), self.checkpoint_request(id, &live)));
+                let start = live.grant.as_ref().map(|g| {
+                    let ctx = self.context(id, &live, g.gpu_ids.clone());
+                    (ctx, self.checkpoint_request(id, &live))
+                });
                 self.live[i] = Some(live);
                 let Some((ctx, checkpoint)) = start else { return };
                 let reuse = if self.s.reuse_actors {

@@ -127,6 +127,19 @@ pub trait Scheduler<C: Space, M: Metrics>: Send {
         pending.first().or(paused.first()).copied()
     }
 
+    /// The scheduler's state as JSON, saved in the journal for resuming an experiment.
+    /// `Null` (the default) means "nothing to save": on a resume the scheduler is told
+    /// about every unfinished trial again through [`Scheduler::on_trial_add`].
+    fn save_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Restores what [`Scheduler::save_state`] returned.
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+        let _ = state;
+        Ok(())
+    }
+
     /// Trials to end now although they are not reporting (paused or pending trials that
     /// lost a HyperBand rung). The runner asks after every other call; the default has
     /// none.

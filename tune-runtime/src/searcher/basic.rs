@@ -59,6 +59,26 @@ impl<C: Space, M: Metrics> Searcher<C, M> for BasicVariantGenerator {
     fn save_state(&self) -> serde_json::Value {
         serde_json::json!({ "next": self.next })
     }
+
+    /// Replays the suggestions made before the save, so that the generator continues
+    /// with the same configs an uninterrupted run would suggest.
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+        let next = state
+            .get("next")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| format!("expected {{\"next\": <count>}}, found {state}"))?;
+        let total = self.num_samples.saturating_mul(self.grid_size);
+        if next > total as u64 {
+            return Err(format!("{next} suggestions were made, but there are only {total}"));
+        }
+        self.next = 0;
+        while (self.next as u64) < next {
+            let grid_index = self.next % self.grid_size;
+            self.next += 1;
+            let _ = C::sample_at(&mut self.rng, grid_index);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -87,5 +107,23 @@ mod tests {
         assert_eq!(ks, vec![1, 2, 3, 1, 2, 3]);
         assert_eq!(configs, all(7), "same seed, same configs");
         assert_ne!(configs, all(8));
+    }
+
+    #[test]
+    fn restore_continues_where_the_save_was() {
+        let mut g = BasicVariantGenerator::new();
+        <BasicVariantGenerator as Searcher<Cfg, Score>>::setup(&mut g, 2, 7);
+        let _ = <BasicVariantGenerator as Searcher<Cfg, Score>>::suggest(&mut g, TrialId(0));
+        let _ = <BasicVariantGenerator as Searcher<Cfg, Score>>::suggest(&mut g, TrialId(1));
+        let state = <BasicVariantGenerator as Searcher<Cfg, Score>>::save_state(&g);
+        let mut h = BasicVariantGenerator::new();
+        <BasicVariantGenerator as Searcher<Cfg, Score>>::setup(&mut h, 2, 7);
+        <BasicVariantGenerator as Searcher<Cfg, Score>>::restore_state(&mut h, state).unwrap();
+        let next = <BasicVariantGenerator as Searcher<Cfg, Score>>::suggest(&mut h, TrialId(2));
+        assert_eq!(next, Suggestion::Config(all(7)[2].clone()));
+        let bad = serde_json::json!({"next": 99});
+        assert!(
+            <BasicVariantGenerator as Searcher<Cfg, Score>>::restore_state(&mut h, bad).is_err()
+        );
     }
 }

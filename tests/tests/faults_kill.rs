@@ -1,0 +1,209 @@
+//! Crash safety end to end: a real experiment process (`src/bin/fault_experiment.rs`) is
+//! killed with SIGKILL at many points (in a step, in a checkpoint write, in a journal
+//! append, after a result reached the files but not the journal), or interrupted with
+//! Ctrl-C, then run again with `--resume`; the final analysis and files must equal those
+//! of an uninterrupted run: no result lost, none duplicated.
+#![cfg(unix)]
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fault_experiment");
+
+fn run(dir: &Path, resume: bool, env: &[(&str, &str)]) -> ExitStatus {
+    run_with(dir, resume, false, env)
+}
+
+fn run_with(dir: &Path, resume: bool, isolate: bool, env: &[(&str, &str)]) -> ExitStatus {
+    let mut cmd = Command::new(BIN);
+    cmd.arg(dir).arg("exp");
+    if isolate {
+        cmd.arg("--isolate");
+    }
+    if resume {
+        cmd.arg("--resume");
+    }
+    cmd.env_remove("TUNE_FAULT_INJECT").env_remove("FAULT_STEP_KILL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap()
+}
+
+fn summary(dir: &Path) -> String {
+    let out = Command::new(BIN).arg(dir).arg("exp").arg("--summary").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn reference() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(dir.path(), false, &[]).success());
+    let s = summary(dir.path());
+    assert_eq!(s.lines().count(), 6, "{s}");
+    s
+}
+
+/// Kills the run at each point, resumes until it completes, compares with the reference.
+/// Returns (kill points tried, processes actually killed).
+fn kill_and_resume(reference: &str, points: &[&[(&str, &str)]]) -> (usize, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut killed = 0;
+    for (k, env) in points.iter().enumerate() {
+        let status = run(dir.path(), k > 0, env);
+        if !status.success() {
+            assert_eq!(status.code(), None, "killed by a signal, not failed: {env:?}");
+            killed += 1;
+        }
+    }
+    let status = run(dir.path(), true, &[]);
+    assert!(status.success(), "the resumed run completes ({points:?}): {status}");
+    assert_eq!(summary(dir.path()), reference, "after kills at {points:?}");
+    // Resuming a finished experiment changes nothing.
+    assert!(run(dir.path(), true, &[]).success());
+    assert_eq!(summary(dir.path()), reference);
+    (points.len(), killed)
+}
+
+#[test]
+fn sigkill_at_any_point_then_resume_equals_an_uninterrupted_run() {
+    let reference = reference();
+    let mut tried = 0;
+    let mut killed = 0;
+    let single: Vec<Vec<(&str, String)>> = [
+        ("FAULT_STEP_KILL", vec!["1", "7", "23", "41"]),
+        ("TUNE_FAULT_INJECT", vec!["checkpoint:1", "checkpoint:5", "checkpoint:11"]),
+        ("TUNE_FAULT_INJECT", vec!["journal:1", "journal:4", "journal:30", "journal:77"]),
+        ("TUNE_FAULT_INJECT", vec!["result:2", "result:19", "result:50"]),
+    ]
+    .into_iter()
+    .flat_map(|(k, vs)| vs.into_iter().map(move |v| vec![(k, v.to_string())]))
+    .collect();
+    for point in &single {
+        let env: Vec<(&str, &str)> = point.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (t, k) = kill_and_resume(&reference, &[&env]);
+        tried += t;
+        killed += k;
+    }
+    // Several kills of the same experiment in a row, each at a different kind of point.
+    let chain: [&[(&str, &str)]; 4] = [
+        &[("TUNE_FAULT_INJECT", "journal:9")],
+        &[("FAULT_STEP_KILL", "5")],
+        &[("TUNE_FAULT_INJECT", "checkpoint:2")],
+        &[("TUNE_FAULT_INJECT", "result:3")],
+    ];
+    let (t, k) = kill_and_resume(&reference, &chain);
+    tried += t;
+    killed += k;
+    eprintln!("kill points tried: {tried}, processes killed: {killed}, results lost: 0");
+    assert!(killed >= tried - 1, "{killed} of {tried} kill points were reached");
+}
+
+fn wait_for_results(dir: &Path, n: usize) {
+    let journal = dir.join("exp").join(tune_runtime::JOURNAL_FILE);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        if text.matches("\"type\":\"result\"").count() >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the experiment made no progress");
+}
+
+fn sigint(pid: u32) {
+    let ok = Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn ctrl_c_stops_gracefully_and_twice_exits_at_once_both_resumable() {
+    let reference = reference();
+    for twice in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(BIN)
+            .arg(dir.path())
+            .arg("exp")
+            .env("STEP_MS", "15")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_results(dir.path(), 8);
+        sigint(child.id());
+        if twice {
+            std::thread::sleep(Duration::from_millis(2));
+            sigint(child.id());
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if twice {
+            assert_eq!(out.status.code(), Some(130), "{stderr}");
+        } else {
+            assert_eq!(out.status.code(), Some(3), "{stderr}");
+            assert!(stderr.contains("resume(true)"), "says how to resume: {stderr}");
+        }
+        assert!(run(dir.path(), true, &[]).success());
+        assert_eq!(summary(dir.path()), reference, "after Ctrl-C (twice: {twice})");
+    }
+}
+
+#[test]
+fn retried_failures_are_recorded_and_results_match() {
+    let reference = reference();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(dir.path(), false, &[("PANIC_AT", "5"), ("MAX_FAILURES", "1")]).success());
+    let s = summary(dir.path());
+    // The k == 2 trials failed once each and were retried from checkpoint_3.
+    let strip = |s: &str| s.replace("failures=1", "failures=0");
+    assert_eq!(strip(&s), reference);
+    assert_eq!(s.matches("failures=1").count(), 2, "{s}");
+    // Without retries they end in ERROR, keeping the results before the panic.
+    let dir = tempfile::tempdir().unwrap();
+    let status = run(dir.path(), false, &[("PANIC_AT", "5")]);
+    assert_eq!(status.code(), Some(2));
+    let s = summary(dir.path());
+    assert_eq!(s.matches(" ERROR ").count(), 2, "{s}");
+    // A resume with `restart_errored` semantics is covered in-process; resume_errored here:
+    // resuming keeps them ERROR by default.
+    assert_eq!(run(dir.path(), true, &[]).code(), Some(2));
+}
+
+#[test]
+fn isolated_trials_give_the_same_results_and_contain_process_deaths() {
+    let reference = reference();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_with(dir.path(), false, true, &[]).success());
+    assert_eq!(summary(dir.path()), reference, "isolated = in process");
+    for how in ["abort", "exit", "kill", "segv"] {
+        // Without retries only the dying trials end in ERROR.
+        let dir = tempfile::tempdir().unwrap();
+        let status = run_with(dir.path(), false, true, &[("DIE_AT", "5"), ("DIE_HOW", how)]);
+        assert_eq!(status.code(), Some(2), "{how}: the driver survived, trials errored");
+        let s = summary(dir.path());
+        assert_eq!(s.matches(" ERROR ").count(), 2, "{how}: {s}");
+        assert_eq!(s.matches(" TERMINATED ").count(), 4, "{how}: {s}");
+        let error = std::fs::read_dir(dir.path().join("exp"))
+            .unwrap()
+            .map(|e| e.unwrap().path().join("error.txt"))
+            .find(|p| p.exists())
+            .unwrap();
+        let text = std::fs::read_to_string(error).unwrap();
+        let expect = match how {
+            "abort" => "SIGABRT",
+            "exit" => "exit status: 7",
+            "kill" => "SIGKILL",
+            _ => "SIGSEGV",
+        };
+        assert!(text.contains("worker process") && text.contains(expect), "{how}: {text}");
+        // With a retry they continue from their checkpoint and match the reference.
+        let dir = tempfile::tempdir().unwrap();
+        let env = [("DIE_AT", "5"), ("DIE_HOW", how), ("MAX_FAILURES", "1")];
+        assert!(run_with(dir.path(), false, true, &env).success(), "{how}");
+        let s = summary(dir.path());
+        assert_eq!(s.replace("failures=1", "failures=0"), reference, "{how}");
+    }
+}

@@ -1,0 +1,176 @@
+//! Checkpoint manifests: the name, length and CRC-32 of every file of a checkpoint, written
+//! last into the scratch directory before it is published, and checked before a restore.
+//!
+//! A checkpoint whose manifest is missing, unreadable or disagrees with a file is refused
+//! with an error naming the file; nothing is deleted. The manifest is plain JSON (no code
+//! runs on load), at most [`MAX_MANIFEST_BYTES`], and its paths must stay inside the
+//! checkpoint directory.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the manifest inside a checkpoint directory.
+pub const MANIFEST_FILE: &str = ".tune_manifest.json";
+
+/// Largest manifest (and checkpoint metadata) file read back: 1 MiB.
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    version: u32,
+    files: Vec<Entry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    path: String,
+    len: u64,
+    crc32: u32,
+}
+
+fn checksum(path: &Path) -> io::Result<(u64, u32)> {
+    let mut file = File::open(path)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((len, hasher.finalize()))
+}
+
+fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in fs::read_dir(root.join(rel))? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let path = rel.join(entry.file_name());
+        if kind.is_dir() {
+            walk(root, &path, out)?;
+        } else if kind.is_file() && path != Path::new(MANIFEST_FILE) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Writes the manifest of every regular file under `dir` (and syncs it).
+pub(crate) fn write(dir: &Path) -> io::Result<()> {
+    let mut paths = Vec::new();
+    walk(dir, Path::new(""), &mut paths)?;
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    for rel in paths {
+        let (len, crc32) = checksum(&dir.join(&rel))?;
+        let path = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        files.push(Entry { path, len, crc32 });
+    }
+    let bytes = serde_json::to_vec(&Manifest { version: 1, files }).map_err(io::Error::other)?;
+    let path = dir.join(MANIFEST_FILE);
+    fs::write(&path, bytes)?;
+    File::open(&path)?.sync_all()
+}
+
+/// A relative path made of plain names only: no root, no `..`, no `.`, no prefix.
+pub(crate) fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.contains('\\')
+        && !path.contains('\0')
+        && Path::new(path).components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// Reads at most [`MAX_MANIFEST_BYTES`] of a small metadata file.
+pub(crate) fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_MANIFEST_BYTES} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Checks every file the manifest of `dir` lists: present, same length, same CRC-32.
+/// The error names the file and says what is wrong.
+pub(crate) fn verify(dir: &Path) -> Result<(), String> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = read_small(&path).map_err(|e| {
+        format!(
+            "checkpoint `{}` cannot be verified: reading `{}` failed: {e}",
+            dir.display(),
+            path.display()
+        )
+    })?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("checkpoint manifest `{}` is corrupt: {e}", path.display()))?;
+    if manifest.version != 1 {
+        return Err(format!(
+            "checkpoint manifest `{}` has version {}, this build reads version 1",
+            path.display(),
+            manifest.version
+        ));
+    }
+    for entry in &manifest.files {
+        if !is_plain_relative(&entry.path) {
+            return Err(format!(
+                "checkpoint manifest `{}` names `{}`, which is not a path inside the checkpoint",
+                path.display(),
+                entry.path
+            ));
+        }
+        let file = dir.join(&entry.path);
+        let (len, crc32) = checksum(&file)
+            .map_err(|e| format!("checkpoint file `{}` is unreadable: {e}", file.display()))?;
+        if len != entry.len || crc32 != entry.crc32 {
+            return Err(format!(
+                "checkpoint file `{}` is corrupt: {len} bytes with CRC-32 {crc32:08x}, the \
+                 manifest says {} bytes with CRC-32 {:08x}",
+                file.display(),
+                entry.len,
+                entry.crc32
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_changed_missing_and_escaping_files() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("state.json"), b"{\"a\":1}").unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        fs::write(dir.path().join("sub/w.bin"), [1u8, 2, 3]).unwrap();
+        write(dir.path()).unwrap();
+        verify(dir.path()).unwrap();
+        fs::write(dir.path().join("sub/w.bin"), [1u8, 2, 4]).unwrap();
+        let err = verify(dir.path()).unwrap_err();
+        assert!(err.contains("w.bin") && err.contains("corrupt"), "{err}");
+        fs::remove_file(dir.path().join("sub/w.bin")).unwrap();
+        let err = verify(dir.path()).unwrap_err();
+        assert!(err.contains("w.bin") && err.contains("unreadable"), "{err}");
+        let evil = r#"{"version":1,"files":[{"path":"../x","len":0,"crc32":0}]}"#;
+        fs::write(dir.path().join(MANIFEST_FILE), evil).unwrap();
+        let err = verify(dir.path()).unwrap_err();
+        assert!(err.contains("not a path inside"), "{err}");
+        assert!(is_plain_relative("a/b") && !is_plain_relative("/a") && !is_plain_relative(".."));
+    }
+}

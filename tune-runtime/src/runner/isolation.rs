@@ -1,0 +1,562 @@
+//! Process isolation (`Tuner::isolate_trials`): every trial runs in a child process, the
+//! program itself re-executed as a worker, so that a trainable that aborts, segfaults,
+//! calls `exit` or is killed by the OOM killer ends only its own trial.
+//!
+//! The parent spawns `current_exe()` with the same arguments and [`WORKER_ENV`] set to
+//! `<trainable>:<address>:<token>`. The child runs the program's `main` until it reaches
+//! `Tuner::<T>::run()` for the same trainable, which connects back over loopback TCP,
+//! proves the token and serves requests for one trial, then exits; it never returns to
+//! `main`. On the parent side the trial is an [`Isolated<T>`], a [`Trainable`] whose
+//! every method is a request to the child, so the driver, the checkpoint writing and the
+//! journal are the same as in process. Messages are JSON lines (no code runs on load),
+//! each at most [`MAX_MESSAGE_BYTES`].
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::marker::PhantomData;
+use std::net::{TcpListener, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CheckpointError, TrainError, TrainResult};
+use crate::metrics::Metrics;
+use crate::session::panic_message;
+use crate::space::Space;
+use crate::trainable::{Checkpointable, Resources, Trainable, TrainableSpec, TrialContext};
+use crate::tuner::RunError;
+
+use super::Settings;
+
+/// Set in a worker process's environment.
+pub const WORKER_ENV: &str = "TUNE_WORKER";
+
+/// Longest message accepted on either side (256 MiB: a checkpoint state travels in one).
+const MAX_MESSAGE_BYTES: u64 = 256 << 20;
+
+/// How long a worker may take to start and connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether this process is a trial worker started by `Tuner::isolate_trials` (code in
+/// `main` before `Tuner::run` can skip expensive work with it).
+pub fn is_worker() -> bool {
+    std::env::var_os(WORKER_ENV).is_some()
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Request {
+    Setup {
+        config: serde_json::Value,
+        trial_id: String,
+        trial_dir: Option<PathBuf>,
+        gpu_ids: Vec<usize>,
+        resources: Resources,
+        seed: u64,
+    },
+    Step,
+    SaveState,
+    LoadState {
+        bytes: Bytes,
+    },
+    StateIteration,
+    SaveFiles {
+        dir: PathBuf,
+    },
+    RestoreFiles {
+        dir: PathBuf,
+    },
+    Cleanup,
+}
+
+/// Checkpoint bytes: text when they are UTF-8 (generated states are JSON).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Bytes {
+    Text(String),
+    Raw(Vec<u8>),
+}
+
+impl Bytes {
+    fn new(bytes: Vec<u8>) -> Self {
+        match String::from_utf8(bytes) {
+            Ok(s) => Bytes::Text(s),
+            Err(e) => Bytes::Raw(e.into_bytes()),
+        }
+    }
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Bytes::Text(s) => s.into_bytes(),
+            Bytes::Raw(v) => v,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Reply {
+    Ok,
+    Values(Vec<f64>),
+    State(Bytes),
+    Iteration(Option<u64>),
+    /// The call failed; `finished`/`stop` carry `TrainError::is_finished`/`is_stop`.
+    Err {
+        message: String,
+        finished: bool,
+        stop: bool,
+    },
+}
+
+fn read_message<T: serde::de::DeserializeOwned>(r: &mut impl BufRead) -> io::Result<T> {
+    let mut line = Vec::new();
+    let n = io::Read::take(&mut *r, MAX_MESSAGE_BYTES + 1).read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the other side hung up"));
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "message cut short or too long"));
+    }
+    serde_json::from_slice(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn write_message(w: &mut impl Write, message: &impl Serialize) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec(message).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
+/// A secret the worker sends back first, so that no other local process can pose as it.
+fn token() -> String {
+    let mut bytes = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes));
+    if read.is_err() {
+        let a = super::entropy_seed();
+        bytes[..8].copy_from_slice(&a.to_le_bytes());
+        bytes[8..].copy_from_slice(&super::splitmix64(a).to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A trial running in a child process, seen by the driver as a trainable.
+pub(crate) struct Isolated<T> {
+    child: Child,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    trial_id: String,
+    /// Why the worker is gone, once it is.
+    dead: Option<String>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Trainable> TrainableSpec for Isolated<T> {
+    type Config = T::Config;
+    type Metrics = T::Metrics;
+    const NAME: &'static str = T::NAME;
+
+    fn resources(config: &Self::Config) -> Resources {
+        T::resources(config)
+    }
+}
+
+fn describe_exit(child: &mut Child) -> String {
+    // The worker may still be writing its last words: give it a moment to end.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::process::ExitStatusExt;
+                    if let Some(sig) = status.signal() {
+                        let name = match sig {
+                            4 => " (SIGILL)",
+                            6 => " (SIGABRT: an abort)",
+                            7 => " (SIGBUS)",
+                            9 => " (SIGKILL: killed, e.g. by the OOM killer)",
+                            11 => " (SIGSEGV: a segmentation fault)",
+                            15 => " (SIGTERM)",
+                            _ => "",
+                        };
+                        return format!("killed by signal {sig}{name}");
+                    }
+                }
+                return format!("exited with {status}");
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return "stopped answering (killed)".to_string();
+            }
+            Err(e) => return format!("cannot be waited for: {e}"),
+        }
+    }
+}
+
+impl<T: Trainable> Isolated<T> {
+    fn call(&mut self, request: &Request) -> TrainResult<Reply> {
+        if let Some(why) = &self.dead {
+            return Err(TrainError::msg(why.clone()));
+        }
+        let result = write_message(&mut self.writer, request)
+            .and_then(|()| read_message::<Reply>(&mut self.reader));
+        match result {
+            Ok(Reply::Err { message, finished, stop }) => Err(if finished {
+                crate::session::Finished.into()
+            } else if stop {
+                crate::session::Stopped.into()
+            } else {
+                TrainError::msg(message)
+            }),
+            Ok(reply) => Ok(reply),
+            Err(e) => {
+                let why = format!(
+                    "the worker process of trial {} {} ({e})",
+                    self.trial_id,
+                    describe_exit(&mut self.child)
+                );
+                self.dead = Some(why.clone());
+                Err(TrainError::msg(why))
+            }
+        }
+    }
+
+    fn spawn(config: &T::Config, ctx: &TrialContext) -> TrainResult<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let token = token();
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(WORKER_ENV, format!("{}:{addr}:{token}", T::NAME))
+            .spawn()?;
+        listener.set_nonblocking(true)?;
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false)?;
+                    let mut reader = BufReader::new(stream.try_clone()?);
+                    let mut line = String::new();
+                    let ok = io::Read::take(&mut reader, 64).read_line(&mut line).is_ok()
+                        && line.trim_end() == token;
+                    if ok {
+                        break stream;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        return Err(TrainError::msg(format!(
+                            "the worker process exited ({status}) before it reached \
+                             `Tuner::<{}>::run()`; with `isolate_trials(true)` the program's \
+                             `main` must reach that call again in the worker",
+                            T::NAME
+                        )));
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(TrainError::msg("the worker process did not connect in 60 s"));
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        stream.set_nodelay(true)?;
+        let mut inst = Isolated {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+            child,
+            trial_id: ctx.trial_id.clone(),
+            dead: None,
+            _t: PhantomData,
+        };
+        inst.call(&Request::Setup {
+            config: config.to_json_value(),
+            trial_id: ctx.trial_id.clone(),
+            trial_dir: ctx.trial_dir.clone(),
+            gpu_ids: ctx.gpu_ids.clone(),
+            resources: ctx.resources.clone(),
+            seed: ctx.seed,
+        })?;
+        Ok(inst)
+    }
+}
+
+fn hook_err(e: TrainError) -> CheckpointError {
+    CheckpointError::Hook { trainable: "worker", message: e.to_string() }
+}
+
+impl<T: Trainable> Checkpointable for Isolated<T> {
+    fn save_state(&self) -> Result<Vec<u8>, CheckpointError> {
+        // `save_state` takes `&self`; the connection needs `&mut`: use a clone of it.
+        let mut writer = self.writer.try_clone().map_err(|e| hook_err(e.into()))?;
+        let mut reader = BufReader::new(self.writer.try_clone().map_err(|e| hook_err(e.into()))?);
+        let reply = write_message(&mut writer, &Request::SaveState)
+            .and_then(|()| read_message::<Reply>(&mut reader))
+            .map_err(|e| hook_err(e.into()))?;
+        match reply {
+            Reply::State(bytes) => Ok(bytes.into_vec()),
+            Reply::Err { message, .. } => Err(hook_err(TrainError::msg(message))),
+            _ => Err(hook_err(TrainError::msg("unexpected reply from the worker"))),
+        }
+    }
+
+    fn load_state(&mut self, bytes: &[u8]) -> Result<(), CheckpointError> {
+        self.call(&Request::LoadState { bytes: Bytes::new(bytes.to_vec()) })
+            .map(drop)
+            .map_err(hook_err)
+    }
+
+    fn state_iteration(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl<T: Trainable> Trainable for Isolated<T> {
+    fn setup(config: &Self::Config, ctx: &TrialContext) -> TrainResult<Self> {
+        Self::spawn(config, ctx)
+    }
+
+    fn step(&mut self) -> TrainResult<Self::Metrics> {
+        match self.call(&Request::Step)? {
+            Reply::Values(v) => <T::Metrics as Metrics>::from_values(&v).ok_or_else(|| {
+                TrainError::msg(format!(
+                    "the metrics `{}` cannot be rebuilt from the worker's values; derive \
+                     `Metrics` (or implement `Metrics::from_values`) to use `isolate_trials`",
+                    std::any::type_name::<T::Metrics>()
+                ))
+            }),
+            _ => Err(TrainError::msg("unexpected reply from the worker")),
+        }
+    }
+
+    fn cleanup(&mut self) {
+        if self.dead.is_none() {
+            let _ = self.call(&Request::Cleanup);
+        }
+        let _ = describe_exit(&mut self.child);
+    }
+
+    fn save_files(&self, dir: &Path) -> TrainResult<()> {
+        let mut writer = self.writer.try_clone()?;
+        let mut reader = BufReader::new(self.writer.try_clone()?);
+        write_message(&mut writer, &Request::SaveFiles { dir: dir.to_path_buf() })?;
+        match read_message::<Reply>(&mut reader)? {
+            Reply::Err { message, .. } => Err(TrainError::msg(message)),
+            _ => Ok(()),
+        }
+    }
+
+    fn restore_files(&mut self, dir: &Path) -> TrainResult<()> {
+        self.call(&Request::RestoreFiles { dir: dir.to_path_buf() }).map(drop)
+    }
+}
+
+impl<T> Drop for Isolated<T> {
+    fn drop(&mut self) {
+        // Never leave a worker behind (a trial that errored, an interrupted run).
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl<T: Trainable> Settings<T> {
+    /// The same settings for the isolated form of the trainable.
+    pub(crate) fn isolated(self) -> Settings<Isolated<T>> {
+        let Settings {
+            num_samples,
+            overrides,
+            stop,
+            time_budget,
+            max_concurrent,
+            resources,
+            total_cpus,
+            gpu_ids,
+            custom_totals,
+            reuse_actors,
+            checkpoint_freq,
+            checkpoint_at_end,
+            keep_checkpoints_num,
+            checkpoint_score,
+            restore,
+            experiment_dir,
+            name,
+            seed,
+            verbosity,
+            searcher,
+            scheduler,
+            metric,
+            file_logging,
+            status_interval,
+            journal_store,
+            checkpoint_store,
+            faults,
+            pausing,
+        } = self;
+        Settings {
+            num_samples,
+            overrides,
+            stop,
+            time_budget,
+            max_concurrent,
+            resources,
+            total_cpus,
+            gpu_ids,
+            custom_totals,
+            reuse_actors,
+            checkpoint_freq,
+            checkpoint_at_end,
+            keep_checkpoints_num,
+            checkpoint_score,
+            restore,
+            experiment_dir,
+            name,
+            seed,
+            verbosity,
+            searcher,
+            scheduler,
+            metric,
+            file_logging,
+            status_interval,
+            journal_store,
+            checkpoint_store,
+            faults,
+            pausing,
+        }
+    }
+}
+
+fn guard<R>(what: &str, f: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f))
+        .map_err(|p| format!("`{what}` panicked: {}", panic_message(&*p)))
+}
+
+fn err_reply(e: &TrainError) -> Reply {
+    Reply::Err { message: e.to_string(), finished: e.is_finished(), stop: e.is_stop() }
+}
+
+fn msg_reply(message: String) -> Reply {
+    Reply::Err { message, finished: false, stop: false }
+}
+
+/// In a worker process of trainable `T`: serves one trial, then exits the process.
+/// Returns only when this process is not a worker for `T`.
+pub(crate) fn serve_if_worker<T: Trainable>() -> Result<(), RunError> {
+    let Some(value) = std::env::var_os(WORKER_ENV) else { return Ok(()) };
+    let value = value.to_string_lossy().into_owned();
+    let mut parts = value.splitn(3, ':');
+    let (name, host, rest) = (parts.next(), parts.next(), parts.next());
+    let (Some(name), Some(host), Some(rest)) = (name, host, rest) else {
+        return Err(RunError::InvalidOption(format!("malformed `{WORKER_ENV}`: `{value}`")));
+    };
+    if name != T::NAME {
+        return Err(RunError::InvalidOption(format!(
+            "this process is a trial worker for `{name}` but reached `Tuner::<{}>::run()` \
+             first; skip other experiments when `tune_runtime::is_worker()` is true",
+            T::NAME
+        )));
+    }
+    let (port, token) = rest.split_once(':').unwrap_or((rest, ""));
+    // A Ctrl-C in the terminal reaches the whole process group: the driver decides what
+    // happens (a graceful stop ends this worker through `cleanup`), not the signal.
+    let _ = ctrlc::set_handler(|| {});
+    let code = match serve::<T>(&format!("{host}:{port}"), token) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("tune worker for `{}`: {e}", T::NAME);
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn serve<T: Trainable>(addr: &str, token: &str) -> io::Result<()> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    writer.write_all(format!("{token}\n").as_bytes())?;
+    writer.flush()?;
+    let mut inst: Option<T> = None;
+    loop {
+        let request: Request = match read_message(&mut reader) {
+            Ok(r) => r,
+            // The parent is gone: nothing left to do.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e),
+        };
+        let reply = match (request, inst.as_mut()) {
+            (Request::Setup { config, trial_id, trial_dir, gpu_ids, resources, seed }, _) => {
+                match T::Config::from_json_value(config) {
+                    Err(e) => msg_reply(format!("the worker cannot read the config: {e}")),
+                    Ok(config) => {
+                        let ctx = TrialContext { trial_id, trial_dir, gpu_ids, resources, seed };
+                        match guard("setup", || T::setup(&config, &ctx)) {
+                            Ok(Ok(t)) => {
+                                inst = Some(t);
+                                Reply::Ok
+                            }
+                            Ok(Err(e)) => msg_reply(format!("`setup` failed: {e}")),
+                            Err(m) => msg_reply(m),
+                        }
+                    }
+                }
+            }
+            (Request::Cleanup, t) => {
+                if let Some(t) = t {
+                    let _ = guard("cleanup", || t.cleanup());
+                }
+                write_message(&mut writer, &Reply::Ok)?;
+                break;
+            }
+            (_, None) => msg_reply("the worker has no trainable (setup failed)".into()),
+            (Request::Step, Some(t)) => match guard("step", || t.step()) {
+                Ok(Ok(m)) => {
+                    let n = <T::Metrics as Metrics>::NAMES.len();
+                    Reply::Values((0..n).map(|i| m.value(i)).collect())
+                }
+                Ok(Err(e)) => err_reply(&e),
+                Err(m) => {
+                    write_message(&mut writer, &msg_reply(m))?;
+                    // Like in process: a panicked instance is not called again.
+                    break;
+                }
+            },
+            (Request::SaveState, Some(t)) => match guard("save", || t.save_state()) {
+                Ok(Ok(bytes)) => Reply::State(Bytes::new(bytes)),
+                Ok(Err(e)) => msg_reply(e.to_string()),
+                Err(m) => msg_reply(m),
+            },
+            (Request::LoadState { bytes }, Some(t)) => {
+                match guard("restore", || t.load_state(&bytes.into_vec())) {
+                    Ok(Ok(())) => Reply::Ok,
+                    Ok(Err(e)) => msg_reply(e.to_string()),
+                    Err(m) => msg_reply(m),
+                }
+            }
+            (Request::StateIteration, Some(t)) => Reply::Iteration(t.state_iteration()),
+            (Request::SaveFiles { dir }, Some(t)) => match guard("save", || t.save_files(&dir)) {
+                Ok(Ok(())) => Reply::Ok,
+                Ok(Err(e)) => err_reply(&e),
+                Err(m) => msg_reply(m),
+            },
+            (Request::RestoreFiles { dir }, Some(t)) => {
+                match guard("restore", || t.restore_files(&dir)) {
+                    Ok(Ok(())) => Reply::Ok,
+                    Ok(Err(e)) => err_reply(&e),
+                    Err(m) => msg_reply(m),
+                }
+            }
+        };
+        write_message(&mut writer, &reply)?;
+    }
+    Ok(())
+}

@@ -100,7 +100,10 @@ fn hyperband(pausing: Pausing) {
     let checkpoints = journal.iter().filter(|r| matches!(r, Record::Checkpoint { .. })).count();
     match pausing {
         Pausing::Memory => assert_eq!(checkpoints, 0),
-        _ => assert_eq!(checkpoints, paused, "one checkpoint per pause to disk"),
+        Pausing::Disk => assert_eq!(checkpoints, paused, "one checkpoint per pause to disk"),
+        Pausing::Auto { .. } => {
+            assert!(checkpoints > 0 && checkpoints < paused, "{checkpoints} of {paused}")
+        }
     }
 }
 
@@ -112,6 +115,11 @@ fn hyperband_pauses_in_memory() {
 #[test]
 fn hyperband_pauses_to_disk_and_resumes_from_checkpoints() {
     hyperband(Pausing::Disk);
+}
+
+#[test]
+fn hyperband_pauses_beyond_two_in_memory_to_disk() {
+    hyperband(Pausing::Auto { max_in_memory: 2 });
 }
 
 #[test]
@@ -173,4 +181,50 @@ fn median_stopping_pauses_or_stops_below_the_median() {
             assert_eq!(short, 0, "paused trials resumed and ran to the end");
         }
     }
+}
+
+/// Six configs, then "not now" forever: a model-based searcher waiting for results.
+struct SixThenWait(usize);
+
+impl tune_runtime::Searcher<Curve, Acc> for SixThenWait {
+    fn suggest(&mut self, _trial: tune_runtime::TrialId) -> tune_runtime::Suggestion<Curve> {
+        if self.0 == 6 {
+            return tune_runtime::Suggestion::NotNow;
+        }
+        self.0 += 1;
+        tune_runtime::Suggestion::Config(Curve { rate: 0.1 * self.0 as f64, delay_ms: 0 })
+    }
+}
+
+#[test]
+fn bohb_variant_halves_when_the_searcher_holds_back() {
+    use std::sync::{Arc, Mutex};
+    use tune_runtime::{BracketEvent, HyperBandForBohb};
+
+    let dir = tempfile::tempdir().unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&events);
+    let hb = HyperBandForBohb::builder(Acc::ACCURACY, Mode::Max)
+        .max_t(9.0)
+        .brackets(1)
+        .observer(move |e| log.lock().unwrap().push(*e))
+        .build_for_bohb()
+        .unwrap();
+    let a = Tuner::<Learner>::new()
+        .searcher(SixThenWait(0))
+        .scheduler(hb)
+        .total_cpus(2.0)
+        .local_dir(dir.path())
+        .name("bohb")
+        .verbose(0)
+        .run()
+        .unwrap();
+    assert_eq!(a.count(TrialStatus::Terminated), 6, "no trial is left paused");
+    let n: Vec<usize> = a.trials().iter().map(|t| t.num_results()).collect();
+    // floor(6 / 3) = 2 go on to 3 (rates 0.6 and 0.5), then the best alone to 9.
+    assert_eq!(n, [1, 1, 1, 1, 3, 9]);
+    let e = events.lock().unwrap();
+    let promoted = e.iter().filter(|e| matches!(e, BracketEvent::Promoted { .. })).count();
+    assert_eq!(promoted, 3);
+    assert!(e.contains(&BracketEvent::Stopped { trial: a.trials()[0].id() }));
 }

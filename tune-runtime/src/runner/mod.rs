@@ -543,7 +543,7 @@ impl<T: Trainable> Driver<T> {
             match live.paused.take() {
                 Some(inst) => Task::Step { trial: id.0, inst, checkpoint },
                 None if live.resume_from.is_some() => {
-                    self.resume_task(id, &mut live, &grant, checkpoint)
+                    self.resume_task(id, &mut live, gpu_ids, checkpoint)
                 }
                 None => {
                     live.grant = Some(grant);

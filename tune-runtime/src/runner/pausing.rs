@@ -10,7 +10,6 @@ use super::{Driver, Live, splitmix64};
 use crate::checkpoint::read_meta;
 use crate::journal::Record;
 use crate::logger::LogError;
-use crate::resources::Grant;
 use crate::scheduler::{Exploit, PBT_LOG_FILE, Pausing, PbtLogEntry};
 use crate::space::Space;
 use crate::trainable::{Trainable, TrialContext};
@@ -26,11 +25,12 @@ impl<T: Trainable> Driver<T> {
         }
     }
 
-    pub(super) fn context(&self, id: TrialId, live: &Live<T>, grant: &Grant) -> TrialContext {
+    /// The context of a trial granted `gpu_ids`.
+    pub(super) fn context(&self, id: TrialId, live: &Live<T>, gpu_ids: Vec<usize>) -> TrialContext {
         TrialContext {
             trial_id: id.to_string(),
             trial_dir: self.s.file_logging.then(|| live.dir.clone()),
-            gpu_ids: grant.gpu_ids.clone(),
+            gpu_ids,
             resources: live.resources.clone(),
             seed: splitmix64(self.s.seed ^ splitmix64(u64::from(id.0))),
         }
@@ -133,10 +133,10 @@ impl<T: Trainable> Driver<T> {
         &mut self,
         id: TrialId,
         live: &mut Live<T>,
-        grant: &Grant,
+        gpu_ids: Vec<usize>,
         checkpoint: Option<CheckpointRequest>,
     ) -> Task<T> {
-        let ctx = self.context(id, live, grant);
+        let ctx = self.context(id, live, gpu_ids);
         Task::Start {
             trial: id.0,
             config: self.trials[id.index()].config.clone(),
@@ -164,10 +164,10 @@ impl<T: Trainable> Driver<T> {
             Ok(dir) => {
                 let i = id.index();
                 let Some(live) = self.live[i].take() else { return };
-                let start = live
-                    .grant
-                    .as_ref()
-                    .map(|g| (self.context(id, &live, g), self.checkpoint_request(id, &live)));
+                let start = live.grant.as_ref().map(|g| {
+                    let ctx = self.context(id, &live, g.gpu_ids.clone());
+                    (ctx, self.checkpoint_request(id, &live))
+                });
                 self.live[i] = Some(live);
                 let Some((ctx, checkpoint)) = start else { return };
                 let reuse = if self.s.reuse_actors {

@@ -524,7 +524,6 @@ impl<T: Trainable> Driver<T> {
     fn launch(&mut self, id: TrialId, grant: Grant) {
         let i = id.index();
         let Some(mut live) = self.live[i].take() else { return };
-        // A paused trial without its instance (after a resume) starts from its checkpoint.
         // Paused by the scheduler, in memory or to disk. A trial a resume found PAUSED in the
         // journal has neither and starts from its latest checkpoint (`restore_from`).
         let resumed = self.trials[i].status == TrialStatus::Paused

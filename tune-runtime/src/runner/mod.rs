@@ -150,6 +150,40 @@ struct Live<T: Trainable> {
     suspend: bool,
 }
 
+impl<T: Trainable> Live<T> {
+    /// A trial that has not run yet (or is about to be rebuilt on a resume), at
+    /// `iteration` with `failures` retried failures behind it.
+    fn new(
+        resources: Resources,
+        dir: PathBuf,
+        rel_dir: String,
+        iteration: u64,
+        time_total: f64,
+        failures: u32,
+    ) -> Self {
+        Live {
+            resources,
+            grant: None,
+            logger: None,
+            dir,
+            rel_dir,
+            iteration,
+            time_total,
+            last: None,
+            paused: None,
+            checkpoints: Vec::new(),
+            last_checkpoint: None,
+            error: None,
+            batch: Vec::new(),
+            resume_from: None,
+            stop_when_paused: false,
+            failures,
+            restore_from: None,
+            suspend: false,
+        }
+    }
+}
+
 /// Most steps a worker runs before reporting back (see `Driver::batch_len`).
 const MAX_BATCH: u64 = 64;
 
@@ -489,26 +523,8 @@ impl<T: Trainable> Driver<T> {
         self.counts[status_slot(TrialStatus::Pending)] += 1;
         let (iteration, time_total) =
             self.s.restore.as_ref().map(|(_, m)| (m.iteration, m.time_total_s)).unwrap_or((0, 0.0));
-        self.live.push(Some(Box::new(Live {
-            resources,
-            grant: None,
-            logger: None,
-            dir,
-            rel_dir,
-            iteration,
-            time_total,
-            last: None,
-            paused: None,
-            checkpoints: Vec::new(),
-            last_checkpoint: None,
-            error: None,
-            batch: Vec::new(),
-            resume_from: None,
-            stop_when_paused: false,
-            failures: 0,
-            restore_from: None,
-            suspend: false,
-        })));
+        self.live
+            .push(Some(Box::new(Live::new(resources, dir, rel_dir, iteration, time_total, 0))));
     }
 
     fn checkpoint_request(&self, id: TrialId, live: &Live<T>) -> Option<CheckpointRequest> {

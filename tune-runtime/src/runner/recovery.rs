@@ -267,26 +267,14 @@ impl<T: Trainable> Driver<T> {
             let resources = self.s.resources.clone().unwrap_or_else(|| T::resources(&config));
             let restart = self.trials[index].status == TrialStatus::Error;
             let failures = if restart { 0 } else { self.trials[index].failures.len() as u32 };
-            self.live.push(Some(Box::new(Live {
+            self.live.push(Some(Box::new(Live::new(
                 resources,
-                grant: None,
-                logger: None,
-                dir: dir.clone(),
-                rel_dir: rel,
-                iteration: 0,
-                time_total: 0.0,
-                last: None,
-                paused: None,
-                checkpoints: Vec::new(),
-                last_checkpoint: None,
-                error: None,
-                batch: Vec::new(),
-                resume_from: None,
-                stop_when_paused: false,
+                dir.clone(),
+                rel,
+                0,
+                0.0,
                 failures,
-                restore_from: None,
-                suspend: false,
-            })));
+            ))));
             let from_scratch = restart && errored == Errored::Restart;
             self.rewind(id, if from_scratch { Some(0) } else { None });
             let at = self.live[index].as_ref().map_or(0, |l| l.iteration);

@@ -284,17 +284,28 @@ impl<M: Metrics> Core<M> {
         any
     }
 
-    /// A promoted paused trial (oldest bracket first), else the first pending one.
+    /// A promoted paused trial (oldest bracket first), else the first pending one, else a
+    /// paused trial its bracket does not hold paused (after a resume whose saved state
+    /// predates the pause: it runs on to its milestone and pauses there again).
     pub fn choose(&self, pending: &[TrialId], paused: &[TrialId]) -> Option<TrialId> {
+        let state = |t: TrialId| {
+            let b = self.bracket_of(t)?;
+            let p = self.brackets[b].position(t)?;
+            Some((b, self.brackets[b].members[p].state))
+        };
         let promoted = paused
             .iter()
-            .filter_map(|t| {
-                let b = self.bracket_of(*t)?;
-                let p = self.brackets[b].position(*t)?;
-                (self.brackets[b].members[p].state == State::Promoted).then_some((b, *t))
+            .filter_map(|t| match state(*t) {
+                Some((b, State::Promoted)) => Some((b, *t)),
+                _ => None,
             })
             .min();
-        promoted.map(|(_, t)| t).or_else(|| pending.first().copied())
+        promoted.map(|(_, t)| t).or_else(|| pending.first().copied()).or_else(|| {
+            paused
+                .iter()
+                .find(|t| matches!(state(**t), Some((_, State::Running | State::Pending))))
+                .copied()
+        })
     }
 
     pub fn all_waiting(&self) -> bool {

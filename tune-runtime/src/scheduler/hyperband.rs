@@ -439,6 +439,20 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_trial_the_saved_state_saw_running_resumes() {
+        let mut hb = HyperBand::builder(SCORE, Mode::Max).max_t(9.0).build().unwrap();
+        let s: &mut S = &mut hb;
+        add(s, 0..9);
+        assert_eq!(feed(s, 0, 1, 1.0), Decision::Pause);
+        // The state was saved before trial 1 paused; the runner resumes it as paused.
+        let paused = ids(&[0, 1]);
+        assert_eq!(s.choose_trial_to_run(&ids(&[2]), &paused), Some(TrialId(2)));
+        assert_eq!(s.choose_trial_to_run(&[], &paused), Some(TrialId(1)));
+        assert_eq!(feed(s, 1, 1, 2.0), Decision::Pause);
+        assert_eq!(s.choose_trial_to_run(&[], &paused), None, "both wait now");
+    }
+
+    #[test]
     fn malformed_state_is_an_error() {
         let mut hb = HyperBand::builder(SCORE, Mode::Max).max_t(9.0).build().unwrap();
         let s: &mut S = &mut hb;

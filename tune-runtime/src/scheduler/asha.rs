@@ -5,8 +5,12 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Decision, Scheduler, SchedulerError, invalid, signed};
+use super::{
+    Decision, Scheduler, SchedulerError, check_kind, f64_from_json, f64_to_json, f64s_from_json,
+    f64s_to_json, invalid, signed, u64_from_json, u64s_from_json,
+};
 use crate::metrics::Metrics;
+use crate::searcher::core::{restore_rng, save_rng};
 use crate::space::Space;
 use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
 
@@ -299,6 +303,105 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for Asha<M> {
         decision
     }
 
+    /// The rungs' scores and trials, each trial's bracket, the random generator and the
+    /// number of stopped trials.
+    fn save_state(&self) -> serde_json::Value {
+        let brackets: Vec<serde_json::Value> = self
+            .brackets
+            .iter()
+            .map(|b| {
+                let rungs: Vec<serde_json::Value> = b
+                    .rungs
+                    .iter()
+                    .map(|(milestone, scores, seen)| {
+                        let trials: Vec<usize> =
+                            seen.iter().enumerate().filter(|(_, s)| **s).map(|(i, _)| i).collect();
+                        serde_json::json!({
+                            "milestone": f64_to_json(*milestone),
+                            "scores": f64s_to_json(scores),
+                            "trials": trials,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({ "rungs": rungs })
+            })
+            .collect();
+        serde_json::json!({
+            "scheduler": "ASHA",
+            "brackets": brackets,
+            "trial_bracket": self.trial_bracket,
+            "rng": save_rng(&self.rng),
+            "stopped": self.stopped,
+        })
+    }
+
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+        check_kind(&state, "ASHA")?;
+        let saved = state["brackets"].as_array().ok_or("`brackets` is missing or not an array")?;
+        if saved.len() != self.brackets.len() {
+            return Err(format!(
+                "the state has {} brackets, this scheduler {}: build it with the options of the \
+                 run that saved it",
+                saved.len(),
+                self.brackets.len()
+            ));
+        }
+        let mut brackets = self.brackets.clone();
+        for (k, (b, v)) in brackets.iter_mut().zip(saved).enumerate() {
+            let rungs = v["rungs"]
+                .as_array()
+                .ok_or_else(|| format!("`brackets[{k}].rungs` is missing or not an array"))?;
+            if rungs.len() != b.rungs.len() {
+                return Err(format!(
+                    "bracket {k} has {} rungs in the state, {} here: build the scheduler with \
+                     the options of the run that saved it",
+                    rungs.len(),
+                    b.rungs.len()
+                ));
+            }
+            for (r, (rung, v)) in b.rungs.iter_mut().zip(rungs).enumerate() {
+                let what = format!("brackets[{k}].rungs[{r}]");
+                let milestone = f64_from_json(&v["milestone"], &format!("{what}.milestone"))?;
+                if milestone != rung.0 {
+                    return Err(format!(
+                        "`{what}` sits at {milestone} in the state, at {} here: build the \
+                         scheduler with the options of the run that saved it",
+                        rung.0
+                    ));
+                }
+                let mut scores = f64s_from_json(&v["scores"], &format!("{what}.scores"))?;
+                scores.sort_by(f64::total_cmp);
+                let mut seen = Vec::new();
+                for t in u64s_from_json(&v["trials"], &format!("{what}.trials"))? {
+                    let t = usize::try_from(t)
+                        .ok()
+                        .filter(|t| *t < 1 << 24)
+                        .ok_or_else(|| format!("`{what}.trials` holds the trial index {t}"))?;
+                    if seen.len() <= t {
+                        seen.resize(t + 1, false);
+                    }
+                    seen[t] = true;
+                }
+                rung.1 = scores;
+                rung.2 = seen;
+            }
+        }
+        let mut trial_bracket = Vec::new();
+        for b in u64s_from_json(&state["trial_bracket"], "trial_bracket")? {
+            if b as usize >= self.brackets.len() {
+                return Err(format!("`trial_bracket` names the bracket {b}, which does not exist"));
+            }
+            trial_bracket.push(b as u32);
+        }
+        let rng = restore_rng(&state["rng"]).map_err(|e| format!("`rng`: {e}"))?;
+        let stopped = u64_from_json(&state["stopped"], "stopped")? as usize;
+        self.brackets = brackets;
+        self.trial_bracket = trial_bracket;
+        self.rng = rng;
+        self.stopped = stopped;
+        Ok(())
+    }
+
     fn on_trial_complete(&mut self, trial: TrialId, last: Option<&TrialResult<M>>, error: bool) {
         if let (Some(r), false) = (last, error) {
             let b = self.trial_bracket.get(trial.index()).copied().unwrap_or(0) as usize;
@@ -452,5 +555,91 @@ mod tests {
         let e = Asha::builder(SCORE, Mode::Max).brackets(0).build().unwrap_err();
         assert!(e.to_string().contains("brackets(0)"), "{e}");
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.5));
+    }
+
+    #[test]
+    fn saved_state_restores_the_same_decisions() {
+        let build = || {
+            let mut s = Asha::builder(SCORE, Mode::Max)
+                .max_t(27.0)
+                .reduction_factor(3.0)
+                .brackets(2)
+                .build()
+                .unwrap();
+            <Asha<Score> as Scheduler<Cfg, Score>>::setup(&mut s, 7);
+            s
+        };
+        let mut a = build();
+        add(&mut a, 6);
+        // Trial t scores a pseudo-random value at each iteration.
+        let score = |t: u32, it: u64| ((t as u64 * 7919 + it * 104_729) % 97) as f64;
+        let mut alive = [true; 12];
+        for it in 1..=4 {
+            for t in 0..6 {
+                if alive[t as usize] {
+                    alive[t as usize] = feed(&mut a, t, it, score(t, it)) != Decision::Stop;
+                }
+            }
+        }
+        let saved = <Asha<Score> as Scheduler<Cfg, Score>>::save_state(&a);
+        let json = serde_json::to_string(&saved).unwrap();
+        let mut b = build();
+        <Asha<Score> as Scheduler<Cfg, Score>>::restore_state(
+            &mut b,
+            serde_json::from_str(&json).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(<Asha<Score> as Scheduler<Cfg, Score>>::save_state(&b), saved);
+        // Trials added after the save draw their brackets from the restored generator.
+        let cfg = Cfg { x: 0.5, k: 1 };
+        for t in 6..12 {
+            <Asha<Score> as Scheduler<Cfg, Score>>::on_trial_add(&mut a, TrialId(t), &cfg);
+            <Asha<Score> as Scheduler<Cfg, Score>>::on_trial_add(&mut b, TrialId(t), &cfg);
+        }
+        let mut decisions = 0;
+        for it in 1..=27 {
+            for t in 0..12 {
+                let (lo, hi) = if t < 6 { (5, 27) } else { (1, 27) };
+                if !(lo..=hi).contains(&it) || !alive[t as usize] {
+                    continue;
+                }
+                let da = feed(&mut a, t, it, score(t, it));
+                let db = feed(&mut b, t, it, score(t, it));
+                assert_eq!(da, db, "trial {t} at {it}");
+                alive[t as usize] = da != Decision::Stop;
+                decisions += 1;
+            }
+        }
+        assert!(decisions > 20);
+        assert!(a.num_stopped() > 2 && a.num_stopped() == b.num_stopped());
+        assert_eq!(a.trial_bracket, b.trial_bracket);
+    }
+
+    #[test]
+    fn malformed_state_is_an_error() {
+        let mut s =
+            Asha::builder(SCORE, Mode::Max).max_t(27.0).reduction_factor(3.0).build().unwrap();
+        let good = <Asha<Score> as Scheduler<Cfg, Score>>::save_state(&s);
+        let restore = |s: &mut Asha<Score>, v: serde_json::Value| {
+            <Asha<Score> as Scheduler<Cfg, Score>>::restore_state(s, v)
+        };
+        assert!(restore(&mut s, serde_json::json!(3)).unwrap_err().contains("not a JSON object"));
+        let mut v = good.clone();
+        v["scheduler"] = serde_json::json!("PBT");
+        assert!(restore(&mut s, v).unwrap_err().contains("PBT"));
+        let mut v = good.clone();
+        v["brackets"][0]["rungs"][0]["scores"] = serde_json::json!([1.0, "x"]);
+        let e = restore(&mut s, v).unwrap_err();
+        assert!(e.contains("brackets[0].rungs[0].scores"), "{e}");
+        let mut v = good.clone();
+        v.as_object_mut().unwrap().remove("rng");
+        assert!(restore(&mut s, v).unwrap_err().contains("rng"));
+        let mut v = good.clone();
+        v["trial_bracket"] = serde_json::json!([0, 5]);
+        assert!(restore(&mut s, v).unwrap_err().contains("bracket 5"));
+        let other = Asha::builder(SCORE, Mode::Max).max_t(81.0).reduction_factor(3.0).build();
+        let e = restore(&mut other.unwrap(), good.clone()).unwrap_err();
+        assert!(e.contains("options"), "{e}");
+        assert_eq!(restore(&mut s, good.clone()), Ok(()));
     }
 }

@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use super::{Decision, signed};
+use super::{
+    Decision, f64_from_json, f64_to_json, f64s_from_json, f64s_to_json, signed, u64_from_json,
+};
 use crate::metrics::Metrics;
 use crate::trial::{Key, Mode, TrialId, TrialResult};
 
@@ -282,17 +284,28 @@ impl<M: Metrics> Core<M> {
         any
     }
 
-    /// A promoted paused trial (oldest bracket first), else the first pending one.
+    /// A promoted paused trial (oldest bracket first), else the first pending one, else a
+    /// paused trial its bracket does not hold paused (after a resume whose saved state
+    /// predates the pause: it runs on to its milestone and pauses there again).
     pub fn choose(&self, pending: &[TrialId], paused: &[TrialId]) -> Option<TrialId> {
+        let state = |t: TrialId| {
+            let b = self.bracket_of(t)?;
+            let p = self.brackets[b].position(t)?;
+            Some((b, self.brackets[b].members[p].state))
+        };
         let promoted = paused
             .iter()
-            .filter_map(|t| {
-                let b = self.bracket_of(*t)?;
-                let p = self.brackets[b].position(*t)?;
-                (self.brackets[b].members[p].state == State::Promoted).then_some((b, *t))
+            .filter_map(|t| match state(*t) {
+                Some((b, State::Promoted)) => Some((b, *t)),
+                _ => None,
             })
             .min();
-        promoted.map(|(_, t)| t).or_else(|| pending.first().copied())
+        promoted.map(|(_, t)| t).or_else(|| pending.first().copied()).or_else(|| {
+            paused
+                .iter()
+                .find(|t| matches!(state(**t), Some((_, State::Running | State::Pending))))
+                .copied()
+        })
     }
 
     pub fn all_waiting(&self) -> bool {
@@ -302,4 +315,134 @@ impl<M: Metrics> Core<M> {
     pub fn take_stops(&mut self, out: &mut Vec<TrialId>) {
         out.append(&mut self.stops);
     }
+
+    /// The brackets (members, scores, states, rungs), each trial's bracket, the stops not
+    /// yet taken, whether the searcher is done and the number of stopped trials, under
+    /// `"scheduler": kind`.
+    pub fn save_state(&self, kind: &str) -> serde_json::Value {
+        let brackets: Vec<serde_json::Value> = self
+            .brackets
+            .iter()
+            .map(|b| {
+                let members: Vec<serde_json::Value> = b
+                    .members
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "trial": m.trial.0,
+                            "score": f64_to_json(m.score),
+                            "state": state_name(m.state),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "size": b.size,
+                    "added": b.added,
+                    "rung": b.rung,
+                    "milestones": f64s_to_json(&b.milestones),
+                    "members": members,
+                })
+            })
+            .collect();
+        let of_trial: Vec<Option<u32>> = self.of_trial.clone();
+        let stops: Vec<u32> = self.stops.iter().map(|t| t.0).collect();
+        serde_json::json!({
+            "scheduler": kind,
+            "brackets": brackets,
+            "of_trial": of_trial,
+            "stops": stops,
+            "no_more": self.no_more,
+            "stopped": self.stopped,
+        })
+    }
+
+    /// Restores what [`Core::save_state`] saved (the kind is checked by the caller).
+    pub fn restore_state(&mut self, state: &serde_json::Value) -> Result<(), String> {
+        let saved = state["brackets"].as_array().ok_or("`brackets` is missing or not an array")?;
+        let mut brackets = Vec::with_capacity(saved.len());
+        for (k, v) in saved.iter().enumerate() {
+            let what = format!("brackets[{k}]");
+            let size = u64_from_json(&v["size"], &format!("{what}.size"))? as usize;
+            let milestones = f64s_from_json(&v["milestones"], &format!("{what}.milestones"))?;
+            let (_, plan_size, plan_milestones) = self.plan(k);
+            if size != plan_size || milestones != plan_milestones {
+                return Err(format!(
+                    "`{what}` holds {size} trials with milestones {milestones:?}; this \
+                     scheduler plans {plan_size} with {plan_milestones:?}: build it with the \
+                     options of the run that saved the state"
+                ));
+            }
+            let added = u64_from_json(&v["added"], &format!("{what}.added"))? as usize;
+            let rung = u64_from_json(&v["rung"], &format!("{what}.rung"))? as usize;
+            let ms = v["members"]
+                .as_array()
+                .ok_or_else(|| format!("`{what}.members` is missing or not an array"))?;
+            let mut members = Vec::with_capacity(ms.len());
+            for (j, m) in ms.iter().enumerate() {
+                let what = format!("{what}.members[{j}]");
+                let trial = trial_from_json(&m["trial"], &format!("{what}.trial"))?;
+                let score = f64_from_json(&m["score"], &format!("{what}.score"))?;
+                let state = m["state"]
+                    .as_str()
+                    .and_then(state_from_name)
+                    .ok_or_else(|| format!("`{what}.state` is missing or unknown"))?;
+                members.push(Member { trial, score, state });
+            }
+            brackets.push(Bracket { size, added, rung, milestones, members });
+        }
+        let of = state["of_trial"].as_array().ok_or("`of_trial` is missing or not an array")?;
+        let mut of_trial = Vec::with_capacity(of.len());
+        for (i, v) in of.iter().enumerate() {
+            of_trial.push(match v {
+                serde_json::Value::Null => None,
+                v => {
+                    let b = u64_from_json(v, &format!("of_trial[{i}]"))?;
+                    if b as usize >= brackets.len() {
+                        return Err(format!(
+                            "`of_trial[{i}]` names the bracket {b}, which does not exist"
+                        ));
+                    }
+                    Some(b as u32)
+                }
+            });
+        }
+        let st = state["stops"].as_array().ok_or("`stops` is missing or not an array")?;
+        let stops = st
+            .iter()
+            .enumerate()
+            .map(|(i, v)| trial_from_json(v, &format!("stops[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let no_more = state["no_more"].as_bool().ok_or("`no_more` is missing or not a boolean")?;
+        let stopped = u64_from_json(&state["stopped"], "stopped")? as usize;
+        self.brackets = brackets;
+        self.of_trial = of_trial;
+        self.stops = stops;
+        self.no_more = no_more;
+        self.stopped = stopped;
+        Ok(())
+    }
+}
+
+fn state_name(s: State) -> &'static str {
+    match s {
+        State::Pending => "pending",
+        State::Running => "running",
+        State::Waiting => "waiting",
+        State::Promoted => "promoted",
+    }
+}
+
+fn state_from_name(s: &str) -> Option<State> {
+    Some(match s {
+        "pending" => State::Pending,
+        "running" => State::Running,
+        "waiting" => State::Waiting,
+        "promoted" => State::Promoted,
+        _ => return None,
+    })
+}
+
+fn trial_from_json(v: &serde_json::Value, what: &str) -> Result<TrialId, String> {
+    let i = u64_from_json(v, what)?;
+    u32::try_from(i).map(TrialId).map_err(|_| format!("`{what}` is {i}, not a trial index"))
 }

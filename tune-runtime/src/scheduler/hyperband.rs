@@ -3,7 +3,7 @@
 
 pub use super::bracket::BracketEvent;
 use super::bracket::{Core, Observer};
-use super::{Decision, Scheduler, SchedulerError, invalid};
+use super::{Decision, Scheduler, SchedulerError, check_kind, invalid};
 use crate::metrics::Metrics;
 use crate::space::Space;
 use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
@@ -188,6 +188,14 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBand<M> {
     fn name(&self) -> &str {
         "HyperBand"
     }
+    /// The brackets, their members' scores and states, and each trial's bracket.
+    fn save_state(&self) -> serde_json::Value {
+        self.core.save_state("HyperBand")
+    }
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+        check_kind(&state, "HyperBand")?;
+        self.core.restore_state(&state)
+    }
     fn on_trial_add(&mut self, trial: TrialId, _config: &C) {
         self.core.add(trial);
     }
@@ -211,6 +219,14 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBand<M> {
 impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBandForBohb<M> {
     fn name(&self) -> &str {
         "HyperBandForBOHB"
+    }
+    /// The brackets, their members' scores and states, and each trial's bracket.
+    fn save_state(&self) -> serde_json::Value {
+        self.core.save_state("HyperBandForBOHB")
+    }
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+        check_kind(&state, "HyperBandForBOHB")?;
+        self.core.restore_state(&state)
     }
     fn on_trial_add(&mut self, trial: TrialId, _config: &C) {
         self.core.add(trial);
@@ -358,5 +374,106 @@ mod tests {
         assert!(e.to_string().contains("there are 4 brackets; use 1..=4"), "{e}");
         let e = HyperBand::builder(SCORE, Mode::Max).reduction_factor(0.5).build().unwrap_err();
         assert!(e.to_string().contains("must be larger than 1"), "{e}");
+    }
+
+    /// Drives `a` and `b` alike from iteration `from` and returns the decisions.
+    fn drive(a: &mut S, b: &mut S, alive: &mut [bool], from: u64) -> Vec<Decision> {
+        let score = |t: u32, it: u64| ((t as u64 * 7919 + it * 104_729) % 97) as f64;
+        let mut out = Vec::new();
+        for _round in 0..40 {
+            let paused: Vec<TrialId> =
+                (0..alive.len() as u32).filter(|t| alive[*t as usize]).map(TrialId).collect();
+            let pick = a.choose_trial_to_run(&[], &paused);
+            assert_eq!(pick, b.choose_trial_to_run(&[], &paused));
+            let Some(t) = pick else { break };
+            for it in from..=9 {
+                let (da, db) = (feed(a, t.0, it, score(t.0, it)), feed(b, t.0, it, score(t.0, it)));
+                assert_eq!(da, db, "trial {t} at {it}");
+                out.push(da);
+                if da != Decision::Continue {
+                    alive[t.index()] &= da == Decision::Pause;
+                    break;
+                }
+            }
+            let (sa, sb) = (stops(a), stops(b));
+            assert_eq!(sa, sb);
+            for t in sa {
+                alive[t as usize] = false;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn saved_state_restores_the_same_decisions() {
+        for bohb in [false, true] {
+            let build = || -> Box<S> {
+                let b = HyperBand::builder(SCORE, Mode::Max).max_t(9.0);
+                if bohb {
+                    Box::new(b.build_for_bohb().unwrap())
+                } else {
+                    Box::new(b.build().unwrap())
+                }
+            };
+            let score = |t: u32| ((t as u64 * 7919) % 97) as f64;
+            let mut a = build();
+            add(&mut *a, 0..9);
+            // Eight trials reach the first milestone and wait.
+            for t in 0..8 {
+                assert_eq!(feed(&mut *a, t, 1, score(t)), Decision::Pause);
+            }
+            let saved = a.save_state();
+            let json = serde_json::to_string(&saved).unwrap();
+            let mut b = build();
+            b.restore_state(serde_json::from_str(&json).unwrap()).unwrap();
+            assert_eq!(b.save_state(), saved);
+            let (da, db) = (feed(&mut *a, 8, 1, score(8)), feed(&mut *b, 8, 1, score(8)));
+            assert_eq!(da, db);
+            assert_eq!(stops(&mut *a), stops(&mut *b));
+            let mut alive = [true; 9];
+            alive[8] = da != Decision::Stop;
+            let decisions = drive(&mut *a, &mut *b, &mut alive, 2);
+            assert!(decisions.contains(&Decision::Stop) && decisions.len() > 3);
+            assert_eq!(a.save_state(), b.save_state());
+        }
+    }
+
+    #[test]
+    fn a_paused_trial_the_saved_state_saw_running_resumes() {
+        let mut hb = HyperBand::builder(SCORE, Mode::Max).max_t(9.0).build().unwrap();
+        let s: &mut S = &mut hb;
+        add(s, 0..9);
+        assert_eq!(feed(s, 0, 1, 1.0), Decision::Pause);
+        // The state was saved before trial 1 paused; the runner resumes it as paused.
+        let paused = ids(&[0, 1]);
+        assert_eq!(s.choose_trial_to_run(&ids(&[2]), &paused), Some(TrialId(2)));
+        assert_eq!(s.choose_trial_to_run(&[], &paused), Some(TrialId(1)));
+        assert_eq!(feed(s, 1, 1, 2.0), Decision::Pause);
+        assert_eq!(s.choose_trial_to_run(&[], &paused), None, "both wait now");
+    }
+
+    #[test]
+    fn malformed_state_is_an_error() {
+        let mut hb = HyperBand::builder(SCORE, Mode::Max).max_t(9.0).build().unwrap();
+        let s: &mut S = &mut hb;
+        add(s, 0..3);
+        feed(s, 0, 1, 1.0);
+        let good = s.save_state();
+        assert!(s.restore_state(serde_json::json!("x")).unwrap_err().contains("JSON object"));
+        let mut v = good.clone();
+        v["scheduler"] = serde_json::json!("HyperBandForBOHB");
+        assert!(s.restore_state(v).unwrap_err().contains("HyperBandForBOHB"));
+        let mut v = good.clone();
+        v["brackets"][0]["members"][0]["state"] = serde_json::json!("asleep");
+        let e = s.restore_state(v).unwrap_err();
+        assert!(e.contains("brackets[0].members[0].state"), "{e}");
+        let mut v = good.clone();
+        v["of_trial"] = serde_json::json!([7]);
+        assert!(s.restore_state(v).unwrap_err().contains("bracket 7"));
+        let mut other = HyperBand::builder(SCORE, Mode::Max).max_t(27.0).build().unwrap();
+        let e = (&mut other as &mut S).restore_state(good.clone()).unwrap_err();
+        assert!(e.contains("options"), "{e}");
+        assert_eq!(s.restore_state(good.clone()), Ok(()));
+        assert_eq!(s.save_state(), good);
     }
 }

@@ -1,7 +1,10 @@
 //! The median stopping rule (Golovin et al. 2017, Google Vizier), as in Ray Tune's
 //! `MedianStoppingRule`.
 
-use super::{Decision, Scheduler, SchedulerError, invalid, signed};
+use super::{
+    Decision, Scheduler, SchedulerError, check_kind, f64_from_json, f64_to_json, f64s_from_json,
+    f64s_to_json, invalid, signed,
+};
 use crate::metrics::Metrics;
 use crate::space::Space;
 use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
@@ -93,6 +96,15 @@ impl<M: Metrics> MedianStopping<M> {
         if h.times.last() == Some(&time) && h.times.len() + 1 == h.sums.len() {
             // The final result repeated by `on_trial_complete`.
             return time;
+        }
+        if h.times.last().is_some_and(|last| time < *last) {
+            // The trial went back to an earlier checkpoint (a retry, or a resumed
+            // experiment whose saved state saw later results): its results from `time` on
+            // are replaced by those it reports again.
+            let keep = h.times.partition_point(|t| *t < time);
+            h.times.truncate(keep);
+            h.sums.truncate(keep + 1);
+            h.best = h.sums.windows(2).map(|w| w[1] - w[0]).fold(f64::NEG_INFINITY, f64::max);
         }
         let total = h.sums.last().copied().unwrap_or(0.0) + score;
         h.times.push(time);
@@ -204,6 +216,47 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for MedianStopping<M> {
     fn choose_trial_to_run(&mut self, pending: &[TrialId], paused: &[TrialId]) -> Option<TrialId> {
         pending.first().or(paused.first()).copied()
     }
+
+    /// Every trial's times, score sums, best score and whether it was stopped once.
+    fn save_state(&self) -> serde_json::Value {
+        let trials: Vec<serde_json::Value> = self
+            .trials
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "times": f64s_to_json(&h.times),
+                    "sums": f64s_to_json(&h.sums),
+                    "best": f64_to_json(h.best),
+                    "stopped": h.stopped,
+                })
+            })
+            .collect();
+        serde_json::json!({ "scheduler": "MedianStopping", "trials": trials })
+    }
+
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+        check_kind(&state, "MedianStopping")?;
+        let saved = state["trials"].as_array().ok_or("`trials` is missing or not an array")?;
+        let mut trials = Vec::with_capacity(saved.len());
+        for (i, v) in saved.iter().enumerate() {
+            let times = f64s_from_json(&v["times"], &format!("trials[{i}].times"))?;
+            let sums = f64s_from_json(&v["sums"], &format!("trials[{i}].sums"))?;
+            if !(sums.len() == times.len() + 1 || (sums.is_empty() && times.is_empty())) {
+                return Err(format!(
+                    "`trials[{i}]` has {} times and {} sums; it needs one sum more than times",
+                    times.len(),
+                    sums.len()
+                ));
+            }
+            let best = f64_from_json(&v["best"], &format!("trials[{i}].best"))?;
+            let stopped = v["stopped"]
+                .as_bool()
+                .ok_or_else(|| format!("`trials[{i}].stopped` is missing or not a boolean"))?;
+            trials.push(History { times, sums, best, stopped });
+        }
+        self.trials = trials;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -273,5 +326,84 @@ mod tests {
         assert_eq!(feed(&mut s, 2, 3, 0.0), Decision::Continue, "resumed, runs to its end");
         let e = MedianStopping::builder(SCORE, Mode::Max).min_samples(0).build().unwrap_err();
         assert!(e.to_string().contains("min_samples(0)"), "{e}");
+    }
+
+    #[test]
+    fn saved_state_restores_the_same_decisions() {
+        // Later trials score worse, with some noise.
+        let score =
+            |t: u32, it: u64| (8 - t) as f64 * 3.0 + ((t as u64 * 7919 + it * 104_729) % 5) as f64;
+        let mut a = rule(true);
+        let mut alive = [true; 8];
+        for it in 1..=3 {
+            for t in 0..4 {
+                if alive[t as usize] {
+                    alive[t as usize] = feed(&mut a, t, it, score(t, it)) == Decision::Continue;
+                }
+            }
+        }
+        let saved = <MedianStopping<Score> as Scheduler<Cfg, Score>>::save_state(&a);
+        let json = serde_json::to_string(&saved).unwrap();
+        let mut b = rule(true);
+        <MedianStopping<Score> as Scheduler<Cfg, Score>>::restore_state(
+            &mut b,
+            serde_json::from_str(&json).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(<MedianStopping<Score> as Scheduler<Cfg, Score>>::save_state(&b), saved);
+        // After a resume, trial 0 is rolled back and reports iteration 3 again.
+        let mut c = rule(true);
+        <MedianStopping<Score> as Scheduler<Cfg, Score>>::restore_state(&mut c, saved).unwrap();
+        if alive[0] {
+            feed(&mut c, 0, 3, score(0, 3));
+        }
+        let mut stops = 0;
+        for it in 1..=12 {
+            for t in 0..8 {
+                if !alive[t as usize] || (t < 4 && it <= 3) {
+                    continue;
+                }
+                let da = feed(&mut a, t, it, score(t, it));
+                assert_eq!(da, feed(&mut b, t, it, score(t, it)), "trial {t} at {it}");
+                assert_eq!(da, feed(&mut c, t, it, score(t, it)), "replayed, trial {t} at {it}");
+                alive[t as usize] = da == Decision::Continue;
+                stops += usize::from(da == Decision::Stop);
+            }
+        }
+        assert!(stops > 0);
+    }
+
+    #[test]
+    fn results_reported_again_replace_the_later_ones() {
+        let mut s = rule(true);
+        for (it, v) in [(1, 5.0), (2, 9.0), (3, 1.0)] {
+            feed(&mut s, 0, it, v);
+        }
+        feed(&mut s, 0, 2, 3.0);
+        let h = &s.trials[0];
+        assert_eq!(h.times, vec![1.0, 2.0]);
+        assert_eq!(h.sums, vec![0.0, 5.0, 8.0]);
+        assert_eq!(h.best, 5.0);
+    }
+
+    #[test]
+    fn malformed_state_is_an_error() {
+        let mut s = rule(true);
+        feed(&mut s, 0, 1, 1.0);
+        let good = <MedianStopping<Score> as Scheduler<Cfg, Score>>::save_state(&s);
+        let restore = |s: &mut MedianStopping<Score>, v: serde_json::Value| {
+            <MedianStopping<Score> as Scheduler<Cfg, Score>>::restore_state(s, v)
+        };
+        assert!(restore(&mut s, serde_json::Value::Null).unwrap_err().contains("JSON object"));
+        let mut v = good.clone();
+        v["trials"] = serde_json::json!({});
+        assert!(restore(&mut s, v).unwrap_err().contains("`trials`"));
+        let mut v = good.clone();
+        v["trials"][0]["sums"] = serde_json::json!([0.0]);
+        assert!(restore(&mut s, v).unwrap_err().contains("one sum more"));
+        let mut v = good.clone();
+        v["trials"][0].as_object_mut().unwrap().remove("stopped");
+        assert!(restore(&mut s, v).unwrap_err().contains("trials[0].stopped"));
+        assert_eq!(restore(&mut s, good), Ok(()));
     }
 }

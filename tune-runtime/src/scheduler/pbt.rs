@@ -8,8 +8,12 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Decision, Exploit, Scheduler, SchedulerError, invalid, signed};
+use super::{
+    Decision, Exploit, Scheduler, SchedulerError, check_kind, f64_from_json, f64_to_json, invalid,
+    signed, u64_from_json,
+};
 use crate::metrics::Metrics;
+use crate::searcher::core::{restore_rng, save_rng};
 use crate::space::{Dim, DimKind, Space};
 use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
 
@@ -238,6 +242,34 @@ impl<C: Space, M: Metrics> Pbt<C, M> {
     }
 }
 
+fn member_to_json<C: Space>(m: &Member<C>) -> serde_json::Value {
+    serde_json::json!({
+        "config": m.config.to_json_value(),
+        "last_perturbation": f64_to_json(m.last_perturbation),
+        "last_score": m.last_score.map(f64_to_json),
+    })
+}
+
+fn member_from_json<C: Space>(v: &serde_json::Value, what: &str) -> Result<Member<C>, String> {
+    if !v.is_object() {
+        return Err(format!("`{what}` is not an object"));
+    }
+    let config =
+        C::from_json_value(v["config"].clone()).map_err(|e| format!("`{what}.config`: {e}"))?;
+    let last_perturbation =
+        f64_from_json(&v["last_perturbation"], &format!("{what}.last_perturbation"))?;
+    let last_score = match &v["last_score"] {
+        serde_json::Value::Null => None,
+        x => Some(f64_from_json(x, &format!("{what}.last_score"))?),
+    };
+    Ok(Member { config, last_perturbation, last_score })
+}
+
+fn trial_from_json(v: &serde_json::Value, what: &str) -> Result<TrialId, String> {
+    let i = u64_from_json(v, what)?;
+    u32::try_from(i).map(TrialId).map_err(|_| format!("`{what}` is {i}, not a trial index"))
+}
+
 impl<C: Space, M: Metrics> PbtBuilder<C, M> {
     /// The monotone result field that measures progress (default `training_iteration`).
     /// With another field, set `checkpoint_freq` so that trials have checkpoints to copy.
@@ -437,6 +469,62 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for Pbt<C, M> {
         }
     }
 
+    /// Every member's config, last perturbation time and last score (the quantiles are
+    /// computed from them), the exploit being carried out, the random generator and the
+    /// number of exploits.
+    fn save_state(&self) -> serde_json::Value {
+        let trials: Vec<serde_json::Value> = self
+            .trials
+            .iter()
+            .map(|m| m.as_ref().map_or(serde_json::Value::Null, member_to_json))
+            .collect();
+        let pending = self.pending.as_ref().map(|(t, e, before)| {
+            serde_json::json!({
+                "trial": t.0,
+                "source": e.source.0,
+                "config": e.config.to_json_value(),
+                "before": member_to_json(before),
+            })
+        });
+        serde_json::json!({
+            "scheduler": "PBT",
+            "trials": trials,
+            "pending": pending,
+            "rng": save_rng(&self.rng),
+            "exploits": self.exploits,
+        })
+    }
+
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+        check_kind(&state, "PBT")?;
+        let saved = state["trials"].as_array().ok_or("`trials` is missing or not an array")?;
+        let mut trials = Vec::with_capacity(saved.len());
+        for (i, v) in saved.iter().enumerate() {
+            trials.push(match v {
+                serde_json::Value::Null => None,
+                v => Some(member_from_json(v, &format!("trials[{i}]"))?),
+            });
+        }
+        let pending = match &state["pending"] {
+            serde_json::Value::Null => None,
+            v => {
+                let trial = trial_from_json(&v["trial"], "pending.trial")?;
+                let source = trial_from_json(&v["source"], "pending.source")?;
+                let config = C::from_json_value(v["config"].clone())
+                    .map_err(|e| format!("`pending.config`: {e}"))?;
+                let before = member_from_json(&v["before"], "pending.before")?;
+                Some((trial, Exploit { source, config }, before))
+            }
+        };
+        let rng = restore_rng(&state["rng"]).map_err(|e| format!("`rng`: {e}"))?;
+        let exploits = u64_from_json(&state["exploits"], "exploits")? as usize;
+        self.trials = trials;
+        self.pending = pending;
+        self.rng = rng;
+        self.exploits = exploits;
+        Ok(())
+    }
+
     fn on_exploit_failed(&mut self, trial: TrialId, _source: TrialId, _why: &str) {
         if let Some((t, _, before)) = self.pending.take() {
             if t == trial {
@@ -557,5 +645,67 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(e.to_string().contains("(0, 0.5]"), "{e}");
+    }
+
+    #[test]
+    fn saved_state_restores_the_same_decisions() {
+        let score = |t: u32, it: u64| ((t as u64 * 7919 + it * 104_729) % 97) as f64;
+        let build = || {
+            let mut p = pbt(0.25);
+            p.setup(11);
+            add(&mut p, 6);
+            p
+        };
+        let mut a = build();
+        let mut log_a = Vec::new();
+        let step = |p: &mut Pbt<Cfg, Score>, t: u32, it: u64, log: &mut Vec<_>| {
+            let d = feed(p, t, it, score(t, it));
+            if d == Decision::Exploit {
+                log.push((t, it, p.take_exploit(TrialId(t))));
+            }
+            d
+        };
+        for it in 1..=5 {
+            for t in 0..6 {
+                step(&mut a, t, it, &mut log_a);
+            }
+        }
+        let saved = a.save_state();
+        let json = serde_json::to_string(&saved).unwrap();
+        let mut b = pbt(0.25);
+        b.restore_state(serde_json::from_str(&json).unwrap()).unwrap();
+        assert_eq!(b.save_state(), saved);
+        let mut log_b = log_a.clone();
+        for it in 6..=20 {
+            for t in 0..6 {
+                let da = step(&mut a, t, it, &mut log_a);
+                assert_eq!(da, step(&mut b, t, it, &mut log_b), "trial {t} at {it}");
+            }
+        }
+        assert!(log_a.len() > 3);
+        assert_eq!(log_a, log_b);
+        assert_eq!(a.num_exploits(), b.num_exploits());
+    }
+
+    #[test]
+    fn malformed_state_is_an_error() {
+        let mut p = pbt(0.5);
+        add(&mut p, 2);
+        feed(&mut p, 0, 2, 2.0);
+        assert_eq!(feed(&mut p, 1, 2, 1.0), Decision::Exploit);
+        let good = p.save_state();
+        assert!(!good["pending"].is_null());
+        assert!(p.restore_state(serde_json::json!([])).unwrap_err().contains("JSON object"));
+        let mut v = good.clone();
+        v["trials"][0]["config"] = serde_json::json!({"x": "no"});
+        assert!(p.restore_state(v).unwrap_err().contains("trials[0].config"));
+        let mut v = good.clone();
+        v["pending"]["trial"] = serde_json::json!(-1);
+        assert!(p.restore_state(v).unwrap_err().contains("pending.trial"));
+        let mut v = good.clone();
+        v["rng"]["word_pos"] = serde_json::json!(null);
+        assert!(p.restore_state(v).unwrap_err().contains("word_pos"));
+        assert_eq!(p.restore_state(good.clone()), Ok(()));
+        assert_eq!(p.save_state(), good);
     }
 }

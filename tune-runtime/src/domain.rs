@@ -26,14 +26,14 @@ use crate::error::DomainViolation;
 pub fn uniform<R: Rng + ?Sized>(rng: &mut R, low: f64, high: f64) -> f64 {
     let x = low + (high - low) * rng.random::<f64>();
     // Rounding in `low + span * u` can land on `high` itself; keep the end open.
-    if x >= high { low.max(prev_float(high)) } else { x }
+    if x >= high { low.max(high.next_down()) } else { x }
 }
 
 /// Log-uniform real in `[low, high)`; `0 < low < high`.
 #[inline]
 pub fn loguniform<R: Rng + ?Sized>(rng: &mut R, low: f64, high: f64) -> f64 {
     let x = uniform(rng, low.ln(), high.ln()).exp();
-    x.clamp(low, prev_float(high).max(low))
+    x.clamp(low, high.next_down().max(low))
 }
 
 /// Uniform real in `[low, high]` rounded to a multiple of `q`.
@@ -111,32 +111,6 @@ fn div_ceil(a: i64, b: i64) -> i64 {
     -((-a).div_euclid(b))
 }
 
-/// The largest float below `x` (`f64::next_down`, stable only after our MSRV).
-pub(crate) fn prev_float(x: f64) -> f64 {
-    if x.is_nan() || x == f64::NEG_INFINITY {
-        x
-    } else if x == 0.0 {
-        -f64::from_bits(1)
-    } else if x > 0.0 {
-        f64::from_bits(x.to_bits() - 1)
-    } else {
-        f64::from_bits(x.to_bits() + 1)
-    }
-}
-
-/// The largest `f32` below `x`.
-pub(crate) fn prev_f32(x: f32) -> f32 {
-    if x.is_nan() || x == f32::NEG_INFINITY {
-        x
-    } else if x == 0.0 {
-        -f32::from_bits(1)
-    } else if x > 0.0 {
-        f32::from_bits(x.to_bits() - 1)
-    } else {
-        f32::from_bits(x.to_bits() + 1)
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Decoding: turn a searcher's number back into a value of the domain.
 
@@ -145,7 +119,7 @@ pub(crate) fn prev_f32(x: f32) -> f32 {
 pub fn decode_float(x: f64, low: f64, high: f64, q: Option<f64>) -> f64 {
     match q {
         Some(q) => quantize_float(x, low, high, q),
-        None => x.clamp(low, prev_float(high).max(low)),
+        None => x.clamp(low, high.next_down().max(low)),
     }
 }
 
@@ -568,17 +542,8 @@ mod tests {
     }
 
     #[test]
-    fn prev_float_steps_down_one_ulp() {
-        assert_eq!(prev_float(1.0), 1.0 - f64::EPSILON / 2.0);
-        assert!(prev_float(0.0) < 0.0);
-        assert!(prev_float(-1.0) < -1.0);
-        assert_eq!(prev_f32(1.0), 1.0 - f32::EPSILON / 2.0);
-        assert!(prev_f32(-0.5) < -0.5);
-    }
-
-    #[test]
     fn decoders_clamp_and_round() {
-        assert_eq!(decode_float(5.0, 0.0, 1.0, None), prev_float(1.0));
+        assert_eq!(decode_float(5.0, 0.0, 1.0, None), 1.0f64.next_down());
         assert_eq!(decode_float(-5.0, 0.0, 1.0, None), 0.0);
         assert_eq!(decode_float(0.6, 0.0, 1.0, Some(0.25)), 0.5);
         assert_eq!(decode_float(7.0, 0.0, 1.0, Some(0.25)), 1.0);
@@ -604,7 +569,7 @@ mod tests {
             "",
             "f",
             "uniform(0.0, 0.1)",
-            prev_float(0.1) as f32,
+            0.1f64.next_down() as f32,
             0.0,
             0.1,
             false,

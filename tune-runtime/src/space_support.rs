@@ -156,7 +156,7 @@ pub fn check_derived<T: PartialEq + Debug>(
 pub fn narrow_f32(x: f64, low: f64, high: f64, closed_high: bool) -> f32 {
     let v = x as f32;
     let (low, high) = (low as f32, high as f32);
-    if !closed_high && v >= high { crate::domain::prev_f32(high).max(low) } else { v }
+    if !closed_high && v >= high { high.next_down().max(low) } else { v }
 }
 
 #[cfg(test)]
@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn narrow_f32_keeps_open_end_open() {
         let high = 0.1f64;
-        let x = crate::domain::prev_float(high);
+        let x = high.next_down();
         let v = narrow_f32(x, 0.0, high, false);
         assert!(v < high as f32);
         assert_eq!(narrow_f32(x, 0.0, high, true), x as f32);

@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p tune-runtime --bench searchers -- --seeds 30 --trials 100 --threads 2
 //! --svg docs/searchers-curves.svg` runs everything (see `docs/benchmarks.md`);
-//! `-- latency` runs only the latency part, `-- regret` only the regret part.
+//! `-- latency` runs only the latency part (`-- latency-tpe` / `-- latency-gp`: one
+//! searcher's), `-- regret` only the regret part.
 //!
 //! The searchers are driven directly, not through the runner: a simulated experiment keeps
 //! `concurrency` trials in flight (suggested, not yet finished) and finishes the oldest
@@ -240,10 +241,21 @@ struct Opts {
     svg: Option<String>,
     regret: bool,
     latency: bool,
+    tpe: bool,
+    gp: bool,
 }
 
 fn parse() -> Opts {
-    let mut o = Opts { seeds: 30, trials: 100, threads: 2, svg: None, regret: true, latency: true };
+    let mut o = Opts {
+        seeds: 30,
+        trials: 100,
+        threads: 2,
+        svg: None,
+        regret: true,
+        latency: true,
+        tpe: true,
+        gp: true,
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     let value = |i: usize| args.get(i + 1).and_then(|v| v.parse().ok());
@@ -255,6 +267,8 @@ fn parse() -> Opts {
             "--svg" => o.svg = args.get(i + 1).cloned(),
             "latency" => o.regret = false,
             "regret" => o.latency = false,
+            "latency-tpe" => (o.regret, o.gp) = (false, false),
+            "latency-gp" => (o.regret, o.tpe) = (false, false),
             _ => {}
         }
         i += 1;
@@ -271,37 +285,52 @@ fn thread_cpu() -> f64 {
         .map_or(0.0, |ns| ns * 1e-9)
 }
 
-/// Mean time per suggestion with `n` finished trials (each timed suggestion is then
-/// finished too, so the count stays at about `n`).
+/// Time per suggestion with `n` finished trials: the mean and the median wall time of
+/// `reps` suggestions, and the thread's CPU time per suggestion over the whole timed loop
+/// (which also includes telling the searcher each result). Each timed suggestion is then
+/// finished too, so the count stays at about `n`.
 fn latency<C: Space>(
     s: &mut dyn Searcher<C, Loss>,
     f: fn(&C) -> f64,
     n: usize,
     reps: usize,
-) -> (f64, f64) {
+) -> Latency {
     s.setup(n + reps + 1, 1);
     s.set_objective(Loss::LOSS.into(), Mode::Min);
-    let mut id = 0;
-    let step = |s: &mut dyn Searcher<C, Loss>, id: u32| -> (f64, f64) {
-        let (t, cpu) = (Instant::now(), thread_cpu());
+    let mut walls = Vec::with_capacity(reps);
+    let mut cpu = 0.0;
+    for id in 0..(n + reps) as u32 {
+        if id as usize == n {
+            cpu = thread_cpu();
+        }
+        let t = Instant::now();
         let Suggestion::Config(c) = s.suggest(TrialId::new(id)) else { panic!("no config") };
-        let dt = (t.elapsed().as_secs_f64(), thread_cpu() - cpu);
+        if id as usize >= n {
+            walls.push(t.elapsed().as_secs_f64());
+        }
         let r = result(id, f(&c));
         s.on_trial_complete(TrialId::new(id), Some(&r), false);
-        dt
-    };
-    for _ in 0..n {
-        step(s, id);
-        id += 1;
     }
-    let (mut wall, mut cpu) = (0.0, 0.0);
-    for _ in 0..reps {
-        let (w, c) = step(s, id);
-        wall += w;
-        cpu += c;
-        id += 1;
+    let cpu = (thread_cpu() - cpu) / reps as f64;
+    let mean = walls.iter().sum::<f64>() / reps as f64;
+    Latency { mean, median: median(&mut walls), cpu }
+}
+
+struct Latency {
+    mean: f64,
+    median: f64,
+    cpu: f64,
+}
+
+impl Latency {
+    fn print(&self, what: &str) {
+        println!(
+            "{what}: {:.3} ms per suggest (wall mean), {:.3} ms (wall median), {:.3} ms (thread CPU)",
+            self.mean * 1e3,
+            self.median * 1e3,
+            self.cpu * 1e3
+        );
     }
-    (wall / reps as f64, cpu / reps as f64)
 }
 
 fn svg(cells: &[Cell], trials: usize) -> String {
@@ -386,18 +415,14 @@ fn svg(cells: &[Cell], trials: usize) -> String {
 fn main() {
     let o = parse();
     if o.latency {
-        let tpe = latency::<Branin>(&mut Tpe::new().n_startup(1000), branin, 1000, 200);
-        println!(
-            "TPE, 2-D, 1000 finished trials: {:.3} ms per suggest (wall), {:.3} ms (thread CPU)",
-            tpe.0 * 1e3,
-            tpe.1 * 1e3
-        );
-        let gp = latency::<Hartmann6>(&mut GpBo::new().n_startup(200), hartmann6, 200, 20);
-        println!(
-            "GP-BO, 6-D, 200 finished trials: {:.1} ms per suggest (wall), {:.1} ms (thread CPU)",
-            gp.0 * 1e3,
-            gp.1 * 1e3
-        );
+        if o.tpe {
+            latency::<Branin>(&mut Tpe::new().n_startup(1000), branin, 1000, 200)
+                .print("TPE, 2-D, 1000 finished trials");
+        }
+        if o.gp {
+            latency::<Hartmann6>(&mut GpBo::new().n_startup(200), hartmann6, 200, 20)
+                .print("GP-BO, 6-D, 200 finished trials");
+        }
     }
     if !o.regret {
         return;

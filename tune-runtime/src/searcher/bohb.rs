@@ -68,9 +68,11 @@ impl Algo for BohbAlgo {
         let sampler = Parzen::fit(kinds, &good, wide, false);
         let g = Parzen::fit(kinds, &bad, bandwidths(kinds, &bad, 1.0, self.min_bandwidth), false);
         let mut best: Option<(f64, Vec<f64>)> = None;
+        let mut scratch = Vec::new();
         for _ in 0..self.candidates {
             let u = sampler.sample(ctx.codec, rng);
-            let score = l.log_pdf(&u) - g.log_pdf(&u).max(-1e300);
+            let score =
+                l.log_pdf_with(&u, &mut scratch) - g.log_pdf_with(&u, &mut scratch).max(-1e300);
             if best.as_ref().is_none_or(|b| score > b.0) {
                 best = Some((score, u));
             }

@@ -65,6 +65,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) codec: &'a Codec,
     /// Finished trials: point and loss.
     pub(crate) done: &'a [(Vec<f64>, f64)],
+    /// Indices into `done`, best (smallest loss) first; ties in the order they finished.
+    pub(crate) ranked: &'a [usize],
     /// Points of trials suggested but not finished.
     pub(crate) pending: Vec<&'a [f64]>,
     /// Rounds a unit point to the nearest config and back (integers, quanta, options).
@@ -122,6 +124,15 @@ pub(crate) struct ModelSearcher<C, A> {
     rng: ChaCha8Rng,
     pending: BTreeMap<u32, Vec<f64>>,
     done: Vec<(Vec<f64>, f64)>,
+    /// `done` in rank order, kept up to date as trials finish (not sorted per suggestion).
+    ranked: Vec<usize>,
+}
+
+/// Indices of `done`, smallest loss first, ties in index order.
+fn rank(done: &[(Vec<f64>, f64)]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..done.len()).collect();
+    order.sort_by(|a, b| done[*a].1.total_cmp(&done[*b].1));
+    order
 }
 
 impl<C: Space, A: Algo> ModelSearcher<C, A> {
@@ -138,6 +149,7 @@ impl<C: Space, A: Algo> ModelSearcher<C, A> {
             rng: ChaCha8Rng::seed_from_u64(0),
             pending: BTreeMap::new(),
             done: Vec::new(),
+            ranked: Vec::new(),
         }
     }
 
@@ -160,6 +172,9 @@ impl<C: Space, A: Algo> ModelSearcher<C, A> {
             _ => None,
         };
         if let (Some(p), Some(l)) = (point, loss) {
+            // After every equal loss: the same order as a stable sort of `done`.
+            let at = self.ranked.partition_point(|&i| self.done[i].1.total_cmp(&l).is_le());
+            self.ranked.insert(at, self.done.len());
             self.done.push((p, l));
         }
         self.algo.tell(trial, loss);
@@ -203,6 +218,7 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
         self.next_point = 0;
         self.pending.clear();
         self.done.clear();
+        self.ranked.clear();
         self.algo.setup(&self.codec, num_samples, &mut self.rng);
     }
 
@@ -229,6 +245,7 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
                 let ctx = Ctx {
                     codec: &self.codec,
                     done: &self.done,
+                    ranked: &self.ranked,
                     pending: self.pending.values().map(Vec::as_slice).collect(),
                     project: &project,
                     trial: id,
@@ -305,6 +322,7 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
         self.next_point = next_point;
         self.rng = rng;
         self.pending = pending;
+        self.ranked = rank(&done);
         self.done = done;
         Ok(())
     }
@@ -386,3 +404,35 @@ macro_rules! searcher_type {
     };
 }
 pub(crate) use searcher_type;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::searcher::Tpe;
+    use crate::searcher::test_support::{Cont2, result};
+    use crate::testing::{SCORE, Score};
+
+    /// The rank kept up to date trial by trial equals a stable sort of every finished
+    /// trial (ties included), also after a save and restore.
+    #[test]
+    fn ranked_matches_a_stable_sort_with_ties() {
+        let mut s = Tpe::<Cont2>::new().n_startup(100);
+        <_ as Searcher<Cont2, Score>>::setup(&mut s, 100, 3);
+        <_ as Searcher<Cont2, Score>>::set_objective(&mut s, SCORE.into(), Mode::Min);
+        let losses = [3.0, 1.0, 2.0, 1.0, 5.0, -1.0, 2.0, 2.0, 0.0, 1.0, 7.0, -1.0];
+        for (i, l) in losses.iter().enumerate() {
+            let id = TrialId(i as u32);
+            let c = <_ as Searcher<Cont2, Score>>::suggest(&mut s, id);
+            assert!(matches!(c, Suggestion::Config(_)));
+            s.on_trial_complete(id, Some(&result(i as u32, 1, *l)), false);
+        }
+        let inner = &s.inner;
+        assert_eq!(inner.ranked, rank(&inner.done));
+        assert_eq!(inner.ranked, vec![5, 11, 8, 1, 3, 9, 2, 6, 7, 0, 4, 10]);
+        let state = <_ as Searcher<Cont2, Score>>::save_state(&s);
+        let mut b = Tpe::<Cont2>::new();
+        <_ as Searcher<Cont2, Score>>::restore_state(&mut b, state).unwrap();
+        assert_eq!(b.inner.ranked, inner.ranked);
+    }
+}

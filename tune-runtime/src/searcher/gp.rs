@@ -212,9 +212,7 @@ impl Algo for GpAlgo {
         };
         let mut cands: Vec<Vec<f64>> =
             (0..self.candidates).map(|_| ctx.codec.sample_prior(rng)).collect();
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|a, b| ctx.done[*a].1.total_cmp(&ctx.done[*b].1));
-        for &i in order.iter().take(5) {
+        for &i in ctx.ranked.iter().take(5) {
             for s in [0.02, 0.08] {
                 for _ in 0..10 {
                     cands.push(perturb(ctx.codec, &ctx.done[i].0, s, rng));

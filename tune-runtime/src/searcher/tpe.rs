@@ -80,8 +80,16 @@ impl Parzen {
     }
 
     /// Log density at `u` (dimensions NaN in `u` are left out).
+    #[cfg(test)]
     pub(crate) fn log_pdf(&self, u: &[f64]) -> f64 {
-        let mut acc = vec![0.0; self.n];
+        self.log_pdf_with(u, &mut Vec::new())
+    }
+
+    /// [`Parzen::log_pdf`] with a scratch buffer of the caller's (one per component), so
+    /// that scoring many candidates allocates nothing.
+    pub(crate) fn log_pdf_with(&self, u: &[f64], acc: &mut Vec<f64>) -> f64 {
+        acc.clear();
+        acc.resize(self.n, 0.0);
         let mut prior_term = 0.0;
         for (j, k) in self.kinds.iter().enumerate() {
             let x = u[j];
@@ -91,9 +99,9 @@ impl Parzen {
             let (mu, c, norm) = (&self.col_mu[j], &self.col_c[j], &self.col_norm[j]);
             match *k {
                 Kind::Cont => {
-                    for i in 0..self.n {
-                        let t = x - mu[i];
-                        acc[i] += norm[i] - c[i] * t * t;
+                    for (a, ((m, c), nm)) in acc.iter_mut().zip(mu.iter().zip(c).zip(norm)) {
+                        let t = x - m;
+                        *a += nm - c * t * t;
                     }
                 }
                 Kind::Cat(c) => {
@@ -102,9 +110,8 @@ impl Parzen {
                     if c > 1 {
                         let same = (1.0 - self.sigma[j]).ln();
                         let other = (self.sigma[j] / (c - 1) as f64).ln();
-                        for i in 0..self.n {
-                            let m = mu[i];
-                            acc[i] += if !m.is_finite() {
+                        for (a, m) in acc.iter_mut().zip(mu) {
+                            *a += if !m.is_finite() {
                                 uniform
                             } else if (x - m).abs() < 0.5 {
                                 same
@@ -119,13 +126,7 @@ impl Parzen {
         if self.prior {
             acc.push(prior_term);
         }
-        let max = acc.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if !max.is_finite() {
-            return max;
-        }
-        // Terms 40 nats below the largest add less than 1e-17 each: clamped, not exact.
-        let sum: f64 = acc.iter().map(|t| fast_exp((t - max).max(-40.0))).sum();
-        max + sum.ln() - (acc.len() as f64).ln()
+        log_mean_exp(acc)
     }
 
     /// A point drawn from the mixture, inactive dimensions NaN.
@@ -169,6 +170,34 @@ impl Parzen {
         }
         u
     }
+}
+
+/// `ln(mean(e^t))` over `terms`, stable for large magnitudes. Four running maxima and sums
+/// keep the loops free of a serial dependency chain, so they vectorize.
+fn log_mean_exp(terms: &[f64]) -> f64 {
+    let mut m4 = [f64::NEG_INFINITY; 4];
+    let chunks = terms.chunks_exact(4);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, t) in m4.iter_mut().zip(c) {
+            *m = m.max(*t);
+        }
+    }
+    let max = rest.iter().fold(m4[0].max(m4[1]).max(m4[2].max(m4[3])), |m, t| m.max(*t));
+    if !max.is_finite() {
+        return max;
+    }
+    // Terms 40 nats below the largest add less than 1e-17 each: clamped, not exact.
+    let term = |t: f64| fast_exp((t - max).max(-40.0));
+    let mut s4 = [0.0; 4];
+    let chunks = terms.chunks_exact(4);
+    for c in chunks {
+        for (s, t) in s4.iter_mut().zip(c) {
+            *s += term(*t);
+        }
+    }
+    let sum = (s4[0] + s4[1]) + (s4[2] + s4[3]) + rest.iter().map(|t| term(*t)).sum::<f64>();
+    max + sum.ln() - (terms.len() as f64).ln()
 }
 
 /// Kernel widths by Scott's rule from the spread of `points` in each dimension, times
@@ -234,8 +263,7 @@ impl Algo for TpeAlgo {
         if ctx.done.len() < 2 {
             return Proposal::Prior;
         }
-        let mut order: Vec<usize> = (0..ctx.done.len()).collect();
-        order.sort_by(|a, b| ctx.done[*a].1.total_cmp(&ctx.done[*b].1));
+        let order = ctx.ranked;
         let nb = self.n_below(order.len());
         let below: Vec<&[f64]> = order[..nb].iter().map(|i| ctx.done[*i].0.as_slice()).collect();
         // The bad density uses at most MAX_ABOVE results, evenly spread in rank: past a
@@ -264,9 +292,10 @@ impl Algo for TpeAlgo {
             Parzen::fit(kinds, &above, bandwidths(kinds, &above, 1.0, floor(above.len())), true);
         let mut best = None;
         let mut best_score = f64::NEG_INFINITY;
+        let mut scratch = Vec::with_capacity(above.len() + 1);
         for _ in 0..self.candidates {
             let u = l.sample(ctx.codec, rng);
-            let score = l.log_pdf(&u) - g.log_pdf(&u);
+            let score = l.log_pdf_with(&u, &mut scratch) - g.log_pdf_with(&u, &mut scratch);
             if score > best_score || best.is_none() {
                 best_score = score;
                 best = Some(u);

@@ -473,8 +473,13 @@ fn main() {
         );
     }
     if let Some(path) = &o.svg {
-        if let Err(e) = std::fs::write(path, svg(&cells, o.trials)) {
-            eprintln!("cannot write {path}: {e}");
+        // `cargo bench` runs this in the package's directory: a relative path is taken
+        // from the workspace root, where the documented command is typed.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let path = root.join(path);
+        match std::fs::write(&path, svg(&cells, o.trials)) {
+            Ok(()) => eprintln!("wrote {}", path.display()),
+            Err(e) => eprintln!("cannot write {}: {e}", path.display()),
         }
     }
 }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use support::{Cfg, Score, Toy, new_probe, overrides};
 use tune_runtime::{
-    Analysis, FileJournal, JOURNAL_FILE, JournalStore, RunError, Stop, TrialStatus, Tuner,
-    read_meta,
+    Analysis, CheckpointStore, FileJournal, JOURNAL_FILE, JournalStore, LocalCheckpoints, RunError,
+    Stop, TrialStatus, Tuner, read_meta,
 };
 
 fn tuner(dir: &Path, tag: u64, extra: &str) -> Tuner<Toy> {
@@ -197,6 +197,66 @@ fn a_full_disk_stops_the_run_which_then_resumes_to_the_same_results() {
             let lines = std::fs::read_to_string(t.dir().unwrap().join("result.json")).unwrap();
             assert_eq!(lines.lines().count(), t.num_results());
         }
+    }
+}
+
+/// Checkpoints on a disk that refuses writes after `left` of them: full (ENOSPC) or
+/// read-only (EROFS).
+#[derive(Debug)]
+struct RefusesAfter {
+    left: AtomicUsize,
+    errno: i32,
+}
+
+impl CheckpointStore for RefusesAfter {
+    fn begin(&self, dir: &Path) -> io::Result<std::path::PathBuf> {
+        if self.left.load(Ordering::SeqCst) == 0 {
+            return Err(io::Error::from_raw_os_error(self.errno));
+        }
+        self.left.fetch_sub(1, Ordering::SeqCst);
+        LocalCheckpoints.begin(dir)
+    }
+    fn commit(&self, scratch: &Path, dir: &Path) -> io::Result<()> {
+        LocalCheckpoints.commit(scratch, dir)
+    }
+    fn delete(&self, dir: &Path) -> io::Result<()> {
+        LocalCheckpoints.delete(dir)
+    }
+}
+
+/// A checkpoint refused by the storage (while the journal still works) stops the whole
+/// run like Ctrl-C instead of failing trials: no trial is marked ERROR or TERMINATED
+/// early, and the resume gives the uninterrupted run's results.
+#[test]
+fn a_checkpoint_refused_by_the_storage_stops_the_run_which_then_resumes() {
+    let (tag, _) = new_probe();
+    let reference = tempfile::tempdir().unwrap();
+    let run = |dir: &Path| tuner(dir, tag, "").num_samples(2).checkpoint_freq(2);
+    let r = run(reference.path()).run().unwrap();
+    assert!(r.trials().iter().all(|t| t.status() == TrialStatus::Terminated));
+    for (left, errno) in [(0, 28), (2, 28), (5, 30), (9, 28)] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RefusesAfter { left: AtomicUsize::new(left), errno };
+        let err = run(dir.path()).checkpoint_store(store).run().unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, RunError::Logging { .. }), "{msg}");
+        assert!(msg.contains("checkpoint_") && msg.contains(".resume(true)"), "{msg}");
+        // The journal worked: no trial may be ERROR, and only those that reached their
+        // 6 iterations TERMINATED.
+        let partial = Analysis::<support::Cfg, Score>::from_dir(dir.path().join("exp")).unwrap();
+        let mut stopped = 0;
+        for t in partial.trials() {
+            let why = format!("after {left}: {:?} {:?} {}", t.status(), t.error(), t.num_results());
+            assert_ne!(t.status(), TrialStatus::Error, "{why}");
+            if t.status() == TrialStatus::Terminated {
+                assert_eq!(t.num_results(), 6, "{why}");
+            } else {
+                stopped += 1;
+            }
+        }
+        assert!(stopped > 0, "after {left}: nothing was left to resume");
+        let b = run(dir.path()).resume(true).run().unwrap();
+        assert_eq!(shape(&b), shape(&r), "resumed after {left} checkpoints (errno {errno})");
     }
 }
 

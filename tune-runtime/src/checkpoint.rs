@@ -177,17 +177,66 @@ pub(crate) fn save<T: Trainable>(
     t: &T,
     dir: &Path,
     meta: &CheckpointMeta,
-) -> Result<(), String> {
-    let io = |e: io::Error| format!("writing checkpoint `{}` failed: {e}", dir.display());
+) -> Result<(), SaveError> {
+    let io = |e: io::Error| SaveError::io(dir, e);
     let scratch = store.begin(dir).map_err(io)?;
-    save_checkpoint(t, &scratch).map_err(|e| e.to_string())?;
-    let meta = serde_json::to_vec(meta).map_err(|e| e.to_string())?;
+    save_checkpoint(t, &scratch).map_err(|e| match e {
+        CheckpointError::Io { path, source } if is_storage(&source) => {
+            SaveError::Storage { path, source }
+        }
+        e => SaveError::Trial(e.to_string()),
+    })?;
+    let meta = serde_json::to_vec(meta).map_err(|e| SaveError::Trial(e.to_string()))?;
     fs::write(scratch.join(META_FILE), meta).map_err(io)?;
     crate::manifest::write(&scratch).map_err(io)?;
     if crate::faultpoint::hit(crate::faultpoint::Point::Checkpoint) {
         crate::faultpoint::die();
     }
     store.commit(&scratch, dir).map_err(io)
+}
+
+/// Why the runner could not write a checkpoint.
+#[derive(Debug)]
+pub(crate) enum SaveError {
+    /// The storage refused a write: it is full, over quota, read-only or not permitted.
+    /// The run stops (resumable) instead of failing the trial, since every trial would fail
+    /// the same way.
+    Storage {
+        /// The checkpoint directory or file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// Anything else (the trainable's state or hook, a panic): the trial fails.
+    Trial(String),
+}
+
+impl SaveError {
+    fn io(dir: &Path, source: io::Error) -> Self {
+        if is_storage(&source) {
+            SaveError::Storage { path: dir.to_path_buf(), source }
+        } else {
+            SaveError::Trial(format!("writing checkpoint `{}` failed: {source}", dir.display()))
+        }
+    }
+}
+
+impl std::fmt::Display for SaveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SaveError::Storage { path, source } => {
+                write!(f, "writing checkpoint `{}` failed: {source}", path.display())
+            }
+            SaveError::Trial(message) => f.write_str(message),
+        }
+    }
+}
+
+/// Whether an I/O error says the storage cannot take writes (full, over quota, read-only,
+/// not permitted), as opposed to a problem of one trial.
+pub(crate) fn is_storage(e: &io::Error) -> bool {
+    use io::ErrorKind::{PermissionDenied, QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+    matches!(e.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem | PermissionDenied)
 }
 
 /// Loads the checkpoint at `dir` into `t`, after checking its files against its manifest.

@@ -57,12 +57,15 @@ pub enum RunError {
     /// The `restore` checkpoint cannot be used.
     #[error("cannot restore: {0}")]
     Restore(String),
-    /// Writing results failed during the run (a full disk, a removed directory). Results
-    /// written before the failure stay in the experiment directory.
+    /// Writing results, the journal or a checkpoint failed during the run (a full disk, a
+    /// read-only or removed directory). The run stopped as on Ctrl-C: results written
+    /// before the failure stay in the experiment directory, and `.resume(true)` continues
+    /// it once the cause is fixed.
     #[error(
-        "writing `{}` failed: {source}; the run was stopped. Free disk space or choose another \
-         `.local_dir(...)`; results written so far remain in `{}` (load them with \
-         `Analysis::from_dir`)",
+        "writing `{}` failed: {source}; the run was stopped and nothing written was lost. \
+         Free disk space (or make the directory writable), then run the experiment again \
+         with the same `.name(..)` and `.resume(true)` to continue it; results so far are \
+         in `{}` (load them with `Analysis::from_dir`)",
         path.display(), experiment_dir.display()
     )]
     Logging {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::RecvTimeoutError;
 
 use crate::analysis::{Analysis, CheckpointInfo, TrialInfo};
-use crate::checkpoint::{CheckpointMeta, CheckpointStore};
+use crate::checkpoint::{CheckpointMeta, CheckpointStore, SaveError};
 use crate::journal::{FileJournal, JOURNAL_FILE, JOURNAL_VERSION, Journal, JournalStore, Record};
 use crate::logger::{self, LogError, TrialLogger};
 use crate::metrics::Metrics;
@@ -444,8 +444,8 @@ impl<T: Trainable> Driver<T> {
     /// Creates and starts trials while resources, concurrency and the searcher allow.
     /// Returns whether anything was started.
     fn fill(&mut self) -> bool {
-        if self.fatal.is_some() && !self.stopping {
-            self.stop_all();
+        if self.fatal.is_some() && !self.interrupted {
+            self.halt();
         }
         let mut started = self.apply_scheduler_stops();
         loop {
@@ -634,9 +634,10 @@ impl<T: Trainable> Driver<T> {
                         let score = self.score_of_last(id);
                         self.register_checkpoint(id, iteration, score);
                     }
-                    Some(Err(e)) => {
+                    Some(Err(SaveError::Trial(e))) => {
                         error.get_or_insert(e);
                     }
+                    Some(Err(e)) => self.checkpoint_failed(id, e),
                     None => {}
                 }
                 if let Some(inst) = msg.inst {
@@ -661,7 +662,7 @@ impl<T: Trainable> Driver<T> {
         inst: Box<T>,
         metrics: M<T>,
         dt: f64,
-        checkpoint: Option<Result<(), String>>,
+        checkpoint: Option<Result<(), SaveError>>,
     ) {
         let Some((decision, iteration, score)) = self.apply(id, metrics, dt) else {
             return self.finish(id, inst);
@@ -669,9 +670,7 @@ impl<T: Trainable> Driver<T> {
         match checkpoint {
             Some(Ok(())) => self.register_checkpoint(id, iteration, score),
             Some(Err(e)) => {
-                if let Some(live) = self.live[id.index()].as_mut() {
-                    live.error = Some(e);
-                }
+                self.checkpoint_failed(id, e);
                 return self.finish(id, inst);
             }
             None => {}
@@ -869,10 +868,38 @@ impl<T: Trainable> Driver<T> {
         }
     }
 
+    /// A checkpoint of a running trial could not be written. A trial problem fails the
+    /// trial (retried with `max_failures`); a storage problem (full, read-only, not
+    /// permitted) stops the run like Ctrl-C, with this trial suspended, so that nothing is
+    /// marked ERROR or TERMINATED for it and the experiment resumes once it is fixed.
+    fn checkpoint_failed(&mut self, id: TrialId, e: SaveError) {
+        let Some(live) = self.live[id.index()].as_mut() else { return };
+        match e {
+            SaveError::Trial(message) => live.error = Some(message),
+            SaveError::Storage { path, source } => {
+                live.suspend = true;
+                self.fatal.get_or_insert(LogError { path, source });
+                self.halt();
+            }
+        }
+    }
+
+    /// A write failed (`fatal`): stop as on Ctrl-C (running trials suspended after their
+    /// current step, nothing new started), so the experiment stays resumable, and report
+    /// the failure from `run`.
+    pub(super) fn halt(&mut self) {
+        if !self.interrupted {
+            self.interrupt();
+        }
+    }
+
     /// Ends a trial that has an instance: checkpoint at end, cleanup or keep for reuse.
     fn finish(&mut self, id: TrialId, inst: Box<T>) {
         let Some(live) = self.live[id.index()].as_ref() else { return };
+        // After a failed write (`fatal`) no checkpoint is tried: the resume rolls back to
+        // the latest one written before.
         let checkpoint = ((self.s.checkpoint_at_end || live.suspend)
+            && self.fatal.is_none()
             && live.error.is_none()
             && live.iteration > 0
             && live.last_checkpoint != Some(live.iteration))

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::worker::{CheckpointRequest, Task};
 use super::{Driver, Live, splitmix64};
-use crate::checkpoint::read_meta;
+use crate::checkpoint::{SaveError, read_meta};
 use crate::journal::Record;
 use crate::logger::LogError;
 use crate::scheduler::{Exploit, PBT_LOG_FILE, Pausing, PbtLogEntry};
@@ -107,12 +107,22 @@ impl<T: Trainable> Driver<T> {
         self.send(Task::Suspend { trial: id.0, inst, checkpoint });
     }
 
-    pub(super) fn on_suspended(&mut self, id: TrialId, checkpoint: Option<Result<(), String>>) {
+    pub(super) fn on_suspended(&mut self, id: TrialId, checkpoint: Option<Result<(), SaveError>>) {
         let i = id.index();
         let Some(iteration) = self.live[i].as_ref().map(|l| l.iteration) else { return };
         match checkpoint {
-            Some(Err(e)) => {
+            Some(Err(SaveError::Trial(e))) => {
                 return self.end_trial(id, Some(format!("pausing to disk failed: {e}")));
+            }
+            Some(Err(SaveError::Storage { path, source })) => {
+                // The run stops; the instance is gone, so a resume continues the trial
+                // from its latest checkpoint written before.
+                self.fatal.get_or_insert(LogError { path, source });
+                self.halt();
+                if let Some(live) = self.live[i].as_mut() {
+                    live.suspend = true;
+                }
+                return self.end_trial(id, None);
             }
             Some(Ok(())) => self.register_checkpoint(id, iteration, self.protected_score()),
             None => {}

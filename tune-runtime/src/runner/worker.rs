@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::checkpoint::{self, CheckpointMeta, CheckpointStore};
+use crate::checkpoint::{self, CheckpointMeta, CheckpointStore, SaveError};
 use crate::trainable::{Trainable, TrialContext};
 
 /// Where and what to checkpoint after a step (or at the end).
@@ -49,7 +49,7 @@ pub(crate) enum Outcome<M> {
     Stepped {
         metrics: M,
         dt: f64,
-        checkpoint: Option<Result<(), String>>,
+        checkpoint: Option<Result<(), SaveError>>,
     },
     /// The results of [`Task::Steps`], then how it failed if a step failed (the instance
     /// is gone then).
@@ -64,12 +64,12 @@ pub(crate) enum Outcome<M> {
         finished: bool,
     },
     Finished {
-        checkpoint: Option<Result<(), String>>,
+        checkpoint: Option<Result<(), SaveError>>,
     },
     CleanedUp,
     /// A `Suspend` task ended; the instance is gone.
     Suspended {
-        checkpoint: Option<Result<(), String>>,
+        checkpoint: Option<Result<(), SaveError>>,
     },
 }
 
@@ -144,13 +144,14 @@ fn checkpoint<T: Trainable>(
     inst: &T,
     req: &CheckpointRequest,
     dt: f64,
-) -> Result<(), String> {
+) -> Result<(), SaveError> {
     let meta = CheckpointMeta {
         trainable: T::NAME.to_string(),
         iteration: req.iteration,
         time_total_s: req.time_total_s + dt,
     };
-    guard("save", || checkpoint::save(store, inst, &req.dir, &meta)).and_then(|r| r)
+    guard("save", || checkpoint::save(store, inst, &req.dir, &meta))
+        .unwrap_or_else(|panic| Err(SaveError::Trial(panic)))
 }
 
 fn step<T: Trainable>(

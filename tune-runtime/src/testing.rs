@@ -74,6 +74,12 @@ impl Metrics for Score {
     fn value(&self, _index: usize) -> f64 {
         self.score
     }
+    fn from_values(values: &[f64]) -> Option<Self> {
+        match values {
+            [score] => Some(Score { score: *score }),
+            _ => None,
+        }
+    }
 }
 
 /// Reports `score = x * k * iteration`.

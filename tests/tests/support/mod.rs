@@ -120,6 +120,12 @@ impl Metrics for Score {
     fn value(&self, index: usize) -> f64 {
         if index == 0 { self.score } else { self.iter_seen }
     }
+    fn from_values(values: &[f64]) -> Option<Self> {
+        match values {
+            [score, iter_seen] => Some(Score { score: *score, iter_seen: *iter_seen }),
+            _ => None,
+        }
+    }
 }
 
 /// What the trainables of one test did.

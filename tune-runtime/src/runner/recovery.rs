@@ -5,8 +5,10 @@
 //! The journal is the record. A resume replays it, cuts a torn last line, rolls every
 //! unfinished trial back to its latest checkpoint that verifies (falling back to older
 //! ones, then to the start), rewrites that trial's `result.json`/`progress.csv` from the
-//! journal's rows so no line is lost or duplicated, and restores the searcher and the
-//! scheduler from their saved state.
+//! journal's rows so no line is lost or duplicated, restores the searcher and the
+//! scheduler from their saved state, and gives them back what the journal records after
+//! it (trials created, results, trial ends), so that they decide as in an uninterrupted
+//! run.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -16,10 +18,10 @@ use crate::analysis::{CheckpointInfo, TrialInfo};
 use crate::journal::{JOURNAL_FILE, Record, read_records};
 use crate::logger::{self, TrialLogger};
 use crate::metrics::Metrics;
-use crate::searcher::Suggestion;
+use crate::scheduler::Decision;
 use crate::space::Space;
 use crate::trainable::Trainable;
-use crate::trial::{TrialId, TrialStatus, row_len};
+use crate::trial::{TrialId, TrialResult, TrialStatus, row_len};
 use crate::tuner::RunError;
 
 use super::{C, Driver, Live, M, status_slot, unix_now};
@@ -56,16 +58,101 @@ struct ReplayTrial {
     failures: Vec<String>,
     /// The iteration of a result after which the trial ended by itself.
     done_at: Option<u64>,
-    /// Created after the last saved scheduler state.
-    after_state: bool,
+    /// For each row of `history`, the absolute index of its [`Event::Result`].
+    row_events: Vec<usize>,
+    /// The row of `history` the driver held as the trial's last result (`Live::last`,
+    /// which a retry clears), and whether the trial ended after it.
+    last: Option<(usize, bool)>,
+}
+
+/// What the searcher and the scheduler were told, in journal order: what a resume gives
+/// back to them after their saved state (see `Driver::replay`).
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    /// A trial was created with this config (`on_trial_add`; `suggest` for a searcher
+    /// without saved state).
+    Added { trial: u32, config: serde_json::Value },
+    /// A result: `pos` is its row in the trial's history, `done` whether the trial ended
+    /// after it. `retried` holds its values once a retry rolled it back: the searcher and
+    /// the scheduler saw it, and the history no longer holds it.
+    Result { trial: u32, pos: usize, done: bool, retried: Option<Vec<f64>> },
+    /// The exploit the scheduler asked for after the trial's previous result was carried
+    /// out (population based training).
+    Exploited { trial: u32 },
+    /// The trial ended (TERMINATED, or ERROR when `error`); `last` is its last result, as
+    /// the driver held it, and whether the trial ended after that result.
+    End { trial: u32, error: bool, last: Option<(Vec<f64>, bool)> },
+    /// A result a later resume rolled back: the trial produced it again after the resume.
+    Dropped,
+}
+
+/// The events of a journal, without those both the searcher and the scheduler saved a
+/// state after (only the tail after the older of the two cuts is kept).
+#[derive(Debug, Default)]
+struct Events {
+    list: Vec<Event>,
+    /// The absolute index (counted from the `experiment` record's first event) of `list[0]`.
+    base: usize,
+    /// The first event after the last saved scheduler state (0: none was saved).
+    sched_from: usize,
+    /// The first event after the last saved searcher state (0: none was saved).
+    search_from: usize,
+}
+
+impl Events {
+    /// Appends `event`; returns its absolute index.
+    fn push(&mut self, event: Event) -> usize {
+        self.list.push(event);
+        self.base + self.list.len() - 1
+    }
+
+    fn get_mut(&mut self, index: usize) -> Option<&mut Event> {
+        index.checked_sub(self.base).and_then(|i| self.list.get_mut(i))
+    }
+
+    /// The scheduler saved its state after every event so far.
+    fn cut_scheduler(&mut self) {
+        self.sched_from = self.base + self.list.len();
+        self.trim();
+    }
+
+    /// The searcher saved its state after every event so far.
+    fn cut_searcher(&mut self) {
+        self.search_from = self.base + self.list.len();
+        self.trim();
+    }
+
+    /// Drops the events both saved states include.
+    fn trim(&mut self) {
+        let from = self.sched_from.min(self.search_from);
+        if from > self.base {
+            self.list.drain(..from - self.base);
+            self.base = from;
+        }
+    }
 }
 
 /// The experiment as its journal has it.
 pub(crate) struct Replay {
     pub seed: u64,
     trials: Vec<ReplayTrial>,
+    /// The last non-null saved searcher state.
     searcher: Option<serde_json::Value>,
+    /// The last non-null saved scheduler state.
     scheduler: Option<serde_json::Value>,
+    events: Events,
+}
+
+impl Replay {
+    fn new(seed: u64) -> Self {
+        Replay {
+            seed,
+            trials: Vec::new(),
+            searcher: None,
+            scheduler: None,
+            events: Events::default(),
+        }
+    }
 }
 
 fn resume_err(path: &Path, what: impl std::fmt::Display) -> RunError {
@@ -97,10 +184,13 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
     file.sync_all().map_err(|e| resume_err(&path, e))?;
     let names = <M<T> as Metrics>::NAMES;
     let width = row_len::<M<T>>();
-    let mut replay = Replay { seed: 0, trials: Vec::new(), searcher: None, scheduler: None };
+    let mut replay = Replay::new(0);
     let mut seen_experiment = false;
+    // The trial of the record just read when it was a `Failure`.
+    let mut failed: Option<u32> = None;
     for record in records {
         let unknown = |t: u32| resume_err(&path, format_args!("a record names unknown trial {t}"));
+        let after_failure = failed.take();
         match record {
             Record::Experiment { trainable, metrics, seed, .. } => {
                 if trainable != T::NAME
@@ -118,15 +208,18 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                     ));
                 }
                 // A journal appended by several fresh runs: the last run is resumed.
-                replay = Replay { seed, trials: Vec::new(), searcher: None, scheduler: None };
+                replay = Replay::new(seed);
                 seen_experiment = true;
             }
             Record::Trial { trial, dir, config, searcher, .. } => {
                 if trial as usize != replay.trials.len() {
                     return Err(resume_err(&path, format_args!("trial {trial} is out of order")));
                 }
-                if let Some(state) = searcher {
+                replay.events.push(Event::Added { trial, config: config.clone() });
+                if let Some(state) = searcher.filter(|s| !s.is_null()) {
+                    // Saved right after the searcher suggested this trial.
                     replay.searcher = Some(state);
+                    replay.events.cut_searcher();
                 }
                 replay.trials.push(ReplayTrial {
                     dir,
@@ -137,7 +230,8 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                     checkpoints: Vec::new(),
                     failures: Vec::new(),
                     done_at: None,
-                    after_state: true,
+                    row_events: Vec::new(),
+                    last: None,
                 });
             }
             Record::Status { trial, status, error } => {
@@ -146,6 +240,14 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                 if error.is_some() {
                     t.error = error;
                 }
+                if status.is_finished() {
+                    let last = t.last.and_then(|(pos, done)| {
+                        let row = t.history.get(pos * width..(pos + 1) * width)?;
+                        Some((row.to_vec(), done))
+                    });
+                    let error = status == TrialStatus::Error;
+                    replay.events.push(Event::End { trial, error, last });
+                }
             }
             Record::Result { trial, v, done } => {
                 let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
@@ -153,7 +255,12 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                     if done {
                         t.done_at = Some(v[names.len()] as u64);
                     }
+                    let pos = t.row_events.len();
                     t.history.extend_from_slice(&v);
+                    t.last = Some((pos, done));
+                    let index =
+                        replay.events.push(Event::Result { trial, pos, done, retried: None });
+                    t.row_events.push(index);
                 }
             }
             Record::Checkpoint { trial, iteration, path: p } => {
@@ -168,12 +275,14 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
             Record::Failure { trial, error, .. } => {
                 let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
                 t.failures.push(error);
+                failed = Some(trial);
             }
             Record::Exploit { trial, new_config, .. } => {
                 // PBT gave the trial a new config; its later checkpoints hold the state it
                 // copied from the source.
                 let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
                 t.config = new_config;
+                replay.events.push(Event::Exploited { trial });
             }
             Record::Rollback { trial, iteration } => {
                 let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
@@ -182,16 +291,45 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                     .chunks_exact(width)
                     .take_while(|r| r[names.len()] as u64 <= iteration)
                     .count();
-                t.history.truncate(keep * width);
                 if t.done_at.is_some_and(|d| d > iteration) {
                     t.done_at = None;
                 }
+                // A retry (`Driver::retry` journals the trial's `Failure` right before its
+                // `Rollback`) happens within a run: the searcher and the scheduler saw the
+                // results it rolls back, and an uninterrupted run sees them too (then the
+                // new results the trial reports for the same iterations), so they stay in
+                // the events with their values. A resume's rollback (no `Failure` before
+                // it) undoes results that the resumed run then reported again, and that an
+                // uninterrupted run reports once: they are dropped.
+                let retry = after_failure == Some(trial);
+                for (pos, &index) in t.row_events.iter().enumerate().skip(keep) {
+                    if let Some(event) = replay.events.get_mut(index) {
+                        if !retry {
+                            *event = Event::Dropped;
+                        } else if let Event::Result { retried, .. } = event {
+                            *retried =
+                                t.history.get(pos * width..(pos + 1) * width).map(<[f64]>::to_vec);
+                        }
+                    }
+                }
+                t.history.truncate(keep * width);
+                t.row_events.truncate(keep);
+                // `Live::last`: a retry clears it; after a resume it is the last result kept.
+                t.last = match t.last {
+                    _ if retry => None,
+                    Some((pos, done)) if pos < keep => Some((pos, done)),
+                    Some(_) => keep.checked_sub(1).map(|pos| (pos, false)),
+                    None => None,
+                };
             }
             Record::State { searcher, scheduler } => {
-                replay.searcher = Some(searcher);
-                replay.scheduler = Some(scheduler);
-                for t in &mut replay.trials {
-                    t.after_state = false;
+                if !scheduler.is_null() {
+                    replay.scheduler = Some(scheduler);
+                    replay.events.cut_scheduler();
+                }
+                if !searcher.is_null() {
+                    replay.searcher = Some(searcher);
+                    replay.events.cut_searcher();
                 }
             }
             Record::Resume { .. } | Record::End { .. } => {}
@@ -214,12 +352,14 @@ fn trial_dir(experiment_dir: &Path, rel: &str) -> Result<PathBuf, RunError> {
 
 impl<T: Trainable> Driver<T> {
     /// Rebuilds the experiment from `replay`: finished trials as they were, unfinished
-    /// ones rolled back to their latest good checkpoint and queued.
+    /// ones rolled back to their latest good checkpoint and queued; then the searcher and
+    /// the scheduler restore their saved state and are given what happened after it.
     pub(super) fn resume_from(&mut self, replay: Replay) -> Result<(), RunError> {
         let errored = self.s.faults.resume.unwrap_or_default();
-        let scheduler_saved = replay.scheduler.as_ref().is_some_and(|s| !s.is_null());
-        let created = replay.trials.len();
-        for (index, rt) in replay.trials.into_iter().enumerate() {
+        let Replay { trials, searcher, scheduler, events, .. } = replay;
+        // Trials found to have ended although the journal lacks their final status.
+        let mut ended = Vec::new();
+        for (index, rt) in trials.into_iter().enumerate() {
             let id = TrialId(index as u32);
             let config = <C<T> as Space>::from_json_value(rt.config.clone()).map_err(|e| {
                 RunError::Resume(format!(
@@ -292,7 +432,14 @@ impl<T: Trainable> Driver<T> {
                 }
                 self.set_status(id, TrialStatus::Terminated, None);
                 self.finished += 1;
+                ended.push(id);
                 continue;
+            }
+            // The driver held the result of the rollback point as the trial's last.
+            let last =
+                self.trials[index].last_result().and_then(|r| Self::rebuild(id, r.values(), false));
+            if let Some(live) = self.live[index].as_mut() {
+                live.last = last;
             }
             if self.trials[index].status == TrialStatus::Paused {
                 self.paused.push(id);
@@ -300,32 +447,160 @@ impl<T: Trainable> Driver<T> {
                 self.set_status(id, TrialStatus::Pending, None);
                 self.pending.push(id);
             }
-            if !scheduler_saved || rt.after_state {
-                self.s.scheduler.on_trial_add(id, &self.trials[index].config);
-            }
         }
-        if let Some(state) = replay.scheduler.filter(|s| !s.is_null()) {
+        if let Some(state) = scheduler {
             self.s.scheduler.restore_state(state).map_err(|e| {
                 RunError::Resume(format!("the scheduler cannot restore its saved state: {e}"))
             })?;
         }
-        match replay.searcher.filter(|s| !s.is_null()) {
-            Some(state) => self.s.searcher.restore_state(state).map_err(|e| {
+        let searcher_saved = searcher.is_some();
+        if let Some(state) = searcher {
+            self.s.searcher.restore_state(state).map_err(|e| {
                 RunError::Resume(format!("the searcher cannot restore its saved state: {e}"))
-            })?,
-            // A searcher without saved state: replay its suggestions (deterministic
-            // searchers then continue where they were).
-            None => {
-                for k in 0..created {
-                    if !matches!(self.s.searcher.suggest(TrialId(k as u32)), Suggestion::Config(_))
-                    {
-                        break;
-                    }
-                }
-            }
+            })?;
         }
+        self.replay(events, searcher_saved, &ended)?;
+        // Saved at once: a later resume restores this state, which holds what was just
+        // given back and comes after this resume's rollbacks, instead of the older one and
+        // every event after it.
+        self.save_state();
         self.reporter.finished(self.finished);
         self.flush_journal();
+        Ok(())
+    }
+
+    /// The result a history row records, as the driver built it live; `None` when the
+    /// metrics type cannot be rebuilt from its values (no `Metrics::from_values`).
+    fn rebuild(id: TrialId, row: &[f64], done: bool) -> Option<TrialResult<M<T>>> {
+        let n = <M<T> as Metrics>::NAMES.len();
+        let metrics = <M<T> as Metrics>::from_values(row.get(..n)?)?;
+        let &[iteration, time_this_iter_s, time_total_s, timestamp] = row.get(n..)? else {
+            return None;
+        };
+        Some(TrialResult {
+            metrics,
+            trial_id: id,
+            training_iteration: iteration as u64,
+            time_this_iter_s,
+            time_total_s,
+            timestamp: timestamp as u64,
+            done,
+        })
+    }
+
+    /// Gives the scheduler the events after its saved state, and the searcher those after
+    /// its own (all of them, with a `suggest` per trial, when it saved none), in journal
+    /// order and with the calls the driver made live (see `apply` and `end_trial`), so
+    /// that both continue as in an uninterrupted run. Their answers are not acted on: the
+    /// journal holds what came of them. A result above the rollback point of a trial that
+    /// runs again is left out, since the trial reports it again. `ended` are trials this
+    /// resume found finished without their final status record.
+    fn replay(
+        &mut self,
+        events: Events,
+        searcher_saved: bool,
+        ended: &[TrialId],
+    ) -> Result<(), RunError> {
+        let Events { list, base, sched_from, search_from } = events;
+        let width = row_len::<M<T>>();
+        let mut lost = false;
+        let mut list = list.into_iter().enumerate().peekable();
+        while let Some((k, event)) = list.next() {
+            let (to_scheduler, to_searcher) = (base + k >= sched_from, base + k >= search_from);
+            match event {
+                Event::Added { trial, config } => {
+                    let id = TrialId(trial);
+                    if to_searcher && !searcher_saved {
+                        // Deterministic searchers without a saved state suggest again what
+                        // they suggested then.
+                        let _ = self.s.searcher.suggest(id);
+                    }
+                    if to_scheduler {
+                        let config = <C<T> as Space>::from_json_value(config).map_err(|e| {
+                            RunError::Resume(format!(
+                                "trial {id}: {e}; resume with the config type of the trainable \
+                                 that ran it"
+                            ))
+                        })?;
+                        self.s.scheduler.on_trial_add(id, &config);
+                    }
+                }
+                Event::Result { trial, pos, done, retried } => {
+                    let id = TrialId(trial);
+                    let row = match &retried {
+                        Some(row) => Some(&row[..]),
+                        // Past the rollback point when the trial runs again (it reports the
+                        // result again), else its row in the history.
+                        None => self
+                            .trials
+                            .get(id.index())
+                            .and_then(|t| t.history.get(pos * width..(pos + 1) * width)),
+                    };
+                    let Some(row) = row else { continue };
+                    let Some(result) = Self::rebuild(id, row, false) else {
+                        lost = true;
+                        continue;
+                    };
+                    // A result on which the stop criteria ended the trial never reached the
+                    // scheduler (one it stopped the trial on did).
+                    if to_scheduler && !(done && self.s.stop.should_stop(&result)) {
+                        let decision = self.s.scheduler.on_trial_result(id, &result);
+                        if decision == Decision::Exploit {
+                            if let Some(exploit) = self.s.scheduler.take_exploit(id) {
+                                let carried_out = matches!(
+                                    list.peek(),
+                                    Some((_, Event::Exploited { trial: t })) if *t == trial
+                                );
+                                if !carried_out {
+                                    self.s.scheduler.on_exploit_failed(
+                                        id,
+                                        exploit.source,
+                                        "the experiment stopped before the exploit",
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    if to_searcher {
+                        self.s.searcher.on_trial_result(id, &result);
+                    }
+                }
+                Event::End { trial, error, last } => {
+                    let id = TrialId(trial);
+                    let last = match last {
+                        Some((row, done)) => {
+                            let rebuilt = Self::rebuild(id, &row, done);
+                            lost |= rebuilt.is_none();
+                            rebuilt
+                        }
+                        None => None,
+                    };
+                    if to_scheduler {
+                        self.s.scheduler.on_trial_complete(id, last.as_ref(), error);
+                    }
+                    if to_searcher {
+                        self.s.searcher.on_trial_complete(id, last.as_ref(), error);
+                    }
+                }
+                Event::Exploited { .. } | Event::Dropped => {}
+            }
+        }
+        for &id in ended {
+            let last = self.trials[id.index()]
+                .last_result()
+                .and_then(|r| Self::rebuild(id, r.values(), true));
+            self.s.scheduler.on_trial_complete(id, last.as_ref(), false);
+            self.s.searcher.on_trial_complete(id, last.as_ref(), false);
+        }
+        if lost {
+            self.warn(&format!(
+                "the metrics type of `{}` cannot be rebuilt from its values \
+                 (`Metrics::from_values`, which `#[derive(Metrics)]` generates): results \
+                 journaled after the searcher's and the scheduler's saved state are not given \
+                 to them again",
+                T::NAME
+            ));
+        }
         Ok(())
     }
 
@@ -500,5 +775,403 @@ impl<T: Trainable> Driver<T> {
         if self.s.verbosity >= 1 {
             eprintln!("tune: {message}");
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::journal::read_journal;
+    use crate::scheduler::{Decision, Scheduler};
+    use crate::searcher::{Searcher, Suggestion};
+    use crate::testing::{Cfg, Counter, Score};
+    use crate::{Stop, Tuner};
+
+    fn experiment() -> Record {
+        Record::Experiment {
+            version: crate::journal::JOURNAL_VERSION,
+            name: "exp".into(),
+            trainable: "Counter".into(),
+            metrics: vec!["score".into()],
+            seed: 1,
+            started: 0,
+        }
+    }
+
+    fn trial(trial: u32, searcher: Option<Value>) -> Record {
+        Record::Trial {
+            trial,
+            id: format!("{trial:05}"),
+            dir: Some(format!("t{trial}")),
+            config: json!({"x": 0.5, "k": trial + 1}),
+            searcher,
+        }
+    }
+
+    /// A row of `Counter`: score, iteration, time this iteration, time total, timestamp.
+    fn row(iteration: u64) -> Vec<f64> {
+        let it = iteration as f64;
+        vec![10.0 * it, it, 1.0, it, 0.0]
+    }
+
+    fn result(trial: u32, iteration: u64, done: bool) -> Record {
+        Record::Result { trial, v: row(iteration), done }
+    }
+
+    fn status(trial: u32, status: TrialStatus) -> Record {
+        Record::Status { trial, status, error: None }
+    }
+
+    fn state(searcher: Value, scheduler: Value) -> Record {
+        Record::State { searcher, scheduler }
+    }
+
+    /// Writes `records` as the journal of `dir/exp`, with the trial directories.
+    fn write(dir: &Path, records: &[Record]) -> PathBuf {
+        let exp = dir.join("exp");
+        for t in 0..3 {
+            std::fs::create_dir_all(exp.join(format!("t{t}"))).unwrap();
+        }
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&serde_json::to_string(r).unwrap());
+            text.push('\n');
+        }
+        std::fs::write(exp.join(JOURNAL_FILE), text).unwrap();
+        exp
+    }
+
+    fn load_records(records: &[Record]) -> Replay {
+        let dir = tempfile::tempdir().unwrap();
+        let exp = write(dir.path(), records);
+        load::<Counter>(&exp).unwrap().unwrap()
+    }
+
+    /// A result event at `pos`; `Some(iteration)` for one a retry rolled back.
+    fn res(trial: u32, pos: usize, retried: Option<u64>) -> Event {
+        Event::Result { trial, pos, done: false, retried: retried.map(row) }
+    }
+
+    fn added(trial: u32) -> Event {
+        Event::Added { trial, config: json!({"x": 0.5, "k": trial + 1}) }
+    }
+
+    #[test]
+    fn the_events_start_after_the_older_of_the_two_saved_states() {
+        let r = load_records(&[
+            experiment(),
+            trial(0, None),
+            result(0, 1, false),
+            // The scheduler saved its state, the searcher none yet: everything is kept.
+            state(Value::Null, json!({"s": 1})),
+            result(0, 2, false),
+            trial(1, Some(json!({"q": 1}))),
+            result(1, 1, false),
+            status(0, TrialStatus::Terminated),
+            // Null states are no cuts.
+            state(Value::Null, Value::Null),
+        ]);
+        let e = &r.events;
+        assert_eq!((e.base, e.sched_from, e.search_from), (2, 2, 4));
+        let end = Event::End { trial: 0, error: false, last: Some((row(2), false)) };
+        assert_eq!(e.list, [res(0, 1, None), added(1), res(1, 0, None), end]);
+        assert_eq!(r.scheduler, Some(json!({"s": 1})));
+        assert_eq!(r.searcher, Some(json!({"q": 1})));
+
+        // Once both saved a state, what both hold is dropped.
+        let r = load_records(&[
+            experiment(),
+            trial(0, None),
+            result(0, 1, false),
+            state(json!({"q": 0}), json!({"s": 0})),
+            result(0, 2, false),
+        ]);
+        assert_eq!((r.events.base, r.events.sched_from, r.events.search_from), (2, 2, 2));
+        assert_eq!(r.events.list, [res(0, 1, None)]);
+
+        // No saved state at all: the whole experiment.
+        let r = load_records(&[experiment(), trial(0, None), result(0, 1, false)]);
+        assert_eq!((r.events.base, r.events.sched_from, r.events.search_from), (0, 0, 0));
+        assert_eq!(r.events.list, [added(0), res(0, 0, None)]);
+        assert_eq!((r.scheduler, r.searcher), (None, None));
+    }
+
+    #[test]
+    fn a_retry_marks_the_results_it_rolls_back_seen_and_a_resume_drops_them() {
+        let failure = |trial| Record::Failure { trial, attempt: 1, error: "boom".into() };
+        let rollback = |trial, iteration| Record::Rollback { trial, iteration };
+        let r = load_records(&[
+            experiment(),
+            trial(0, None),
+            result(0, 1, false),
+            result(0, 2, false),
+            result(0, 3, false),
+            // A retry: the scheduler saw 2 and 3, and sees 2 and 3 again below.
+            failure(0),
+            rollback(0, 1),
+            result(0, 2, false),
+            result(0, 3, false),
+            trial(1, None),
+            result(1, 1, false),
+            result(1, 2, false),
+            failure(1),
+            // Not right after a failure of trial 0: a resume's rollback.
+            rollback(0, 2),
+            rollback(1, 0),
+            Record::Resume { started: 0 },
+            result(0, 3, false),
+            status(0, TrialStatus::Error),
+            // A retry clears the last result, and keeps the result it rolls back.
+            trial(2, None),
+            result(2, 1, false),
+            failure(2),
+            rollback(2, 0),
+            status(2, TrialStatus::Error),
+        ]);
+        assert_eq!(
+            r.events.list,
+            [
+                added(0),
+                res(0, 0, None),
+                res(0, 1, Some(2)),
+                res(0, 2, Some(3)),
+                res(0, 1, None),
+                Event::Dropped,
+                added(1),
+                Event::Dropped,
+                Event::Dropped,
+                res(0, 2, None),
+                Event::End { trial: 0, error: true, last: Some((row(3), false)) },
+                added(2),
+                res(2, 0, Some(1)),
+                Event::End { trial: 2, error: true, last: None },
+            ]
+        );
+        let iterations =
+            |t: usize| -> Vec<f64> { r.trials[t].history.chunks_exact(5).map(|r| r[1]).collect() };
+        assert_eq!(iterations(0), [1.0, 2.0, 3.0]);
+        assert!(iterations(1).is_empty() && iterations(2).is_empty());
+    }
+
+    /// Records every call a scheduler or a searcher gets (after `setup`).
+    #[derive(Clone)]
+    struct Recorder {
+        log: Arc<Mutex<Vec<String>>>,
+        who: &'static str,
+        /// As a scheduler, answer `Exploit` to even iterations.
+        exploit: bool,
+    }
+
+    impl Recorder {
+        fn note(&self, what: String) {
+            self.log.lock().unwrap().push(format!("{} {what}", self.who));
+        }
+    }
+
+    fn last_iteration(last: Option<&TrialResult<Score>>) -> Option<u64> {
+        last.map(|r| r.training_iteration)
+    }
+
+    impl Scheduler<Cfg, Score> for Recorder {
+        fn name(&self) -> &str {
+            "recorder"
+        }
+        fn on_trial_add(&mut self, trial: TrialId, _config: &Cfg) {
+            self.note(format!("add {trial}"));
+        }
+        fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<Score>) -> Decision {
+            self.note(format!("result {trial} {}", result.training_iteration));
+            if self.exploit && result.training_iteration % 2 == 0 {
+                Decision::Exploit
+            } else {
+                Decision::Continue
+            }
+        }
+        fn take_exploit(&mut self, trial: TrialId) -> Option<crate::scheduler::Exploit<Cfg>> {
+            self.note(format!("take_exploit {trial}"));
+            Some(crate::scheduler::Exploit { source: trial, config: Cfg { x: 0.25, k: 1 } })
+        }
+        fn on_exploit_failed(&mut self, trial: TrialId, source: TrialId, _why: &str) {
+            self.note(format!("exploit_failed {trial} {source}"));
+        }
+        fn on_trial_complete(&mut self, t: TrialId, last: Option<&TrialResult<Score>>, e: bool) {
+            self.note(format!("complete {t} {:?} {e}", last_iteration(last)));
+        }
+        fn save_state(&self) -> Value {
+            json!({"calls": self.log.lock().unwrap().len()})
+        }
+        fn restore_state(&mut self, state: Value) -> Result<(), String> {
+            self.note(format!("restore {state}"));
+            Ok(())
+        }
+    }
+
+    impl Searcher<Cfg, Score> for Recorder {
+        fn suggest(&mut self, trial: TrialId) -> Suggestion<Cfg> {
+            self.note(format!("suggest {trial}"));
+            Suggestion::Finished
+        }
+        fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<Score>) {
+            self.note(format!("result {trial} {}", result.training_iteration));
+        }
+        fn on_trial_complete(&mut self, t: TrialId, last: Option<&TrialResult<Score>>, e: bool) {
+            self.note(format!("complete {t} {:?} {e}", last_iteration(last)));
+        }
+    }
+
+    #[test]
+    fn the_results_and_end_of_a_trial_that_ended_after_the_saved_state_are_given_back() {
+        for stop_at_3 in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let exp = write(
+                dir.path(),
+                &[
+                    experiment(),
+                    trial(0, None),
+                    status(0, TrialStatus::Running),
+                    result(0, 1, false),
+                    result(0, 2, false),
+                    state(Value::Null, json!({"calls": 7})),
+                    result(0, 3, true),
+                    status(0, TrialStatus::Terminated),
+                    trial(1, None),
+                    status(1, TrialStatus::Running),
+                    result(1, 1, false),
+                    status(1, TrialStatus::Error),
+                    // Running, without a checkpoint: it runs again from the start.
+                    trial(2, None),
+                    status(2, TrialStatus::Running),
+                    result(2, 1, false),
+                    result(2, 2, false),
+                ],
+            );
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let scheduler = Recorder { log: Arc::clone(&log), who: "scheduler", exploit: false };
+            let searcher = Recorder { log: Arc::clone(&log), who: "searcher", exploit: false };
+            let stop = Stop::iterations(if stop_at_3 { 3 } else { 4 });
+            let a = Tuner::<Counter>::new()
+                .local_dir(dir.path())
+                .name("exp")
+                .resume(true)
+                .verbose(0)
+                .stop(stop)
+                .scheduler(scheduler)
+                .searcher(searcher)
+                .run()
+                .unwrap();
+            assert_eq!(a.trials().len(), 3);
+            let log = log.lock().unwrap().clone();
+            let from = log.iter().position(|l| l.starts_with("scheduler restore")).unwrap();
+            let mut expected = vec![
+                "scheduler restore {\"calls\":7}",
+                // The searcher saved no state: it gets the whole experiment.
+                "searcher suggest 00000",
+                "searcher result 00000 1",
+                "searcher result 00000 2",
+                // Unless the stop criteria ended the trial there (then it never saw it).
+                "scheduler result 00000 3",
+                "searcher result 00000 3",
+                "scheduler complete 00000 Some(3) false",
+                "searcher complete 00000 Some(3) false",
+                "searcher suggest 00001",
+                "scheduler add 00001",
+                "scheduler result 00001 1",
+                "searcher result 00001 1",
+                "scheduler complete 00001 Some(1) true",
+                "searcher complete 00001 Some(1) true",
+                // Its results come again when it runs again.
+                "searcher suggest 00002",
+                "scheduler add 00002",
+                // The run itself: a new trial, and trial 2 from its start.
+                "searcher suggest 00003",
+                "scheduler result 00002 1",
+                "searcher result 00002 1",
+            ];
+            if stop_at_3 {
+                expected.retain(|l| *l != "scheduler result 00000 3");
+            }
+            assert_eq!(log[from..from + expected.len()], expected, "{log:#?}");
+            // The state after the replay is saved at once, after the resume's rollback and
+            // before the run goes on.
+            let records = read_journal(&exp.join(JOURNAL_FILE)).unwrap();
+            let resume = records.iter().position(|r| matches!(r, Record::Resume { .. })).unwrap();
+            let after: Vec<&Record> = records[resume + 1..].iter().take(3).collect();
+            assert!(
+                matches!(
+                    after[..],
+                    [
+                        Record::Rollback { trial: 2, .. },
+                        Record::Status { .. },
+                        Record::State { .. }
+                    ]
+                ),
+                "{after:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_exploit_answer_is_taken_and_failed_when_the_journal_records_no_exploit() {
+        let dir = tempfile::tempdir().unwrap();
+        let exploit = Record::Exploit {
+            trial: 0,
+            source: 0,
+            target_iteration: 2,
+            source_iteration: 2,
+            old_config: json!({"x": 0.5, "k": 1}),
+            new_config: json!({"x": 0.25, "k": 1}),
+            source_config: json!({"x": 0.5, "k": 1}),
+        };
+        write(
+            dir.path(),
+            &[
+                experiment(),
+                trial(0, None),
+                status(0, TrialStatus::Running),
+                result(0, 1, false),
+                result(0, 2, false),
+                exploit,
+                result(0, 3, false),
+                // No exploit follows this one (the trial ended first): the scheduler is told
+                // that it failed, so that it does not count on it.
+                result(0, 4, false),
+                status(0, TrialStatus::Error),
+            ],
+        );
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let scheduler = Recorder { log: Arc::clone(&log), who: "scheduler", exploit: true };
+        let searcher = Recorder { log: Arc::clone(&log), who: "searcher", exploit: false };
+        let a = Tuner::<Counter>::new()
+            .local_dir(dir.path())
+            .name("exp")
+            .resume(true)
+            .verbose(0)
+            .scheduler(scheduler)
+            .searcher(searcher)
+            .run()
+            .unwrap();
+        assert_eq!(a.trials()[0].config().x, 0.25);
+        let log: Vec<String> =
+            log.lock().unwrap().iter().filter(|l| l.starts_with("scheduler")).cloned().collect();
+        assert_eq!(
+            log,
+            [
+                // No saved state: the whole experiment.
+                "scheduler add 00000",
+                "scheduler result 00000 1",
+                "scheduler result 00000 2",
+                "scheduler take_exploit 00000",
+                "scheduler result 00000 3",
+                "scheduler result 00000 4",
+                "scheduler take_exploit 00000",
+                "scheduler exploit_failed 00000 00000",
+                "scheduler complete 00000 Some(4) true",
+            ]
+        );
     }
 }

@@ -127,9 +127,12 @@ pub trait Scheduler<C: Space, M: Metrics>: Send {
         pending.first().or(paused.first()).copied()
     }
 
-    /// The scheduler's state as JSON, saved in the journal for resuming an experiment.
-    /// `Null` (the default) means "nothing to save": on a resume the scheduler is told
-    /// about every unfinished trial again through [`Scheduler::on_trial_add`].
+    /// The scheduler's state as JSON, saved in the journal for resuming an experiment. On
+    /// a resume the state is restored, then the scheduler is given again, in order, what
+    /// the journal records after it: [`Scheduler::on_trial_add`],
+    /// [`Scheduler::on_trial_result`] (the answer is ignored) and
+    /// [`Scheduler::on_trial_complete`]. `Null` (the default) means "nothing to save":
+    /// the scheduler is given the whole experiment that way.
     fn save_state(&self) -> serde_json::Value {
         serde_json::Value::Null
     }

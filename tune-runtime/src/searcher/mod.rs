@@ -99,7 +99,11 @@ pub trait Searcher<C: Space, M: Metrics>: Send {
     }
 
     /// The searcher's whole state as JSON, for resuming an experiment: restored into a
-    /// searcher built and set up the same way, it suggests what this one would have.
+    /// searcher built and set up the same way, it suggests what this one would have. On a
+    /// resume it is then given, in order, the results and trial ends the journal records
+    /// after the state was saved. With `Null` (the default) it is given the whole
+    /// experiment instead, with a [`Searcher::suggest`] call (whose answer is ignored) for
+    /// each trial created.
     fn save_state(&self) -> serde_json::Value {
         serde_json::Value::Null
     }

@@ -444,7 +444,7 @@ impl<T: Trainable> Driver<T> {
     /// Creates and starts trials while resources, concurrency and the searcher allow.
     /// Returns whether anything was started.
     fn fill(&mut self) -> bool {
-        if self.fatal.is_some() && !self.interrupted {
+        if self.fatal.is_some() {
             self.halt();
         }
         let mut started = self.apply_scheduler_stops();

@@ -148,6 +148,12 @@ struct Live<T: Trainable> {
     restore_from: Option<PathBuf>,
     /// Stopped by Ctrl-C: the trial ends resumable instead of TERMINATED.
     suspend: bool,
+    /// After a resume rolled the trial back: its results up to this iteration are already
+    /// in the scheduler's restored state, so when the trial reports them again the
+    /// scheduler is not asked a second time; the decision is the one the run made then,
+    /// Stop at `stop_at` (the journal's `done`), Continue before.
+    seen_upto: u64,
+    stop_at: Option<u64>,
 }
 
 impl<T: Trainable> Live<T> {
@@ -180,6 +186,8 @@ impl<T: Trainable> Live<T> {
             failures,
             restore_from: None,
             suspend: false,
+            seen_upto: 0,
+            stop_at: None,
         }
     }
 }
@@ -749,8 +757,14 @@ impl<T: Trainable> Driver<T> {
         if self.interrupted && !natural {
             live.suspend = true;
         }
-        let decision =
-            if stop { Decision::Stop } else { self.s.scheduler.on_trial_result(id, &result) };
+        let it = result.training_iteration;
+        let decision = if stop || live.stop_at == Some(it) && it <= live.seen_upto {
+            Decision::Stop
+        } else if it <= live.seen_upto {
+            Decision::Continue
+        } else {
+            self.s.scheduler.on_trial_result(id, &result)
+        };
         self.s.searcher.on_trial_result(id, &result);
         self.searcher_waiting = false;
         result.done = decision == Decision::Stop;

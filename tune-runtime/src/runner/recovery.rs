@@ -63,6 +63,12 @@ struct ReplayTrial {
     /// The row of `history` the driver held as the trial's last result (`Live::last`,
     /// which a retry clears), and whether the trial ended after it.
     last: Option<(usize, bool)>,
+    /// The highest iteration of a result the last saved scheduler state holds.
+    sched_seen: u64,
+    /// The highest iteration of a result journaled since the scheduler's previous state.
+    unsaved: u64,
+    /// PBT exploited the trial (its iterations need not grow one by one).
+    exploited: bool,
 }
 
 /// What the searcher and the scheduler were told, in journal order: what a resume gives
@@ -188,6 +194,8 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
     let mut seen_experiment = false;
     // The trial of the record just read when it was a `Failure`.
     let mut failed: Option<u32> = None;
+    // Trials with results journaled since the scheduler's last saved state.
+    let mut unsaved: Vec<u32> = Vec::new();
     for record in records {
         let unknown = |t: u32| resume_err(&path, format_args!("a record names unknown trial {t}"));
         let after_failure = failed.take();
@@ -209,6 +217,7 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                 }
                 // A journal appended by several fresh runs: the last run is resumed.
                 replay = Replay::new(seed);
+                unsaved.clear();
                 seen_experiment = true;
             }
             Record::Trial { trial, dir, config, searcher, .. } => {
@@ -232,6 +241,9 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                     done_at: None,
                     row_events: Vec::new(),
                     last: None,
+                    sched_seen: 0,
+                    unsaved: 0,
+                    exploited: false,
                 });
             }
             Record::Status { trial, status, error } => {
@@ -256,6 +268,10 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                         t.done_at = Some(v[names.len()] as u64);
                     }
                     let pos = t.row_events.len();
+                    if t.unsaved == 0 {
+                        unsaved.push(trial);
+                    }
+                    t.unsaved = t.unsaved.max(v[names.len()] as u64);
                     t.history.extend_from_slice(&v);
                     t.last = Some((pos, done));
                     let index =
@@ -282,6 +298,7 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                 // copied from the source.
                 let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
                 t.config = new_config;
+                t.exploited = true;
                 replay.events.push(Event::Exploited { trial });
             }
             Record::Rollback { trial, iteration } => {
@@ -326,6 +343,13 @@ pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>
                 if !scheduler.is_null() {
                     replay.scheduler = Some(scheduler);
                     replay.events.cut_scheduler();
+                    // Rollbacks do not lower it: the state keeps what the scheduler saw.
+                    for k in unsaved.drain(..) {
+                        if let Some(t) = replay.trials.get_mut(k as usize) {
+                            t.sched_seen = t.sched_seen.max(t.unsaved);
+                            t.unsaved = 0;
+                        }
+                    }
                 }
                 if !searcher.is_null() {
                     replay.searcher = Some(searcher);
@@ -438,10 +462,19 @@ impl<T: Trainable> Driver<T> {
             // The driver held the result of the rollback point as the trial's last.
             let last =
                 self.trials[index].last_result().and_then(|r| Self::rebuild(id, r.values(), false));
+            let paused = self.trials[index].status == TrialStatus::Paused;
             if let Some(live) = self.live[index].as_mut() {
                 live.last = last;
+                // Results it reports again that the restored scheduler already holds get the
+                // decision the run made then (see `Live::seen_upto`). Not for a trial PBT
+                // exploited or one the scheduler has paused: those schedulers take the
+                // trial's results again themselves.
+                if !rt.exploited && !paused && live.iteration < rt.sched_seen {
+                    live.seen_upto = rt.sched_seen;
+                    live.stop_at = rt.done_at;
+                }
             }
-            if self.trials[index].status == TrialStatus::Paused {
+            if paused {
                 self.paused.push(id);
             } else {
                 self.set_status(id, TrialStatus::Pending, None);

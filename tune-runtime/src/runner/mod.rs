@@ -758,10 +758,10 @@ impl<T: Trainable> Driver<T> {
             live.suspend = true;
         }
         let it = result.training_iteration;
-        let decision = if stop || live.stop_at == Some(it) && it <= live.seen_upto {
+        let decision = if stop {
             Decision::Stop
         } else if it <= live.seen_upto {
-            Decision::Continue
+            if live.stop_at == Some(it) { Decision::Stop } else { Decision::Continue }
         } else {
             self.s.scheduler.on_trial_result(id, &result)
         };

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use support::{Cfg, Score, Toy, new_probe, overrides};
+use support::{Cfg, FillsUp, Score, Toy, new_probe, overrides};
 use tune_runtime::{
-    Analysis, CheckpointStore, FileJournal, JOURNAL_FILE, JournalStore, LocalCheckpoints, RunError,
-    Stop, TrialStatus, Tuner, read_meta,
+    Analysis, CheckpointStore, FileJournal, JOURNAL_FILE, LocalCheckpoints, RunError, Stop,
+    TrialStatus, Tuner, read_meta,
 };
 
 fn tuner(dir: &Path, tag: u64, extra: &str) -> Tuner<Toy> {
@@ -150,25 +150,6 @@ fn resume_errored_continues_from_the_checkpoint_and_restart_errored_from_scratch
     assert!(err.to_string().contains(".name("), "{err}");
 }
 
-/// A journal file on a disk that fills up after `left` records.
-struct FillsUp {
-    inner: FileJournal,
-    left: Arc<AtomicUsize>,
-}
-
-impl JournalStore for FillsUp {
-    fn append(&mut self, record: &[u8]) -> io::Result<()> {
-        if self.left.load(Ordering::SeqCst) == 0 {
-            return Err(io::Error::from_raw_os_error(28));
-        }
-        self.left.fetch_sub(1, Ordering::SeqCst);
-        self.inner.append(record)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 #[test]
 fn a_full_disk_stops_the_run_which_then_resumes_to_the_same_results() {
     let (tag, _) = new_probe();
@@ -198,6 +179,24 @@ fn a_full_disk_stops_the_run_which_then_resumes_to_the_same_results() {
             assert_eq!(lines.lines().count(), t.num_results());
         }
     }
+}
+
+/// After a write failure with the journal still working, the journal in `dir/exp` must
+/// call no trial ERROR, and TERMINATED only those that reached their 6 iterations: the
+/// others are left for the resume.
+fn stopped_resumable(dir: &Path, case: &str) {
+    let partial = Analysis::<support::Cfg, Score>::from_dir(dir.join("exp")).unwrap();
+    let mut unfinished = 0;
+    for t in partial.trials() {
+        let why = format!("{case}: {:?} {:?} {}", t.status(), t.error(), t.num_results());
+        assert_ne!(t.status(), TrialStatus::Error, "{why}");
+        if t.status() == TrialStatus::Terminated {
+            assert_eq!(t.num_results(), 6, "{why}");
+        } else {
+            unfinished += 1;
+        }
+    }
+    assert!(unfinished > 0, "{case}: nothing was left to resume");
 }
 
 /// Checkpoints on a disk that refuses writes after `left` of them: full (ENOSPC) or
@@ -241,20 +240,7 @@ fn a_checkpoint_refused_by_the_storage_stops_the_run_which_then_resumes() {
         let msg = err.to_string();
         assert!(matches!(err, RunError::Logging { .. }), "{msg}");
         assert!(msg.contains("checkpoint_") && msg.contains(".resume(true)"), "{msg}");
-        // The journal worked: no trial may be ERROR, and only those that reached their
-        // 6 iterations TERMINATED.
-        let partial = Analysis::<support::Cfg, Score>::from_dir(dir.path().join("exp")).unwrap();
-        let mut stopped = 0;
-        for t in partial.trials() {
-            let why = format!("after {left}: {:?} {:?} {}", t.status(), t.error(), t.num_results());
-            assert_ne!(t.status(), TrialStatus::Error, "{why}");
-            if t.status() == TrialStatus::Terminated {
-                assert_eq!(t.num_results(), 6, "{why}");
-            } else {
-                stopped += 1;
-            }
-        }
-        assert!(stopped > 0, "after {left}: nothing was left to resume");
+        stopped_resumable(dir.path(), &format!("after {left} checkpoints"));
         let b = run(dir.path()).resume(true).run().unwrap();
         assert_eq!(shape(&b), shape(&r), "resumed after {left} checkpoints (errno {errno})");
     }
@@ -284,18 +270,7 @@ fn a_full_trial_file_stops_the_run_which_then_resumes() {
     let msg = err.to_string();
     assert!(matches!(err, RunError::Logging { .. }), "{msg}");
     assert!(msg.contains("result.json") && msg.contains(".resume(true)"), "{msg}");
-    let partial = Analysis::<support::Cfg, Score>::from_dir(dir.path().join("exp")).unwrap();
-    let mut unfinished = 0;
-    for t in partial.trials() {
-        let why = format!("{:?} {:?} {}", t.status(), t.error(), t.num_results());
-        assert_ne!(t.status(), TrialStatus::Error, "{why}");
-        if t.status() == TrialStatus::Terminated {
-            assert_eq!(t.num_results(), 6, "{why}");
-        } else {
-            unfinished += 1;
-        }
-    }
-    assert!(unfinished > 0, "nothing was left to resume");
+    stopped_resumable(dir.path(), "a full result.json");
     std::fs::remove_file(&link).unwrap();
     let b = run(dir.path()).resume(true).run().unwrap();
     assert_eq!(shape(&b), shape(&r));

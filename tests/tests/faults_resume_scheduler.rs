@@ -4,14 +4,16 @@
 //! uninterrupted run, wherever `n` falls (after a result, a checkpoint, a trial's end).
 #![allow(clippy::unwrap_used)]
 
-use std::io;
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
+use support::FillsUp;
 use tune_runtime::prelude::*;
-use tune_runtime::{Asha, FileJournal, JOURNAL_FILE, JournalStore};
+use tune_runtime::{Asha, FileJournal, JOURNAL_FILE};
 
 search_space! {
     /// How fast a trial learns.
@@ -42,25 +44,6 @@ impl Trainable for Line {
     fn step(&mut self) -> TrainResult<Fit> {
         self.steps += 1;
         Ok(Fit { score: self.rate * self.steps as f64 })
-    }
-}
-
-/// A journal file on a disk that fills up after `left` records.
-struct FillsUp {
-    inner: FileJournal,
-    left: Arc<AtomicUsize>,
-}
-
-impl JournalStore for FillsUp {
-    fn append(&mut self, record: &[u8]) -> io::Result<()> {
-        if self.left.load(Ordering::SeqCst) == 0 {
-            return Err(io::Error::from_raw_os_error(28));
-        }
-        self.left.fetch_sub(1, Ordering::SeqCst);
-        self.inner.append(record)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -302,3 +302,22 @@ pub fn overrides(tag: u64, extra: &str) -> String {
         format!("{{\"tag\": {tag}, {extra}}}")
     }
 }
+
+/// A journal file on a disk that fills up after `left` records (ENOSPC from then on).
+pub struct FillsUp {
+    pub inner: tune_runtime::FileJournal,
+    pub left: Arc<AtomicUsize>,
+}
+
+impl tune_runtime::JournalStore for FillsUp {
+    fn append(&mut self, record: &[u8]) -> std::io::Result<()> {
+        if self.left.load(Ordering::SeqCst) == 0 {
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        self.left.fetch_sub(1, Ordering::SeqCst);
+        self.inner.append(record)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -176,3 +176,71 @@ fn a_logged_schedule_replays_to_the_same_result() {
     assert_eq!(r.get(Acc::ACCURACY), o.get(Acc::ACCURACY), "same rates at the same steps");
     assert_eq!(replayed.trials()[0].config(), original.config());
 }
+
+/// Checkpoints on a disk that refuses the `n`-th write (counted from 1) with ENOSPC.
+#[derive(Debug)]
+struct RefusesOnce {
+    n: usize,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tune_runtime::CheckpointStore for RefusesOnce {
+    fn begin(&self, dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+        let k = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if k == self.n {
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        tune_runtime::LocalCheckpoints.begin(dir)
+    }
+    fn commit(&self, scratch: &std::path::Path, dir: &std::path::Path) -> std::io::Result<()> {
+        tune_runtime::LocalCheckpoints.commit(scratch, dir)
+    }
+    fn delete(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        tune_runtime::LocalCheckpoints.delete(dir)
+    }
+}
+
+/// A checkpoint write the storage refuses stops the run (resumable), whether it is a
+/// trial's own checkpoint or the copy of a source's checkpoint for an exploit: the copy
+/// must not fail only the exploit and let the run go on as if nothing happened.
+#[test]
+fn a_refused_checkpoint_or_exploit_copy_stops_the_run_which_then_resumes() {
+    for n in 1..=40 {
+        let dir = tempfile::tempdir().unwrap();
+        let tuner = || {
+            Tuner::<Learner>::new()
+                .num_samples(4)
+                .scheduler(pbt())
+                .stop(Stop::iterations(12))
+                .total_cpus(4.0)
+                .local_dir(dir.path())
+                .name("pbt")
+                .seed(21)
+                .verbose(0)
+        };
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let store = RefusesOnce { n, calls: calls.clone() };
+        match tuner().checkpoint_store(store).run() {
+            Err(RunError::Logging { path, .. }) => {
+                assert!(path.to_string_lossy().contains("checkpoint_"), "{}", path.display());
+            }
+            Err(other) => panic!("write {n}: {other}"),
+            Ok(a) => {
+                // Only when the run made fewer than `n` writes.
+                let made = calls.load(std::sync::atomic::Ordering::SeqCst);
+                assert!(made < n, "write {n} of {made} was refused and the run went on");
+                assert_eq!(a.count(TrialStatus::Terminated), 4);
+                continue;
+            }
+        }
+        let partial = Analysis::<Rate, Acc>::from_dir(dir.path().join("pbt")).unwrap();
+        assert_eq!(partial.count(TrialStatus::Error), 0, "write {n}");
+        let a = tuner().resume(true).run().unwrap();
+        assert_eq!(a.count(TrialStatus::Terminated), 4, "write {n}");
+        for t in a.trials() {
+            // A trial that exploits a finished source goes on from the source's iteration,
+            // so it may end past 12.
+            assert!(t.last_result().unwrap().training_iteration() >= 12, "write {n}");
+        }
+    }
+}

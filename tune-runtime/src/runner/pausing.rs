@@ -219,10 +219,23 @@ impl<T: Trainable> Driver<T> {
             let live = self.live[i].as_ref().ok_or("the trial has ended")?;
             let dir = live.dir.join(format!("checkpoint_{src_iteration}"));
             let store = &self.s.checkpoint_store;
-            let scratch = store.begin(&dir).map_err(|e| e.to_string())?;
-            copy_dir(&src_dir, &scratch)
-                .map_err(|e| format!("copying `{}` failed: {e}", src_dir.display()))?;
-            store.commit(&scratch, &dir).map_err(|e| e.to_string())?;
+            let copied = store
+                .begin(&dir)
+                .and_then(|scratch| copy_dir(&src_dir, &scratch).map(|()| scratch))
+                .and_then(|scratch| store.commit(&scratch, &dir));
+            if let Err(source) = copied {
+                let why = format!(
+                    "copying `{}` to `{}` failed: {source}",
+                    src_dir.display(),
+                    dir.display()
+                );
+                if crate::checkpoint::is_storage(&source) {
+                    // As for any checkpoint the storage refuses: the run stops, resumable.
+                    self.fatal.get_or_insert(LogError { path: dir, source });
+                    self.halt();
+                }
+                return Err(why);
+            }
             self.register_checkpoint(id, src_iteration, self.protected_score());
             dir
         };

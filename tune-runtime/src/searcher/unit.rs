@@ -176,14 +176,22 @@ pub(crate) fn fast_exp(x: f64) -> f64 {
     let f = t - (r - SHIFT);
     // `t = k + f` with `k` an integer in [-1022, 0] and `f` in [-0.5, 0.5].
     let k = (r.to_bits() as i64).wrapping_sub(SHIFT.to_bits() as i64);
-    // Taylor series of 2^f = e^(f ln 2).
-    let p = 1.0
-        + f * (std::f64::consts::LN_2
-            + f * (0.240_226_506_959_100_7
-                + f * (0.055_504_108_664_821_6
-                    + f * (0.009_618_129_107_628_5
-                        + f * (0.001_333_355_814_642_8
-                            + f * (0.000_154_035_303_933_8 + f * 0.000_015_252_733_804))))));
+    // Taylor series of 2^f = e^(f ln 2), by Horner's rule from the highest power (a loop:
+    // one nested expression takes rustfmt seconds to lay out).
+    const TAYLOR: [f64; 8] = [
+        1.0,
+        std::f64::consts::LN_2,
+        0.240_226_506_959_100_7,
+        0.055_504_108_664_821_6,
+        0.009_618_129_107_628_5,
+        0.001_333_355_814_642_8,
+        0.000_154_035_303_933_8,
+        0.000_015_252_733_804,
+    ];
+    let mut p = TAYLOR[7];
+    for c in TAYLOR[..7].iter().rev() {
+        p = c + f * p;
+    }
     let v = f64::from_bits(((k + 1023) as u64) << 52) * p;
     if x < -700.0 { 0.0 } else { v }
 }
@@ -202,17 +210,24 @@ pub(crate) fn norm_cdf(z: f64) -> f64 {
 pub(crate) fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t
-        * (-z * z - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87
-                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-            .exp();
+    // Horner's rule from the highest power (a loop: one nested expression takes rustfmt
+    // many seconds to lay out).
+    const C: [f64; 9] = [
+        1.000_023_68,
+        0.374_091_96,
+        0.096_784_18,
+        -0.186_288_06,
+        0.278_868_07,
+        -1.135_203_98,
+        1.488_515_87,
+        -0.822_152_23,
+        0.170_872_77,
+    ];
+    let mut p = C[8];
+    for c in C[..8].iter().rev() {
+        p = c + t * p;
+    }
+    let r = t * (-z * z - 1.265_512_23 + t * p).exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
 

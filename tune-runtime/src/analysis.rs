@@ -6,19 +6,11 @@ use std::io;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-use crate::journal::{JOURNAL_FILE, JournalError, Record, read_journal};
+pub use crate::journal::CheckpointInfo;
+use crate::journal::{ExperimentLog, JOURNAL_FILE, JournalError, JournalStore, TrialLog};
 use crate::metrics::Metrics;
 use crate::space::Space;
 use crate::trial::{Auto, Key, Mode, ResultRow, Scope, TrialId, TrialStatus, row_len};
-
-/// A checkpoint a trial wrote.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckpointInfo {
-    /// The training iteration it holds.
-    pub iteration: u64,
-    /// Its directory.
-    pub path: PathBuf,
-}
 
 /// Everything recorded about one trial.
 pub struct TrialInfo<C, M> {
@@ -58,6 +50,21 @@ impl<C: Space, M: Metrics> TrialInfo<C, M> {
             history: Vec::new(),
             checkpoints: Vec::new(),
             failures: Vec::new(),
+            _m: PhantomData,
+        }
+    }
+
+    /// The typed view of a trial the journal fold produced.
+    pub(crate) fn from_log(log: TrialLog<C>) -> Self {
+        Self {
+            id: TrialId(log.index),
+            dir: log.dir,
+            config: log.config,
+            status: log.status,
+            error: log.error,
+            history: log.history,
+            checkpoints: log.checkpoints,
+            failures: log.failures,
             _m: PhantomData,
         }
     }
@@ -201,6 +208,7 @@ pub enum Rows<M> {
 
 /// An error loading an experiment with [`Analysis::from_dir`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AnalysisError {
     /// The journal cannot be read.
     #[error(transparent)]
@@ -224,24 +232,9 @@ pub enum AnalysisError {
         /// What is wrong.
         message: String,
     },
-    /// A record refers to a trial the journal never created.
-    #[error("the journal refers to unknown trial {0}")]
-    UnknownTrial(u32),
-    /// A path in the journal would leave the experiment directory.
-    #[error(
-        "the journal names the path `{0}`, which is not inside the experiment directory; \
-         the journal was not written by this runner"
-    )]
-    UnsafePath(String),
-}
-
-/// `dir/rel` when `rel` is a plain relative path (no root, no `..`).
-pub(crate) fn inside(dir: &Path, rel: &str) -> Result<PathBuf, AnalysisError> {
-    if crate::manifest::is_plain_relative(rel) {
-        Ok(dir.join(rel))
-    } else {
-        Err(AnalysisError::UnsafePath(rel.to_string()))
-    }
+    /// The journal holds no experiment (it is empty).
+    #[error("`{}` holds no experiment: its journal is empty", .0.display())]
+    Empty(PathBuf),
 }
 
 /// The outcome of an experiment: every trial with its config, status and results.
@@ -271,73 +264,41 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
     /// finished or interrupted.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, AnalysisError> {
         let dir = dir.as_ref();
-        let records = read_journal(&dir.join(JOURNAL_FILE))?;
-        let mut trials: Vec<TrialInfo<C, M>> = Vec::new();
-        let mut base = 0usize;
-        for record in records {
-            let slot = |trials: &mut Vec<TrialInfo<C, M>>, t: u32| {
-                let i = base + t as usize;
-                if i < trials.len() { Ok(i) } else { Err(AnalysisError::UnknownTrial(t)) }
-            };
-            match record {
-                Record::Experiment { metrics, .. } => {
-                    if metrics.iter().map(String::as_str).ne(M::NAMES.iter().copied()) {
-                        return Err(AnalysisError::Metrics {
-                            found: metrics.join(", "),
-                            expected: M::NAMES.join(", "),
-                        });
-                    }
-                    base = trials.len();
-                }
-                Record::Trial { trial, id, dir: tdir, config, .. } => {
-                    let config = C::from_json_value(config)
-                        .map_err(|e| AnalysisError::Config { trial: id, message: e.to_string() })?;
-                    let tdir = tdir.map(|d| inside(dir, &d)).transpose()?;
-                    trials.push(TrialInfo::new(TrialId(trial), tdir, config));
-                }
-                Record::Status { trial, status, error } => {
-                    let i = slot(&mut trials, trial)?;
-                    trials[i].status = status;
-                    if error.is_some() {
-                        trials[i].error = error;
-                    }
-                }
-                Record::Result { trial, v, .. } => {
-                    let i = slot(&mut trials, trial)?;
-                    if v.len() == row_len::<M>() {
-                        trials[i].history.extend_from_slice(&v);
-                    }
-                }
-                Record::Checkpoint { trial, iteration, path } => {
-                    let i = slot(&mut trials, trial)?;
-                    let path = inside(dir, &path)?;
-                    trials[i].checkpoints.retain(|c| c.iteration != iteration);
-                    trials[i].checkpoints.push(CheckpointInfo { iteration, path });
-                }
-                Record::CheckpointDeleted { trial, path } => {
-                    let i = slot(&mut trials, trial)?;
-                    let path = inside(dir, &path)?;
-                    trials[i].checkpoints.retain(|c| c.path != path);
-                }
-                Record::Exploit { trial, new_config, .. } => {
-                    let i = slot(&mut trials, trial)?;
-                    trials[i].config =
-                        C::from_json_value(new_config).map_err(|e| AnalysisError::Config {
-                            trial: TrialId(trial).to_string(),
-                            message: e.to_string(),
-                        })?;
-                }
-                Record::Failure { trial, error, .. } => {
-                    let i = slot(&mut trials, trial)?;
-                    trials[i].failures.push(error);
-                }
-                Record::Rollback { trial, iteration } => {
-                    let i = slot(&mut trials, trial)?;
-                    trials[i].rollback(iteration);
-                }
-                Record::State { .. } | Record::Resume { .. } | Record::End { .. } => {}
-            }
+        let path = dir.join(JOURNAL_FILE);
+        let mut failed = None;
+        let log = crate::journal::fold_file(&path, dir, false, &mut decoder::<C>(&mut failed));
+        Self::from_log(log, failed, dir)
+    }
+
+    /// Loads an experiment whose journal lives in `store` (a custom [`JournalStore`]);
+    /// `dir` is the experiment directory its trial and checkpoint paths are relative to.
+    pub fn from_store(
+        store: &mut dyn JournalStore,
+        dir: impl AsRef<Path>,
+    ) -> Result<Self, AnalysisError> {
+        let dir = dir.as_ref();
+        let mut failed = None;
+        let log = crate::journal::fold_store(store, dir, false, &mut decoder::<C>(&mut failed));
+        Self::from_log(log, failed, dir)
+    }
+
+    fn from_log(
+        log: Result<ExperimentLog<C>, JournalError>,
+        failed: Option<(u32, String)>,
+        dir: &Path,
+    ) -> Result<Self, AnalysisError> {
+        if let Some((trial, message)) = failed {
+            return Err(AnalysisError::Config { trial: TrialId(trial).to_string(), message });
         }
+        let log = log?;
+        let Some(header) = &log.header else { return Err(AnalysisError::Empty(dir.to_path_buf())) };
+        if header.metrics.iter().map(String::as_str).ne(M::NAMES.iter().copied()) {
+            return Err(AnalysisError::Metrics {
+                found: header.metrics.join(", "),
+                expected: M::NAMES.join(", "),
+            });
+        }
+        let trials = log.trials.into_iter().map(TrialInfo::from_log).collect();
         Ok(Self { experiment_dir: dir.to_path_buf(), trials })
     }
 
@@ -458,6 +419,20 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
             })
             .collect();
         Table { columns, rows }
+    }
+}
+
+/// A config decoder for the fold that remembers the first failure, so that it is reported
+/// as a config error (with the trial) rather than as a corrupt journal.
+fn decoder<C: Space>(
+    failed: &mut Option<(u32, String)>,
+) -> impl FnMut(u32, serde_json::Value) -> Result<C, String> + '_ {
+    move |trial, value| {
+        C::from_json_value(value).map_err(|e| {
+            let message = e.to_string();
+            failed.get_or_insert((trial, message.clone()));
+            message
+        })
     }
 }
 

@@ -22,6 +22,7 @@ mod journal;
 mod logger;
 mod manifest;
 mod metrics;
+mod number;
 mod reporter;
 mod resources;
 mod runner;
@@ -51,7 +52,8 @@ pub use error::{
     CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult,
 };
 pub use journal::{
-    FileJournal, JOURNAL_FILE, JournalError, JournalStore, MAX_RECORD_BYTES, Record, read_journal,
+    ExperimentLog, FileJournal, Header, JOURNAL_FILE, JournalError, JournalStore, MAX_RECORD_BYTES,
+    Record, Run, TrialLog, read_journal,
 };
 pub use manifest::MANIFEST_FILE;
 pub use metrics::{Metric, MetricValue, Metrics};

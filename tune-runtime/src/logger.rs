@@ -53,6 +53,9 @@ pub(crate) struct TrialLogger {
     dir: PathBuf,
     result: BufWriter<File>,
     progress: BufWriter<File>,
+    /// The `result.json` and `progress.csv` lines being formatted (reused).
+    line: Vec<u8>,
+    csv: Vec<u8>,
 }
 
 /// An I/O error on one of a trial's files.
@@ -111,6 +114,8 @@ impl TrialLogger {
             dir: dir.to_path_buf(),
             result: BufWriter::with_capacity(4096, result),
             progress,
+            line: Vec::with_capacity(256),
+            csv: Vec::with_capacity(128),
         })
     }
 
@@ -136,22 +141,34 @@ impl TrialLogger {
         id: TrialId,
         done: bool,
     ) -> io::Result<()> {
+        use crate::number::write_f64;
         let n = M::NAMES.len();
-        let r = &mut self.result;
-        let p = &mut self.progress;
-        r.write_all(b"{")?;
+        let (r, p) = (&mut self.line, &mut self.csv);
+        r.clear();
+        p.clear();
+        r.push(b'{');
         for (i, name) in M::NAMES.iter().enumerate() {
-            write!(r, "\"{name}\":{},", values[i])?;
-            write!(p, "{},", values[i])?;
+            r.push(b'"');
+            r.extend_from_slice(name.as_bytes());
+            r.extend_from_slice(b"\":");
+            write_f64(r, values[i]);
+            r.push(b',');
+            write_f64(p, values[i]);
+            p.push(b',');
         }
-        let (iter, dt, total, ts) =
-            (values[n] as u64, values[n + 1], values[n + 2], values[n + 3] as u64);
-        writeln!(
-            r,
-            "\"training_iteration\":{iter},\"time_this_iter_s\":{dt},\"time_total_s\":{total},\
-             \"timestamp\":{ts},\"trial_id\":\"{id}\",\"done\":{done}}}"
-        )?;
-        writeln!(p, "{iter},{dt},{total},{ts},{id},{done}")
+        let (iter, ts) = (values[n] as u64, values[n + 3] as u64);
+        write!(r, "\"training_iteration\":{iter},\"time_this_iter_s\":")?;
+        write_f64(r, values[n + 1]);
+        r.extend_from_slice(b",\"time_total_s\":");
+        write_f64(r, values[n + 2]);
+        writeln!(r, ",\"timestamp\":{ts},\"trial_id\":\"{id}\",\"done\":{done}}}")?;
+        write!(p, "{iter},")?;
+        write_f64(p, values[n + 1]);
+        p.push(b',');
+        write_f64(p, values[n + 2]);
+        writeln!(p, ",{ts},{id},{done}")?;
+        self.result.write_all(r)?;
+        self.progress.write_all(p)
     }
 
     /// Flushes both files.

@@ -320,4 +320,10 @@ impl tune_runtime::JournalStore for FillsUp {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
+    fn read(
+        &mut self,
+        visit: &mut dyn FnMut(&[u8]) -> std::ops::ControlFlow<()>,
+    ) -> std::io::Result<()> {
+        self.inner.read(visit)
+    }
 }

@@ -237,30 +237,35 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         move |source| RunError::LocalDir { path, source }
     };
     let mut journal = None;
-    let replay = match s.faults.resume {
-        Some(_) if s.file_logging => recovery::load::<T>(&s.experiment_dir)?,
-        _ => None,
-    };
-    if let Some(r) = &replay {
-        s.seed = r.seed;
-    }
+    let mut replay = None;
     if s.file_logging {
-        // Trial directories are named by creation index: a second run in the same
-        // directory would overwrite the first one's files (a resume continues them).
-        let existing = s.experiment_dir.join(JOURNAL_FILE);
-        if replay.is_none()
-            && std::fs::metadata(&existing).is_ok_and(|m| m.is_file() && m.len() > 0)
-        {
-            return Err(RunError::ExperimentExists { path: s.experiment_dir.clone() });
-        }
         std::fs::create_dir_all(&s.experiment_dir).map_err(dir_err(&s.experiment_dir))?;
-        let store: Box<dyn JournalStore> = match s.journal_store.take() {
+        let mut store: Box<dyn JournalStore> = match s.journal_store.take() {
             Some(store) => store,
             None => {
                 let path = s.experiment_dir.join(JOURNAL_FILE);
                 Box::new(FileJournal::open(&path).map_err(dir_err(&path))?)
             }
         };
+        if s.faults.resume.is_some() {
+            replay = recovery::load::<T>(&mut *store, &s.experiment_dir)?;
+        } else {
+            // Trial directories are named by creation index: a second run in the same
+            // directory would overwrite the first one's files (a resume continues them).
+            let mut empty = true;
+            store
+                .read(&mut |_| {
+                    empty = false;
+                    std::ops::ControlFlow::Break(())
+                })
+                .map_err(dir_err(&s.experiment_dir.join(JOURNAL_FILE)))?;
+            if !empty {
+                return Err(RunError::ExperimentExists { path: s.experiment_dir.clone() });
+            }
+        }
+        if let Some(r) = &replay {
+            s.seed = r.seed;
+        }
         let mut j = Journal::new(store);
         let first = match &replay {
             Some(_) => Driver::<T>::resume_record(),
@@ -855,8 +860,9 @@ impl<T: Trainable> Driver<T> {
         live.last_checkpoint = Some(iteration);
         live.checkpoints.retain(|c| c.0 != iteration);
         live.checkpoints.push((iteration, score, dir.clone()));
-        self.trials[i].checkpoints.retain(|c| c.iteration != iteration);
-        self.trials[i].checkpoints.push(CheckpointInfo { iteration, path: dir });
+        let rows = self.trials[i].num_results();
+        self.trials[i].checkpoints.retain(|c| c.path != dir);
+        self.trials[i].checkpoints.push(CheckpointInfo { iteration, path: dir, rows, epoch: 0 });
         self.journal(&Record::Checkpoint { trial: id.0, iteration, path: rel });
         let Some(keep) = self.s.keep_checkpoints_num else { return };
         while let Some(live) = self.live[i].as_mut() {

@@ -263,6 +263,10 @@ impl<T: Trainable> Driver<T> {
             old_config: entry.old_config.clone(),
             new_config: entry.new_config.clone(),
             source_config: entry.source_config.clone(),
+            checkpoint: dir
+                .strip_prefix(&self.s.experiment_dir)
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()),
         });
         if self.s.file_logging {
             let path = self.s.experiment_dir.join(PBT_LOG_FILE);

@@ -10,12 +10,10 @@
 //! it (trials created, results, trial ends), so that they decide as in an uninterrupted
 //! run.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::analysis::{CheckpointInfo, TrialInfo};
-use crate::journal::{JOURNAL_FILE, Record, read_records};
+use crate::analysis::TrialInfo;
+use crate::journal::{Event, Events, ExperimentLog, JournalStore, Record, fold_store};
 use crate::logger::{self, TrialLogger};
 use crate::metrics::Metrics;
 use crate::scheduler::Decision;
@@ -47,319 +45,37 @@ pub(crate) struct FaultSettings {
     pub handle_sigint: bool,
 }
 
-/// One trial as the journal has it.
-struct ReplayTrial {
-    dir: Option<String>,
-    config: serde_json::Value,
-    status: TrialStatus,
-    error: Option<String>,
-    history: Vec<f64>,
-    checkpoints: Vec<(u64, String)>,
-    failures: Vec<String>,
-    /// The iteration of a result after which the trial ended by itself.
-    done_at: Option<u64>,
-    /// For each row of `history`, the absolute index of its [`Event::Result`].
-    row_events: Vec<usize>,
-    /// The row of `history` the driver held as the trial's last result (`Live::last`,
-    /// which a retry clears), and whether the trial ended after it.
-    last: Option<(usize, bool)>,
-    /// The highest iteration of a result the last saved scheduler state holds.
-    sched_seen: u64,
-    /// The highest iteration of a result journaled since the scheduler's previous state.
-    unsaved: u64,
-    /// PBT exploited the trial (its iterations need not grow one by one).
-    exploited: bool,
-}
-
-/// What the searcher and the scheduler were told, in journal order: what a resume gives
-/// back to them after their saved state (see `Driver::replay`).
-#[derive(Debug, Clone, PartialEq)]
-enum Event {
-    /// A trial was created with this config (`on_trial_add`; `suggest` for a searcher
-    /// without saved state).
-    Added { trial: u32, config: serde_json::Value },
-    /// A result: `pos` is its row in the trial's history, `done` whether the trial ended
-    /// after it. `retried` holds its values once a retry rolled it back: the searcher and
-    /// the scheduler saw it, and the history no longer holds it.
-    Result { trial: u32, pos: usize, done: bool, retried: Option<Vec<f64>> },
-    /// The exploit the scheduler asked for after the trial's previous result was carried
-    /// out (population based training).
-    Exploited { trial: u32 },
-    /// The trial ended (TERMINATED, or ERROR when `error`); `last` is its last result, as
-    /// the driver held it, and whether the trial ended after that result.
-    End { trial: u32, error: bool, last: Option<(Vec<f64>, bool)> },
-    /// A result a later resume rolled back: the trial produced it again after the resume.
-    Dropped,
-}
-
-/// The events of a journal, without those both the searcher and the scheduler saved a
-/// state after (only the tail after the older of the two cuts is kept).
-#[derive(Debug, Default)]
-struct Events {
-    list: Vec<Event>,
-    /// The absolute index (counted from the `experiment` record's first event) of `list[0]`.
-    base: usize,
-    /// The first event after the last saved scheduler state (0: none was saved).
-    sched_from: usize,
-    /// The first event after the last saved searcher state (0: none was saved).
-    search_from: usize,
-}
-
-impl Events {
-    /// Appends `event`; returns its absolute index.
-    fn push(&mut self, event: Event) -> usize {
-        self.list.push(event);
-        self.base + self.list.len() - 1
-    }
-
-    fn get_mut(&mut self, index: usize) -> Option<&mut Event> {
-        index.checked_sub(self.base).and_then(|i| self.list.get_mut(i))
-    }
-
-    /// The scheduler saved its state after every event so far.
-    fn cut_scheduler(&mut self) {
-        self.sched_from = self.base + self.list.len();
-        self.trim();
-    }
-
-    /// The searcher saved its state after every event so far.
-    fn cut_searcher(&mut self) {
-        self.search_from = self.base + self.list.len();
-        self.trim();
-    }
-
-    /// Drops the events both saved states include.
-    fn trim(&mut self) {
-        let from = self.sched_from.min(self.search_from);
-        if from > self.base {
-            self.list.drain(..from - self.base);
-            self.base = from;
-        }
-    }
-}
-
-/// The experiment as its journal has it.
+/// The experiment as its journal has it (the journal fold, with the replay tail).
 pub(crate) struct Replay {
     pub seed: u64,
-    trials: Vec<ReplayTrial>,
-    /// The last non-null saved searcher state.
-    searcher: Option<serde_json::Value>,
-    /// The last non-null saved scheduler state.
-    scheduler: Option<serde_json::Value>,
-    events: Events,
+    log: ExperimentLog<serde_json::Value>,
 }
 
-impl Replay {
-    fn new(seed: u64) -> Self {
-        Replay {
-            seed,
-            trials: Vec::new(),
-            searcher: None,
-            scheduler: None,
-            events: Events::default(),
-        }
-    }
-}
-
-fn resume_err(path: &Path, what: impl std::fmt::Display) -> RunError {
-    RunError::Resume(format!("`{}`: {what}", path.display()))
-}
-
-/// Reads the journal of `experiment_dir` for a resume; `None` when there is none (the
-/// experiment starts fresh). Cuts a torn last line off the file, so that appends start on
-/// a line of their own.
-pub(crate) fn load<T: Trainable>(experiment_dir: &Path) -> Result<Option<Replay>, RunError> {
-    let path = experiment_dir.join(JOURNAL_FILE);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let (records, valid) = read_records(&path).map_err(|e| RunError::Resume(e.to_string()))?;
-    let mut file =
-        OpenOptions::new().read(true).write(true).open(&path).map_err(|e| resume_err(&path, e))?;
-    file.set_len(valid).map_err(|e| resume_err(&path, e))?;
-    if valid > 0 {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut last = [0u8];
-        file.seek(SeekFrom::Start(valid - 1)).map_err(|e| resume_err(&path, e))?;
-        file.read_exact(&mut last).map_err(|e| resume_err(&path, e))?;
-        if last[0] != b'\n' {
-            file.seek(SeekFrom::End(0)).map_err(|e| resume_err(&path, e))?;
-            file.write_all(b"\n").map_err(|e| resume_err(&path, e))?;
-        }
-    }
-    file.sync_all().map_err(|e| resume_err(&path, e))?;
+/// Reads the journal of the experiment for a resume; `None` when it holds none (the
+/// experiment starts fresh). The store cuts a torn last line, so that appends start on a
+/// line of their own.
+pub(crate) fn load<T: Trainable>(
+    store: &mut dyn JournalStore,
+    experiment_dir: &Path,
+) -> Result<Option<Replay>, RunError> {
+    let log = fold_store(store, experiment_dir, true, &mut |_, v| Ok(v))
+        .map_err(|e| RunError::Resume(e.to_string()))?;
+    let Some(header) = &log.header else { return Ok(None) };
     let names = <M<T> as Metrics>::NAMES;
-    let width = row_len::<M<T>>();
-    let mut replay = Replay::new(0);
-    let mut seen_experiment = false;
-    // The trial of the record just read when it was a `Failure`.
-    let mut failed: Option<u32> = None;
-    // Trials with results journaled since the scheduler's last saved state.
-    let mut unsaved: Vec<u32> = Vec::new();
-    for record in records {
-        let unknown = |t: u32| resume_err(&path, format_args!("a record names unknown trial {t}"));
-        let after_failure = failed.take();
-        match record {
-            Record::Experiment { trainable, metrics, seed, .. } => {
-                if trainable != T::NAME
-                    || metrics.iter().map(String::as_str).ne(names.iter().copied())
-                {
-                    return Err(resume_err(
-                        &path,
-                        format_args!(
-                            "the experiment ran `{trainable}` with metrics [{}], not `{}` with \
-                             [{}]; resume it with the same trainable, or choose another `.name(..)`",
-                            metrics.join(", "),
-                            T::NAME,
-                            names.join(", ")
-                        ),
-                    ));
-                }
-                // A journal appended by several fresh runs: the last run is resumed.
-                replay = Replay::new(seed);
-                unsaved.clear();
-                seen_experiment = true;
-            }
-            Record::Trial { trial, dir, config, searcher, .. } => {
-                if trial as usize != replay.trials.len() {
-                    return Err(resume_err(&path, format_args!("trial {trial} is out of order")));
-                }
-                replay.events.push(Event::Added { trial, config: config.clone() });
-                if let Some(state) = searcher.filter(|s| !s.is_null()) {
-                    // Saved right after the searcher suggested this trial.
-                    replay.searcher = Some(state);
-                    replay.events.cut_searcher();
-                }
-                replay.trials.push(ReplayTrial {
-                    dir,
-                    config,
-                    status: TrialStatus::Pending,
-                    error: None,
-                    history: Vec::new(),
-                    checkpoints: Vec::new(),
-                    failures: Vec::new(),
-                    done_at: None,
-                    row_events: Vec::new(),
-                    last: None,
-                    sched_seen: 0,
-                    unsaved: 0,
-                    exploited: false,
-                });
-            }
-            Record::Status { trial, status, error } => {
-                let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
-                t.status = status;
-                if error.is_some() {
-                    t.error = error;
-                }
-                if status.is_finished() {
-                    let last = t.last.and_then(|(pos, done)| {
-                        let row = t.history.get(pos * width..(pos + 1) * width)?;
-                        Some((row.to_vec(), done))
-                    });
-                    let error = status == TrialStatus::Error;
-                    replay.events.push(Event::End { trial, error, last });
-                }
-            }
-            Record::Result { trial, v, done } => {
-                let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
-                if v.len() == width {
-                    if done {
-                        t.done_at = Some(v[names.len()] as u64);
-                    }
-                    let pos = t.row_events.len();
-                    if t.unsaved == 0 {
-                        unsaved.push(trial);
-                    }
-                    t.unsaved = t.unsaved.max(v[names.len()] as u64);
-                    t.history.extend_from_slice(&v);
-                    t.last = Some((pos, done));
-                    let index =
-                        replay.events.push(Event::Result { trial, pos, done, retried: None });
-                    t.row_events.push(index);
-                }
-            }
-            Record::Checkpoint { trial, iteration, path: p } => {
-                let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
-                t.checkpoints.retain(|c| c.0 != iteration);
-                t.checkpoints.push((iteration, p));
-            }
-            Record::CheckpointDeleted { trial, path: p } => {
-                let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
-                t.checkpoints.retain(|c| c.1 != p);
-            }
-            Record::Failure { trial, error, .. } => {
-                let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
-                t.failures.push(error);
-                failed = Some(trial);
-            }
-            Record::Exploit { trial, new_config, .. } => {
-                // PBT gave the trial a new config; its later checkpoints hold the state it
-                // copied from the source.
-                let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
-                t.config = new_config;
-                t.exploited = true;
-                replay.events.push(Event::Exploited { trial });
-            }
-            Record::Rollback { trial, iteration } => {
-                let t = replay.trials.get_mut(trial as usize).ok_or_else(|| unknown(trial))?;
-                let keep = t
-                    .history
-                    .chunks_exact(width)
-                    .take_while(|r| r[names.len()] as u64 <= iteration)
-                    .count();
-                if t.done_at.is_some_and(|d| d > iteration) {
-                    t.done_at = None;
-                }
-                // A retry (`Driver::retry` journals the trial's `Failure` right before its
-                // `Rollback`) happens within a run: the searcher and the scheduler saw the
-                // results it rolls back, and an uninterrupted run sees them too (then the
-                // new results the trial reports for the same iterations), so they stay in
-                // the events with their values. A resume's rollback (no `Failure` before
-                // it) undoes results that the resumed run then reported again, and that an
-                // uninterrupted run reports once: they are dropped.
-                let retry = after_failure == Some(trial);
-                for (pos, &index) in t.row_events.iter().enumerate().skip(keep) {
-                    if let Some(event) = replay.events.get_mut(index) {
-                        if !retry {
-                            *event = Event::Dropped;
-                        } else if let Event::Result { retried, .. } = event {
-                            *retried =
-                                t.history.get(pos * width..(pos + 1) * width).map(<[f64]>::to_vec);
-                        }
-                    }
-                }
-                t.history.truncate(keep * width);
-                t.row_events.truncate(keep);
-                // `Live::last`: a retry clears it; after a resume it is the last result kept.
-                t.last = match t.last {
-                    _ if retry => None,
-                    Some((pos, done)) if pos < keep => Some((pos, done)),
-                    Some(_) => keep.checked_sub(1).map(|pos| (pos, false)),
-                    None => None,
-                };
-            }
-            Record::State { searcher, scheduler } => {
-                if !scheduler.is_null() {
-                    replay.scheduler = Some(scheduler);
-                    replay.events.cut_scheduler();
-                    // Rollbacks do not lower it: the state keeps what the scheduler saw.
-                    for k in unsaved.drain(..) {
-                        if let Some(t) = replay.trials.get_mut(k as usize) {
-                            t.sched_seen = t.sched_seen.max(t.unsaved);
-                            t.unsaved = 0;
-                        }
-                    }
-                }
-                if !searcher.is_null() {
-                    replay.searcher = Some(searcher);
-                    replay.events.cut_searcher();
-                }
-            }
-            Record::Resume { .. } | Record::End { .. } => {}
-        }
+    if header.trainable != T::NAME
+        || header.metrics.iter().map(String::as_str).ne(names.iter().copied())
+    {
+        return Err(RunError::Resume(format!(
+            "`{}`: the experiment ran `{}` with metrics [{}], not `{}` with [{}]; resume it with \
+             the same trainable, or choose another `.name(..)`",
+            experiment_dir.display(),
+            header.trainable,
+            header.metrics.join(", "),
+            T::NAME,
+            names.join(", ")
+        )));
     }
-    Ok(seen_experiment.then_some(replay))
+    Ok(Some(Replay { seed: header.seed, log }))
 }
 
 /// The directory `experiment_dir/rel` when `rel` is one plain name.
@@ -380,32 +96,25 @@ impl<T: Trainable> Driver<T> {
     /// the scheduler restore their saved state and are given what happened after it.
     pub(super) fn resume_from(&mut self, replay: Replay) -> Result<(), RunError> {
         let errored = self.s.faults.resume.unwrap_or_default();
-        let Replay { trials, searcher, scheduler, events, .. } = replay;
+        let ExperimentLog { trials, searcher, scheduler, events, .. } = replay.log;
         // Trials found to have ended although the journal lacks their final status.
         let mut ended = Vec::new();
         for (index, rt) in trials.into_iter().enumerate() {
             let id = TrialId(index as u32);
+            let done_at = rt.done_at();
             let config = <C<T> as Space>::from_json_value(rt.config.clone()).map_err(|e| {
                 RunError::Resume(format!(
                     "trial {id}: {e}; resume with the config type of the trainable that ran it"
                 ))
             })?;
-            let rel = match &rt.dir {
-                Some(rel) => rel.clone(),
+            let rel = match rt.dir.as_deref().and_then(Path::file_name) {
+                Some(rel) => rel.to_string_lossy().into_owned(),
                 None => logger::trial_dir_name(T::NAME, id, &rt.config),
             };
             let dir = trial_dir(&self.s.experiment_dir, &rel)?;
-            let mut info =
-                TrialInfo::new(id, self.s.file_logging.then(|| dir.clone()), config.clone());
-            info.history = rt.history;
-            info.failures = rt.failures;
-            info.status = rt.status;
-            info.error = rt.error;
-            for (iteration, p) in &rt.checkpoints {
-                let path = crate::analysis::inside(&self.s.experiment_dir, p)
-                    .map_err(|e| RunError::Resume(e.to_string()))?;
-                info.checkpoints.push(CheckpointInfo { iteration: *iteration, path });
-            }
+            let (exploited, sched_seen) = (rt.replay.exploited, rt.replay.sched_seen);
+            let mut info = TrialInfo::from_log(rt.with_config(config.clone()));
+            info.dir = self.s.file_logging.then(|| dir.clone());
             info.checkpoints.sort_by_key(|c| c.iteration);
             self.counts[status_slot(info.status)] += 1;
             let finished = info.status.is_finished()
@@ -442,7 +151,7 @@ impl<T: Trainable> Driver<T> {
             let from_scratch = restart && errored == Errored::Restart;
             self.rewind(id, if from_scratch { Some(0) } else { None });
             let at = self.live[index].as_ref().map_or(0, |l| l.iteration);
-            if at > 0 && rt.done_at == Some(at) && !restart {
+            if at > 0 && done_at == Some(at) && !restart {
                 // It had reached its end and was checkpointed there: it only missed its
                 // final status record.
                 self.live[index] = None;
@@ -469,9 +178,9 @@ impl<T: Trainable> Driver<T> {
                 // decision the run made then (see `Live::seen_upto`). Not for a trial PBT
                 // exploited or one the scheduler has paused: those schedulers take the
                 // trial's results again themselves.
-                if !rt.exploited && !paused && live.iteration < rt.sched_seen {
-                    live.seen_upto = rt.sched_seen;
-                    live.stop_at = rt.done_at;
+                if !exploited && !paused && live.iteration < sched_seen {
+                    live.seen_upto = sched_seen;
+                    live.stop_at = done_at;
                 }
             }
             if paused {
@@ -677,11 +386,16 @@ impl<T: Trainable> Driver<T> {
         let t = &mut self.trials[i];
         t.rollback(iteration);
         t.checkpoints.retain(|c| c.iteration <= iteration);
+        let kept_rows = Some(t.num_results() as u64);
+        let checkpoint = path
+            .as_ref()
+            .and_then(|p| p.strip_prefix(&self.s.experiment_dir).ok())
+            .map(|p| p.to_string_lossy().into_owned());
         let kept: Vec<(u64, f64, PathBuf)> =
             t.checkpoints.iter().map(|c| (c.iteration, f64::NAN, c.path.clone())).collect();
         let rows = t.history.clone();
         let json = t.config.to_json_value();
-        self.journal(&Record::Rollback { trial: id.0, iteration });
+        self.journal(&Record::Rollback { trial: id.0, iteration, rows: kept_rows, checkpoint });
         let file_logging = self.s.file_logging;
         let Some(live) = self.live[i].as_mut() else { return };
         live.iteration = iteration;
@@ -819,7 +533,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::journal::read_journal;
+    use crate::journal::{JOURNAL_FILE, read_journal};
     use crate::scheduler::{Decision, Scheduler};
     use crate::searcher::{Searcher, Suggestion};
     use crate::testing::{Cfg, Counter, Score};
@@ -879,10 +593,11 @@ mod tests {
         exp
     }
 
-    fn load_records(records: &[Record]) -> Replay {
+    fn load_records(records: &[Record]) -> ExperimentLog<Value> {
         let dir = tempfile::tempdir().unwrap();
         let exp = write(dir.path(), records);
-        load::<Counter>(&exp).unwrap().unwrap()
+        let path = exp.join(crate::journal::JOURNAL_FILE);
+        crate::journal::fold_file(&path, &exp, true, &mut |_, v| Ok(v)).unwrap()
     }
 
     /// A result event at `pos`; `Some(iteration)` for one a retry rolled back.
@@ -937,7 +652,8 @@ mod tests {
     #[test]
     fn a_retry_marks_the_results_it_rolls_back_seen_and_a_resume_drops_them() {
         let failure = |trial| Record::Failure { trial, attempt: 1, error: "boom".into() };
-        let rollback = |trial, iteration| Record::Rollback { trial, iteration };
+        let rollback =
+            |trial, iteration| Record::Rollback { trial, iteration, rows: None, checkpoint: None };
         let r = load_records(&[
             experiment(),
             trial(0, None),
@@ -1159,6 +875,7 @@ mod tests {
             old_config: json!({"x": 0.5, "k": 1}),
             new_config: json!({"x": 0.25, "k": 1}),
             source_config: json!({"x": 0.5, "k": 1}),
+            checkpoint: None,
         };
         write(
             dir.path(),

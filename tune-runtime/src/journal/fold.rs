@@ -1,0 +1,744 @@
+//! The one fold of the journal: records in, an [`ExperimentLog`] out.
+//!
+//! Analysis, resume and tools all read an experiment through [`fold`]: it streams the
+//! records once (nothing but the folded state stays in memory), checks each against what
+//! came before, and builds every trial's config, status, results, failures and checkpoint
+//! lineage. A resume also asks for the replay tail ([`Events`]): what the searcher and the
+//! scheduler were told after their last saved state.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::record::Record;
+use super::{JournalError, JournalStore};
+use crate::trial::{Auto, TrialStatus};
+
+/// The experiment's first record: what ran and how it was seeded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    /// Journal format version.
+    pub version: u32,
+    /// Experiment name.
+    pub name: String,
+    /// Name of the trainable that ran.
+    pub trainable: String,
+    /// Metric names, in the order of result values.
+    pub metrics: Vec<String>,
+    /// The experiment's seed.
+    pub seed: u64,
+    /// Unix time of the start.
+    pub started: u64,
+}
+
+/// One run of the experiment: its start, or a resume, until it ended or was cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// Unix time it started.
+    pub started: u64,
+    /// Unix time it ended; `None` when it was interrupted or killed.
+    pub ended: Option<u64>,
+    /// Whether it resumed the experiment (`false` for the first run).
+    pub resumed: bool,
+}
+
+/// A checkpoint in a trial's lineage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointInfo {
+    /// The training iteration it holds.
+    pub iteration: u64,
+    /// Its directory.
+    pub path: PathBuf,
+    /// How many of the trial's results it follows: restoring it keeps that many.
+    pub(crate) rows: usize,
+    /// The trial's config epoch it was written in (exploits start a new one).
+    pub(crate) epoch: usize,
+}
+
+/// Everything the journal records about one trial, with its config as `C` (JSON in the
+/// untyped view).
+#[derive(Debug, Clone)]
+pub struct TrialLog<C = Value> {
+    pub(crate) index: u32,
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) config: C,
+    /// The configs the trial had before each exploit, oldest first: `earlier[e]` is the
+    /// config of epoch `e`; the current config is epoch `earlier.len()`.
+    pub(crate) earlier: Vec<C>,
+    pub(crate) status: TrialStatus,
+    pub(crate) error: Option<String>,
+    /// Result rows, flattened: metrics then [`Auto::ALL`], `width` values per result.
+    pub(crate) history: Vec<f64>,
+    pub(crate) width: usize,
+    pub(crate) checkpoints: Vec<CheckpointInfo>,
+    pub(crate) failures: Vec<String>,
+    /// Replay bookkeeping (see `Fold::replay`).
+    pub(crate) replay: TrialReplay,
+}
+
+/// What a resume needs to know of a trial beyond its record.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TrialReplay {
+    /// The row after which the trial ended by itself.
+    pub done_pos: Option<usize>,
+    /// The row the driver held as the trial's last result (a retry clears it), and
+    /// whether the trial ended after it.
+    pub last: Option<(usize, bool)>,
+    /// The highest iteration of a result the last saved scheduler state holds.
+    pub sched_seen: u64,
+    /// The highest iteration of a result journaled since the scheduler's previous state.
+    unsaved: u64,
+    /// PBT exploited the trial.
+    pub exploited: bool,
+}
+
+impl<C> TrialLog<C> {
+    /// The trial's creation index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The trial's id as shown (`00003`).
+    pub fn id(&self) -> String {
+        format!("{:05}", self.index)
+    }
+
+    /// The trial's directory (`None` when file logging was off).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The trial's config (after its latest exploit, for population based training).
+    pub fn config(&self) -> &C {
+        &self.config
+    }
+
+    /// The trial's status when the journal ends.
+    pub fn status(&self) -> TrialStatus {
+        self.status
+    }
+
+    /// The error that ended the trial, for `ERROR` trials.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// The errors of failed attempts that were retried, oldest first.
+    pub fn failures(&self) -> &[String] {
+        &self.failures
+    }
+
+    /// Number of results.
+    pub fn num_results(&self) -> usize {
+        self.history.len().checked_div(self.width).unwrap_or(0)
+    }
+
+    /// Every result row: metric values in the order of the experiment's metric names,
+    /// then `training_iteration`, `time_this_iter_s`, `time_total_s`, `timestamp`.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = &[f64]> + '_ {
+        self.history.chunks_exact(self.width.max(1))
+    }
+
+    /// The checkpoints that still exist, in the order they were written.
+    pub fn checkpoints(&self) -> &[CheckpointInfo] {
+        &self.checkpoints
+    }
+
+    /// Keeps the first `rows` results (a rollback).
+    pub(crate) fn truncate(&mut self, rows: usize) {
+        self.history.truncate(rows * self.width);
+    }
+
+    /// The iteration of result `pos`.
+    pub(crate) fn iteration_at(&self, pos: usize) -> Option<u64> {
+        let m = self.width.checked_sub(Auto::ALL.len())?;
+        self.history.get(pos * self.width + m).map(|v| *v as u64)
+    }
+
+    /// The iteration after which the trial ended by itself, if its results hold it.
+    pub(crate) fn done_at(&self) -> Option<u64> {
+        self.replay.done_pos.and_then(|p| self.iteration_at(p))
+    }
+
+    /// Goes back to the config of `epoch` (a rollback past an exploit).
+    pub(crate) fn back_to_epoch(&mut self, epoch: usize) {
+        if epoch < self.earlier.len() {
+            self.earlier.truncate(epoch + 1);
+            if let Some(c) = self.earlier.pop() {
+                self.config = c;
+            }
+        }
+    }
+
+    /// The same trial with another config (every epoch's).
+    pub(crate) fn with_config<D>(self, config: D) -> TrialLog<D> {
+        TrialLog {
+            index: self.index,
+            dir: self.dir,
+            config,
+            earlier: Vec::new(),
+            status: self.status,
+            error: self.error,
+            history: self.history,
+            width: self.width,
+            checkpoints: self.checkpoints,
+            failures: self.failures,
+            replay: self.replay,
+        }
+    }
+
+    /// The current config epoch.
+    pub(crate) fn epoch(&self) -> usize {
+        self.earlier.len()
+    }
+
+    /// Replaces the config, keeping the old one as an earlier epoch (an exploit).
+    pub(crate) fn new_epoch(&mut self, config: C) {
+        let old = std::mem::replace(&mut self.config, config);
+        self.earlier.push(old);
+    }
+}
+
+/// What the searcher and the scheduler were told, in journal order: what a resume gives
+/// back to them after their saved state.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Event {
+    /// A trial was created with this config (`on_trial_add`; `suggest` for a searcher
+    /// without saved state).
+    Added { trial: u32, config: Value },
+    /// A result: `pos` is its row in the trial's history, `done` whether the trial ended
+    /// after it. `retried` holds its values once a retry rolled it back: the searcher and
+    /// the scheduler saw it, and the history no longer holds it.
+    Result { trial: u32, pos: usize, done: bool, retried: Option<Vec<f64>> },
+    /// The exploit the scheduler asked for after the trial's previous result was carried
+    /// out (population based training).
+    Exploited { trial: u32 },
+    /// The trial ended (TERMINATED, or ERROR when `error`); `last` is its last result, as
+    /// the driver held it, and whether the trial ended after that result.
+    End { trial: u32, error: bool, last: Option<(Vec<f64>, bool)> },
+    /// A result a later resume rolled back: the trial produced it again after the resume.
+    Dropped,
+}
+
+/// The events of a journal after the older of the searcher's and the scheduler's saved
+/// states (earlier ones are dropped as they are read).
+#[derive(Debug, Default)]
+pub(crate) struct Events {
+    pub list: Vec<Event>,
+    /// The absolute index (counted from the run's first event) of `list[0]`.
+    pub base: usize,
+    /// The first event after the last saved scheduler state (0: none was saved).
+    pub sched_from: usize,
+    /// The first event after the last saved searcher state (0: none was saved).
+    pub search_from: usize,
+}
+
+impl Events {
+    fn push(&mut self, event: Event) {
+        self.list.push(event);
+    }
+
+    fn cut_scheduler(&mut self) {
+        self.sched_from = self.base + self.list.len();
+        self.trim();
+    }
+
+    fn cut_searcher(&mut self) {
+        self.search_from = self.base + self.list.len();
+        self.trim();
+    }
+
+    /// Drops the events both saved states include.
+    fn trim(&mut self) {
+        let from = self.sched_from.min(self.search_from);
+        if from > self.base {
+            self.list.drain(..from - self.base);
+            self.base = from;
+        }
+    }
+}
+
+/// An experiment as its journal records it: the header, the runs, every trial, the last
+/// saved searcher and scheduler state, and (for a resume) the events after them.
+///
+/// `C` is the config type: JSON in the untyped view that tools use
+/// ([`ExperimentLog::from_dir`]), the typed config in [`Analysis`](crate::Analysis).
+#[derive(Debug)]
+pub struct ExperimentLog<C = Value> {
+    pub(crate) dir: PathBuf,
+    pub(crate) header: Option<Header>,
+    pub(crate) runs: Vec<Run>,
+    /// How many fresh runs (`experiment` records) the journal holds; only the last one's
+    /// trials are kept.
+    pub(crate) fresh_runs: usize,
+    pub(crate) trials: Vec<TrialLog<C>>,
+    pub(crate) searcher: Option<Value>,
+    pub(crate) scheduler: Option<Value>,
+    pub(crate) events: Events,
+}
+
+impl ExperimentLog<Value> {
+    /// Reads the experiment in `dir` (the directory holding `experiment_journal.jsonl`)
+    /// without knowing its Rust types: configs as JSON, metrics by name.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, JournalError> {
+        let dir = dir.as_ref();
+        let path = dir.join(super::JOURNAL_FILE);
+        fold_file(&path, dir, false, &mut |_, v| Ok(v))
+    }
+}
+
+impl<C> ExperimentLog<C> {
+    /// The experiment directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The experiment's first record (`None` for an empty journal).
+    pub fn header(&self) -> Option<&Header> {
+        self.header.as_ref()
+    }
+
+    /// The names of the metrics, in the order of result values.
+    pub fn metric_names(&self) -> &[String] {
+        self.header.as_ref().map_or(&[], |h| &h.metrics)
+    }
+
+    /// The index of a metric or automatic field in a result row.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        let m = self.metric_names();
+        m.iter()
+            .position(|n| n == name)
+            .or_else(|| Auto::ALL.iter().position(|a| a.name() == name).map(|k| m.len() + k))
+    }
+
+    /// The experiment's runs: its start and every resume.
+    pub fn runs(&self) -> &[Run] {
+        &self.runs
+    }
+
+    /// Every trial, in creation order.
+    pub fn trials(&self) -> &[TrialLog<C>] {
+        &self.trials
+    }
+
+    /// Number of trials with `status`.
+    pub fn count(&self, status: TrialStatus) -> usize {
+        self.trials.iter().filter(|t| t.status == status).count()
+    }
+
+    /// Whether the last run ended (it was not interrupted or killed).
+    pub fn is_finished(&self) -> bool {
+        self.runs.last().is_some_and(|r| r.ended.is_some())
+    }
+}
+
+/// Turns a trial's config from JSON into `C`; the error says what is wrong.
+pub(crate) type Decode<'a, C> = dyn FnMut(u32, Value) -> Result<C, String> + 'a;
+
+/// Folds the journal file at `path` of the experiment in `dir`.
+pub(crate) fn fold_file<C>(
+    path: &Path,
+    dir: &Path,
+    replay: bool,
+    decode: &mut Decode<'_, C>,
+) -> Result<ExperimentLog<C>, JournalError> {
+    let mut fold = Fold::new(dir, replay, decode);
+    let mut failure = None;
+    let read = super::store::read_lines(path, &mut |line| fold.line(line, &mut failure));
+    finish(fold, read, failure, path)
+}
+
+/// Folds the records of `store` (which repairs a torn tail).
+pub(crate) fn fold_store<C>(
+    store: &mut dyn JournalStore,
+    dir: &Path,
+    replay: bool,
+    decode: &mut Decode<'_, C>,
+) -> Result<ExperimentLog<C>, JournalError> {
+    let mut fold = Fold::new(dir, replay, decode);
+    let mut failure = None;
+    let read = store.read(&mut |line| fold.line(line, &mut failure));
+    finish(fold, read.map(|()| super::store::Tail::Clean), failure, &dir.join(super::JOURNAL_FILE))
+}
+
+fn finish<C, T>(
+    fold: Fold<'_, C>,
+    read: std::io::Result<T>,
+    failure: Option<JournalError>,
+    path: &Path,
+) -> Result<ExperimentLog<C>, JournalError> {
+    if let Some(e) = failure {
+        return Err(e.at(path));
+    }
+    read.map_err(|source| {
+        match source.get_ref().and_then(|e| e.downcast_ref::<super::store::LineTooLong>()) {
+            Some(long) => JournalError::Corrupt {
+                path: path.to_path_buf(),
+                line: long.line,
+                message: format!("the line is longer than {} bytes", super::MAX_RECORD_BYTES),
+            },
+            None => JournalError::Io { path: path.to_path_buf(), source },
+        }
+    })?;
+    Ok(fold.log)
+}
+
+struct Fold<'a, C> {
+    log: ExperimentLog<C>,
+    decode: &'a mut Decode<'a, C>,
+    replay: bool,
+    /// Values per result row (metrics + automatic fields).
+    width: usize,
+    /// The trial of the previous record when it was a `Failure`.
+    failed: Option<u32>,
+    /// Trials with results journaled since the scheduler's last saved state.
+    unsaved: Vec<u32>,
+    line: usize,
+}
+
+impl<'a, C> Fold<'a, C> {
+    fn new(dir: &Path, replay: bool, decode: &'a mut Decode<'a, C>) -> Self {
+        Fold {
+            log: ExperimentLog {
+                dir: dir.to_path_buf(),
+                header: None,
+                runs: Vec::new(),
+                fresh_runs: 0,
+                trials: Vec::new(),
+                searcher: None,
+                scheduler: None,
+                events: Events::default(),
+            },
+            decode,
+            replay,
+            width: 0,
+            failed: None,
+            unsaved: Vec::new(),
+            line: 0,
+        }
+    }
+
+    /// One line of the journal; a failure is kept in `failure` and stops the read.
+    fn line(&mut self, bytes: &[u8], failure: &mut Option<JournalError>) -> ControlFlow<()> {
+        self.line += 1;
+        let result = match serde_json::from_slice::<Record>(bytes) {
+            Ok(record) => self.record(record),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(message) => {
+                *failure =
+                    Some(JournalError::Corrupt { path: PathBuf::new(), line: self.line, message });
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    fn trial(&mut self, t: u32) -> Result<&mut TrialLog<C>, String> {
+        self.log
+            .trials
+            .get_mut(t as usize)
+            .ok_or_else(|| format!("the record names trial {t}, which the journal never created"))
+    }
+
+    fn path(&self, rel: &str) -> Result<PathBuf, String> {
+        if crate::manifest::is_plain_relative(rel) {
+            Ok(self.log.dir.join(rel))
+        } else {
+            Err(format!(
+                "the path `{rel}` is not inside the experiment directory; the journal was not \
+                 written by this runner"
+            ))
+        }
+    }
+
+    fn record(&mut self, record: Record) -> Result<(), String> {
+        let after_failure = self.failed.take();
+        if self.log.header.is_none() && !matches!(record, Record::Experiment { .. }) {
+            return Err("the journal does not start with an `experiment` record".into());
+        }
+        match record {
+            Record::Experiment { version, name, trainable, metrics, seed, started } => {
+                if version > super::JOURNAL_VERSION {
+                    return Err(format!(
+                        "the journal has format version {version}; this build reads versions up \
+                         to {}: upgrade tune-runtime",
+                        super::JOURNAL_VERSION
+                    ));
+                }
+                // A journal that several fresh runs appended to (before runs took a lock on
+                // the experiment): the last run is the experiment.
+                self.width = metrics.len() + Auto::ALL.len();
+                self.log.header = Some(Header { version, name, trainable, metrics, seed, started });
+                self.log.fresh_runs += 1;
+                self.log.runs = vec![Run { started, ended: None, resumed: false }];
+                self.log.trials.clear();
+                self.log.searcher = None;
+                self.log.scheduler = None;
+                self.log.events = Events::default();
+                self.unsaved.clear();
+            }
+            Record::Trial { trial, dir, config, searcher, .. } => {
+                if trial as usize != self.log.trials.len() {
+                    return Err(format!(
+                        "trial {trial} is out of order: {} trials were created before it",
+                        self.log.trials.len()
+                    ));
+                }
+                let dir = match dir {
+                    Some(d) if crate::manifest::is_plain_relative(&d) && !d.contains('/') => {
+                        Some(self.log.dir.join(d))
+                    }
+                    Some(d) => {
+                        return Err(format!(
+                            "the trial directory `{d}` is not inside the experiment directory \
+                             (it must be one plain directory name)"
+                        ));
+                    }
+                    None => None,
+                };
+                if self.replay {
+                    self.log.events.push(Event::Added { trial, config: config.clone() });
+                    if let Some(state) = searcher.filter(|s| !s.is_null()) {
+                        // Version 2 saved it right after the searcher suggested this trial.
+                        self.log.searcher = Some(state);
+                        self.log.events.cut_searcher();
+                    }
+                }
+                let config =
+                    (self.decode)(trial, config).map_err(|e| format!("trial {trial:05}: {e}"))?;
+                self.log.trials.push(TrialLog {
+                    index: trial,
+                    dir,
+                    config,
+                    earlier: Vec::new(),
+                    status: TrialStatus::Pending,
+                    error: None,
+                    history: Vec::new(),
+                    width: self.width,
+                    checkpoints: Vec::new(),
+                    failures: Vec::new(),
+                    replay: TrialReplay::default(),
+                });
+            }
+            Record::Status { trial, status, error } => {
+                let replay = self.replay;
+                let t = self.trial(trial)?;
+                t.status = status;
+                if error.is_some() {
+                    t.error = error;
+                }
+                if replay && status.is_finished() {
+                    let width = t.width;
+                    let last = t.replay.last.and_then(|(pos, done)| {
+                        let row = t.history.get(pos * width..(pos + 1) * width)?;
+                        Some((row.to_vec(), done))
+                    });
+                    let error = status == TrialStatus::Error;
+                    self.log.events.push(Event::End { trial, error, last });
+                }
+            }
+            Record::Result { trial, v, done } => {
+                let width = self.width;
+                if v.len() != width {
+                    return Err(format!(
+                        "a result of trial {trial:05} has {} values where the experiment's \
+                         metrics and automatic fields make {width}",
+                        v.len()
+                    ));
+                }
+                if let Some(k) = v.iter().position(|x| !x.is_finite()) {
+                    return Err(format!(
+                        "a result of trial {trial:05} has the non-finite value {} at position {k}",
+                        v[k]
+                    ));
+                }
+                let iteration = v[width - Auto::ALL.len()] as u64;
+                let replay = self.replay;
+                let t = self.trial(trial)?;
+                let pos = t.num_results();
+                t.history.extend_from_slice(&v);
+                if done {
+                    t.replay.done_pos = Some(pos);
+                }
+                if replay {
+                    let first_unsaved = t.replay.unsaved == 0;
+                    t.replay.unsaved = t.replay.unsaved.max(iteration);
+                    t.replay.last = Some((pos, done));
+                    if first_unsaved {
+                        self.unsaved.push(trial);
+                    }
+                    self.log.events.push(Event::Result { trial, pos, done, retried: None });
+                }
+            }
+            Record::Checkpoint { trial, iteration, path } => {
+                let path = self.path(&path)?;
+                let t = self.trial(trial)?;
+                let (rows, epoch) = (t.num_results(), t.epoch());
+                // The same directory written again replaces the older checkpoint.
+                t.checkpoints.retain(|c| c.path != path);
+                t.checkpoints.push(CheckpointInfo { iteration, path, rows, epoch });
+            }
+            Record::CheckpointDeleted { trial, path } => {
+                let path = self.path(&path)?;
+                let t = self.trial(trial)?;
+                t.checkpoints.retain(|c| c.path != path);
+            }
+            Record::Failure { trial, error, .. } => {
+                self.trial(trial)?.failures.push(error);
+                self.failed = Some(trial);
+            }
+            Record::Exploit { trial, source_iteration, new_config, checkpoint, .. } => {
+                let config = (self.decode)(trial, new_config)
+                    .map_err(|e| format!("trial {trial:05}: {e}"))?;
+                let path = checkpoint.map(|p| self.path(&p)).transpose()?;
+                let t = self.trial(trial)?;
+                // The checkpoint the trial goes on from: named by version 3; in version 2 the
+                // latest one at the source's iteration (the copy was journaled just before).
+                let from = match path {
+                    Some(p) => Some(p),
+                    None => t
+                        .checkpoints
+                        .iter()
+                        .rev()
+                        .find(|c| c.iteration == source_iteration)
+                        .map(|c| c.path.clone()),
+                };
+                t.new_epoch(config);
+                if let Some(path) = from {
+                    let (rows, epoch) = (t.num_results(), t.epoch());
+                    t.checkpoints.retain(|c| c.path != path);
+                    t.checkpoints.push(CheckpointInfo {
+                        iteration: source_iteration,
+                        path,
+                        rows,
+                        epoch,
+                    });
+                }
+                t.replay.exploited = true;
+                if self.replay {
+                    self.log.events.push(Event::Exploited { trial });
+                }
+            }
+            Record::Rollback { trial, iteration, rows, checkpoint } => {
+                let path = checkpoint.map(|p| self.path(&p)).transpose()?;
+                let retry = after_failure == Some(trial);
+                self.rollback(trial, iteration, rows, path, retry)?;
+            }
+            Record::State { searcher, scheduler } => {
+                if !self.replay {
+                    return Ok(());
+                }
+                if !scheduler.is_null() {
+                    self.log.scheduler = Some(scheduler);
+                    self.log.events.cut_scheduler();
+                    // Rollbacks do not lower it: the state keeps what the scheduler saw.
+                    for k in self.unsaved.drain(..) {
+                        if let Some(t) = self.log.trials.get_mut(k as usize) {
+                            t.replay.sched_seen = t.replay.sched_seen.max(t.replay.unsaved);
+                            t.replay.unsaved = 0;
+                        }
+                    }
+                }
+                if !searcher.is_null() {
+                    self.log.searcher = Some(searcher);
+                    self.log.events.cut_searcher();
+                }
+            }
+            Record::Resume { started } => {
+                self.log.runs.push(Run { started, ended: None, resumed: true });
+            }
+            Record::End { ended } => {
+                if let Some(run) = self.log.runs.last_mut() {
+                    run.ended = Some(ended);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A trial goes back to a checkpoint (`path`) or its start: its results after it are
+    /// dropped, and its config goes back to the checkpoint's epoch.
+    fn rollback(
+        &mut self,
+        trial: u32,
+        iteration: u64,
+        rows: Option<u64>,
+        path: Option<PathBuf>,
+        retry: bool,
+    ) -> Result<(), String> {
+        let replay = self.replay;
+        let Some(t) = self.log.trials.get_mut(trial as usize) else {
+            return Err(format!("the record names trial {trial}, which the journal never created"));
+        };
+        let n = t.num_results();
+        let keep = match rows {
+            Some(r) if r as usize <= n => r as usize,
+            Some(r) => {
+                return Err(format!(
+                    "a rollback of trial {trial:05} keeps {r} results but it has only {n}"
+                ));
+            }
+            // Version 2: the results up to the iteration.
+            None => {
+                (0..n).take_while(|&p| t.iteration_at(p).is_some_and(|i| i <= iteration)).count()
+            }
+        };
+        match &path {
+            Some(p) => {
+                let epoch = t.checkpoints.iter().rev().find(|c| &c.path == p).map(|c| c.epoch);
+                if let Some(epoch) = epoch {
+                    t.back_to_epoch(epoch);
+                }
+            }
+            None if rows.is_some() && keep == 0 => t.back_to_epoch(0),
+            None => {}
+        }
+        let epoch = t.epoch();
+        match rows {
+            Some(_) => t.checkpoints.retain(|c| c.rows <= keep && c.epoch <= epoch),
+            // Version 2 numbered checkpoints by iteration alone.
+            None => t.checkpoints.retain(|c| c.iteration <= iteration),
+        }
+        t.replay.done_pos = t.replay.done_pos.filter(|&d| d < keep);
+        if replay {
+            // A retry (`Failure` right before the `Rollback`) happens within a run: the
+            // searcher and the scheduler saw the results it rolls back, and an uninterrupted
+            // run sees them too (then the new results for the same iterations), so they stay
+            // in the events with their values. A resume's rollback undoes results that the
+            // resumed run then reports again, and that an uninterrupted run reports once:
+            // they are dropped.
+            let width = t.width;
+            for event in self.log.events.list.iter_mut().rev() {
+                let pos = match event {
+                    Event::Result { trial: et, pos, retried: None, .. } if *et == trial => *pos,
+                    Event::Added { trial: et, .. } if *et == trial => break,
+                    _ => continue,
+                };
+                if pos < keep {
+                    continue;
+                }
+                if !retry {
+                    *event = Event::Dropped;
+                } else if let Event::Result { retried, .. } = event {
+                    *retried = t.history.get(pos * width..(pos + 1) * width).map(<[f64]>::to_vec);
+                }
+            }
+            // `Live::last`: a retry clears it; after a resume it is the last result kept.
+            t.replay.last = match t.replay.last {
+                _ if retry => None,
+                Some((pos, done)) if pos < keep => Some((pos, done)),
+                Some(_) => keep.checked_sub(1).map(|pos| (pos, false)),
+                None => None,
+            };
+        }
+        t.truncate(keep);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "fold_tests.rs"]
+mod tests;

@@ -57,6 +57,17 @@ pub trait JournalStore: Send {
     /// a file) is not given; a store that can hold one repairs itself so that the next
     /// append starts a record of its own.
     fn read(&mut self, visit: &mut dyn FnMut(&[u8]) -> ControlFlow<()>) -> io::Result<()>;
+
+    /// Whether the store holds no record yet (a fresh run refuses a store that does, so
+    /// that it never writes over another experiment). The default reads the first record.
+    fn is_empty(&mut self) -> io::Result<bool> {
+        let mut empty = true;
+        self.read(&mut |_| {
+            empty = false;
+            ControlFlow::Break(())
+        })?;
+        Ok(empty)
+    }
 }
 
 /// A journal in a local file, appended through a buffer.
@@ -93,6 +104,11 @@ impl JournalStore for FileJournal {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+
+    fn is_empty(&mut self) -> io::Result<bool> {
+        self.out.flush()?;
+        Ok(std::fs::metadata(&self.path)?.len() == 0)
     }
 
     fn read(&mut self, visit: &mut dyn FnMut(&[u8]) -> ControlFlow<()>) -> io::Result<()> {

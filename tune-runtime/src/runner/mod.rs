@@ -252,13 +252,7 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
         } else {
             // Trial directories are named by creation index: a second run in the same
             // directory would overwrite the first one's files (a resume continues them).
-            let mut empty = true;
-            store
-                .read(&mut |_| {
-                    empty = false;
-                    std::ops::ControlFlow::Break(())
-                })
-                .map_err(dir_err(&s.experiment_dir.join(JOURNAL_FILE)))?;
+            let empty = store.is_empty().map_err(dir_err(&s.experiment_dir.join(JOURNAL_FILE)))?;
             if !empty {
                 return Err(RunError::ExperimentExists { path: s.experiment_dir.clone() });
             }

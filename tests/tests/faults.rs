@@ -246,36 +246,6 @@ fn a_checkpoint_refused_by_the_storage_stops_the_run_which_then_resumes() {
     }
 }
 
-/// A trial's `result.json` on a full device (a link to `/dev/full`) while the journal
-/// still works: the run stops like Ctrl-C, the other trials are suspended rather than
-/// ended, and once the file is fixed the resume gives the uninterrupted run's results.
-#[cfg(target_os = "linux")]
-#[test]
-fn a_full_trial_file_stops_the_run_which_then_resumes() {
-    if !Path::new("/dev/full").exists() {
-        return;
-    }
-    let (tag, _) = new_probe();
-    let reference = tempfile::tempdir().unwrap();
-    let run = |dir: &Path| tuner(dir, tag, "").num_samples(2).checkpoint_freq(2);
-    let r = run(reference.path()).run().unwrap();
-    // The same seed gives the same configs, hence the same trial directory names.
-    let victim = r.trials()[2].dir().unwrap().file_name().unwrap().to_owned();
-    let dir = tempfile::tempdir().unwrap();
-    let trial_dir = dir.path().join("exp").join(&victim);
-    std::fs::create_dir_all(&trial_dir).unwrap();
-    let link = trial_dir.join("result.json");
-    std::os::unix::fs::symlink("/dev/full", &link).unwrap();
-    let err = run(dir.path()).run().unwrap_err();
-    let msg = err.to_string();
-    assert!(matches!(err, RunError::Logging { .. }), "{msg}");
-    assert!(msg.contains("result.json") && msg.contains(".resume(true)"), "{msg}");
-    stopped_resumable(dir.path(), "a full result.json");
-    std::fs::remove_file(&link).unwrap();
-    let b = run(dir.path()).resume(true).run().unwrap();
-    assert_eq!(shape(&b), shape(&r));
-}
-
 #[test]
 fn paths_from_a_journal_never_leave_the_experiment_directory() {
     let dir = tempfile::tempdir().unwrap();

@@ -207,3 +207,31 @@ fn isolated_trials_give_the_same_results_and_contain_process_deaths() {
         assert_eq!(s.replace("failures=1", "failures=0"), reference, "{how}");
     }
 }
+
+/// A trial file on a full disk while the journal still works (`result_full`: from the n-th
+/// result written to the trial files on, every write fails with ENOSPC): the run stops like
+/// Ctrl-C with the advice to resume, no trial is marked ERROR or TERMINATED early, and the
+/// resume gives the uninterrupted run's results and files.
+#[test]
+fn a_full_trial_file_stops_the_run_which_then_resumes() {
+    let reference = reference();
+    for n in [1, 7, 25] {
+        let dir = tempfile::tempdir().unwrap();
+        let n = n.to_string();
+        let out = Command::new(BIN)
+            .arg(dir.path())
+            .arg("exp")
+            .env_remove("FAULT_STEP_KILL")
+            .env("TUNE_FAULT_INJECT", format!("result_full:{n}"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "stopped with an error at write {n}: {err}");
+        assert!(err.contains("result.json") && err.contains(".resume(true)"), "{err}");
+        let journal =
+            std::fs::read_to_string(dir.path().join("exp/experiment_journal.jsonl")).unwrap();
+        assert!(!journal.contains("\"ERROR\""), "no trial errored at write {n}");
+        assert!(run(dir.path(), true, &[]).success(), "the resume completes (write {n})");
+        assert_eq!(summary(dir.path()), reference, "resumed after a full trial file at write {n}");
+    }
+}

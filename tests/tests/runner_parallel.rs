@@ -93,13 +93,14 @@ fn extra_cpus_and_custom_resources_are_admitted_too() {
         .unwrap();
     assert_eq!(a.count(TrialStatus::Terminated), 3);
     assert_eq!(probe.max_running.load(Ordering::SeqCst), 1);
-    // Without the resource at all, the trials error at once.
+    // Without the resource at all, the run is refused before any trial.
     let (tag, _) = new_probe();
-    let (_dir, t) = tuner(tag, "");
+    let (dir, t) = tuner(tag, "");
     let r = tune_runtime::Resources::default().with_custom("licence", 1.0);
-    let a = t.total_cpus(4.0).resources_per_trial(r).run().unwrap();
-    assert_eq!(a.count(TrialStatus::Error), 3);
-    assert!(a.trials()[0].error().unwrap().contains("custom resource `licence`"));
+    let err = t.total_cpus(4.0).resources_per_trial(r).run().unwrap_err();
+    assert!(matches!(err, tune_runtime::RunError::Resources(_)), "{err}");
+    assert!(err.to_string().contains("custom resource `licence`"), "{err}");
+    assert!(!dir.path().join("exp").exists(), "nothing was written");
 }
 
 #[test]

@@ -40,6 +40,7 @@ impl<C: fmt::Debug, M: Metrics> fmt::Debug for TrialInfo<C, M> {
 }
 
 impl<C: Space, M: Metrics> TrialInfo<C, M> {
+    #[cfg(test)]
     pub(crate) fn new(id: TrialId, dir: Option<PathBuf>, config: C) -> Self {
         Self {
             id,
@@ -67,12 +68,6 @@ impl<C: Space, M: Metrics> TrialInfo<C, M> {
             failures: log.failures,
             _m: PhantomData,
         }
-    }
-
-    /// Drops the results after `iteration` (a retry or a resume from a checkpoint).
-    pub(crate) fn rollback(&mut self, iteration: u64) {
-        let keep = self.results().take_while(|r| r.training_iteration() <= iteration).count();
-        self.history.truncate(keep * row_len::<M>());
     }
 
     /// The errors of the failed attempts that were retried from a checkpoint

@@ -34,6 +34,11 @@ pub struct CheckpointMeta {
     pub iteration: u64,
     /// Total training seconds up to that iteration.
     pub time_total_s: f64,
+    /// The id of the trial it belongs to (`00003`); a resume refuses a checkpoint of
+    /// another trial. Absent in checkpoints written before version 0.2, and in ones
+    /// written outside a run (`validate_save_restore`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<String>,
 }
 
 /// Where checkpoint directories are written. The local file system is
@@ -45,6 +50,12 @@ pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
     fn commit(&self, scratch: &Path, dir: &Path) -> io::Result<()>;
     /// Deletes the checkpoint at `dir`.
     fn delete(&self, dir: &Path) -> io::Result<()>;
+    /// Makes the checkpoint at `dir` readable as a local directory and returns it: a
+    /// store on the local file system returns `dir` itself; a remote one downloads the
+    /// checkpoint first. Resumes and restores read every checkpoint through this.
+    fn open(&self, dir: &Path) -> io::Result<PathBuf> {
+        Ok(dir.to_path_buf())
+    }
 }
 
 /// Checkpoints on the local file system: written into `.<name>.tmp` and renamed, so a
@@ -184,6 +195,15 @@ pub(crate) fn save<T: Trainable>(
         CheckpointError::Io { path, source } if is_storage(&source) => {
             SaveError::Storage { path, source }
         }
+        // The trainable's own files (`save_files`) hit a full or read-only disk: that is
+        // the storage's problem, not the trial's. Its error need not carry the I/O error,
+        // so the scratch directory is probed.
+        e @ CheckpointError::Hook { .. } => match probe(&scratch) {
+            Err(source) if is_storage(&source) => {
+                SaveError::Storage { path: scratch.clone(), source }
+            }
+            _ => SaveError::Trial(e.to_string()),
+        },
         e => SaveError::Trial(e.to_string()),
     })?;
     let meta = serde_json::to_vec(meta).map_err(|e| SaveError::Trial(e.to_string()))?;
@@ -193,6 +213,18 @@ pub(crate) fn save<T: Trainable>(
         crate::faultpoint::die();
     }
     store.commit(&scratch, dir).map_err(io)
+}
+
+/// Writes and syncs a small file in `dir` and removes it: fails the way a write there
+/// fails now (full, read-only, not permitted).
+fn probe(dir: &Path) -> io::Result<()> {
+    let path = dir.join(".tune_probe");
+    let written = fs::File::create(&path).and_then(|mut f| {
+        f.write_all(&[0u8; 4096])?;
+        f.sync_all()
+    });
+    let _ = fs::remove_file(&path);
+    written
 }
 
 /// Why the runner could not write a checkpoint.
@@ -241,7 +273,7 @@ pub(crate) fn is_storage(e: &io::Error) -> bool {
 
 /// Loads the checkpoint at `dir` into `t`, after checking its files against its manifest.
 pub(crate) fn restore<T: Trainable>(t: &mut T, dir: &Path) -> Result<(), String> {
-    crate::manifest::verify(dir)?;
+    crate::manifest::verify(dir, &[META_FILE, STATE_FILE])?;
     restore_checkpoint(t, dir).map_err(|e| e.to_string())
 }
 
@@ -260,7 +292,7 @@ pub fn read_meta(dir: &Path) -> Result<CheckpointMeta, String> {
     if !dir.join(STATE_FILE).is_file() {
         return Err(format!("checkpoint `{}` has no `{STATE_FILE}`", dir.display()));
     }
-    crate::manifest::verify(dir)?;
+    crate::manifest::verify(dir, &[META_FILE, STATE_FILE])?;
     serde_json::from_slice(&text).map_err(|e| format!("`{}` is corrupt: {e}", path.display()))
 }
 

@@ -99,6 +99,19 @@ pub enum CheckpointError {
     },
 }
 
+/// The runner's request to stop: returned by [`Session::report`](crate::Session::report)
+/// when the trial must end. Propagate it with `?`; the runner treats it as a normal end,
+/// not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the trial was stopped by the runner")]
+pub struct Stopped;
+
+/// Returned by `step` of a function trainable whose function has returned `Ok(())`: the
+/// trial is complete. The runner ends the trial normally (see [`TrainError::is_finished`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the training function returned: the trial is finished")]
+pub struct Finished;
+
 /// The error type of user training code: any error converts into it with `?`.
 ///
 /// Like `anyhow::Error`, it does not implement `std::error::Error` itself, so that every
@@ -123,13 +136,13 @@ impl TrainError {
 
     /// Whether this error is the runner's request to stop (see [`crate::Stopped`]).
     pub fn is_stop(&self) -> bool {
-        self.inner.is::<crate::session::Stopped>()
+        self.inner.is::<Stopped>()
     }
 
     /// Whether this error says that a function trainable's function has returned: the
     /// trial is complete and ends normally (see [`crate::Finished`]).
     pub fn is_finished(&self) -> bool {
-        self.inner.is::<crate::session::Finished>()
+        self.inner.is::<Finished>()
     }
 }
 

@@ -3,7 +3,9 @@
 //! the work (half a journal line written, a checkpoint's files written but not published).
 //!
 //! Points: `journal` (a journal append), `checkpoint` (a checkpoint write), `result` (a
-//! result written to the per-trial files, before the journal sees it). Unset, each check
+//! result written to the per-trial files, before the journal sees it). One point does not
+//! kill: `result_full:<n>` makes the `n`-th and every later write of a result to the
+//! per-trial files fail as on a full disk (the journal still works). Unset, each check
 //! costs one load of a once-initialised static.
 
 use std::sync::OnceLock;
@@ -17,6 +19,7 @@ pub(crate) enum Point {
     Journal,
     Checkpoint,
     Result,
+    ResultFull,
 }
 
 static TARGET: OnceLock<Option<(Point, u64)>> = OnceLock::new();
@@ -30,6 +33,7 @@ fn target() -> Option<(Point, u64)> {
             "journal" => Point::Journal,
             "checkpoint" => Point::Checkpoint,
             "result" => Point::Result,
+            "result_full" => Point::ResultFull,
             _ => return None,
         };
         Some((point, n.parse().ok()?))
@@ -40,6 +44,14 @@ fn target() -> Option<(Point, u64)> {
 pub(crate) fn hit(point: Point) -> bool {
     match target() {
         Some((p, n)) if p == point => COUNT.fetch_add(1, Ordering::Relaxed) + 1 == n,
+        _ => false,
+    }
+}
+
+/// Whether the `n`-th event of kind `point` has come (this one or an earlier one).
+pub(crate) fn reached(point: Point) -> bool {
+    match target() {
+        Some((p, n)) if p == point => COUNT.fetch_add(1, Ordering::Relaxed) + 1 >= n,
         _ => false,
     }
 }

@@ -5,7 +5,6 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::metrics::Metrics;
 use crate::trial::{Auto, TrialId};
 
 /// Longest rendering of a config in a trial directory name.
@@ -50,6 +49,7 @@ pub(crate) fn trial_dir_name(trainable: &str, id: TrialId, config: &serde_json::
 
 /// The open files of one running trial.
 pub(crate) struct TrialLogger {
+    names: &'static [&'static str],
     dir: PathBuf,
     result: BufWriter<File>,
     progress: BufWriter<File>,
@@ -73,26 +73,35 @@ impl TrialLogger {
     /// Rewrites `result.json` and `progress.csv` from the journal's rows (a retry or a
     /// resume rolled the trial back) and keeps them open for the next results. The journal
     /// is the record: a crash during the rewrite is repaired by the next resume.
-    pub fn rewrite<M: Metrics>(
+    pub fn rewrite(
         dir: &Path,
+        names: &'static [&'static str],
         config: &serde_json::Value,
         rows: &[f64],
         id: TrialId,
         last_done: bool,
     ) -> Result<Self, LogError> {
-        let mut logger = Self::create::<M>(dir, config)?;
-        let n = crate::trial::row_len::<M>();
+        let mut logger = Self::create(dir, names, config)?;
+        let n = names.len() + Auto::ALL.len();
         let count = rows.len() / n;
         for (k, row) in rows.chunks_exact(n).enumerate() {
-            logger.result::<M>(row, id, last_done && k + 1 == count)?;
+            logger.result(row, id, last_done && k + 1 == count)?;
         }
         logger.flush()?;
         Ok(logger)
     }
 
     /// Creates the trial directory, writes `params.json` and opens the result files.
-    pub fn create<M: Metrics>(dir: &Path, config: &serde_json::Value) -> Result<Self, LogError> {
+    pub fn create(
+        dir: &Path,
+        names: &'static [&'static str],
+        config: &serde_json::Value,
+    ) -> Result<Self, LogError> {
+        refuse_link(dir)?;
         fs::create_dir_all(dir).map_err(at(dir))?;
+        for file in ["params.json", "result.json", "progress.csv"] {
+            refuse_link(&dir.join(file))?;
+        }
         let params = dir.join("params.json");
         let text =
             serde_json::to_vec_pretty(config).map_err(io::Error::other).map_err(at(&params))?;
@@ -102,7 +111,7 @@ impl TrialLogger {
         let progress_path = dir.join("progress.csv");
         let progress = File::create(&progress_path).map_err(at(&progress_path))?;
         let mut progress = BufWriter::with_capacity(4096, progress);
-        let header = M::NAMES
+        let header = names
             .iter()
             .copied()
             .chain(Auto::ALL.iter().map(|a| a.name()))
@@ -111,6 +120,7 @@ impl TrialLogger {
             .join(",");
         writeln!(progress, "{header}").map_err(at(&progress_path))?;
         Ok(Self {
+            names,
             dir: dir.to_path_buf(),
             result: BufWriter::with_capacity(4096, result),
             progress,
@@ -120,34 +130,28 @@ impl TrialLogger {
     }
 
     /// Appends one result (`values` as in a result row) to `result.json` and `progress.csv`.
-    pub fn result<M: Metrics>(
-        &mut self,
-        values: &[f64],
-        id: TrialId,
-        done: bool,
-    ) -> Result<(), LogError> {
+    pub fn result(&mut self, values: &[f64], id: TrialId, done: bool) -> Result<(), LogError> {
         if crate::faultpoint::hit(crate::faultpoint::Point::Result) {
-            let _ = self.write_result::<M>(values, id, done);
+            let _ = self.write_result(values, id, done);
             let _ = self.flush();
             crate::faultpoint::die();
         }
-        self.write_result::<M>(values, id, done)
-            .map_err(|source| LogError { path: self.dir.join("result.json"), source })
+        let written = if crate::faultpoint::reached(crate::faultpoint::Point::ResultFull) {
+            Err(io::Error::from(io::ErrorKind::StorageFull))
+        } else {
+            self.write_result(values, id, done)
+        };
+        written.map_err(|source| LogError { path: self.dir.join("result.json"), source })
     }
 
-    fn write_result<M: Metrics>(
-        &mut self,
-        values: &[f64],
-        id: TrialId,
-        done: bool,
-    ) -> io::Result<()> {
+    fn write_result(&mut self, values: &[f64], id: TrialId, done: bool) -> io::Result<()> {
         use crate::number::write_f64;
-        let n = M::NAMES.len();
+        let n = self.names.len();
         let (r, p) = (&mut self.line, &mut self.csv);
         r.clear();
         p.clear();
         r.push(b'{');
-        for (i, name) in M::NAMES.iter().enumerate() {
+        for (i, name) in self.names.iter().enumerate() {
             r.push(b'"');
             r.extend_from_slice(name.as_bytes());
             r.extend_from_slice(b"\":");
@@ -179,6 +183,21 @@ impl TrialLogger {
         self.progress
             .flush()
             .map_err(|source| LogError { path: self.dir.join("progress.csv"), source })
+    }
+}
+
+/// Refuses to write through a symbolic link (it could lead outside the experiment).
+fn refuse_link(path: &Path) -> Result<(), LogError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(LogError {
+            path: path.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a symbolic link inside the experiment directory; the runner writes only real \
+                 files of the experiment: replace it with a file",
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -47,18 +47,36 @@ fn checksum(path: &Path) -> io::Result<(u64, u32)> {
     Ok((len, hasher.finalize()))
 }
 
+/// Every regular file under `root/rel` but the manifest; links are an error (a
+/// checkpoint holds only its own files).
 fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     for entry in fs::read_dir(root.join(rel))? {
         let entry = entry?;
         let kind = entry.file_type()?;
         let path = rel.join(entry.file_name());
-        if kind.is_dir() {
+        if kind.is_symlink() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "`{}` is a symbolic link; a checkpoint holds only its own files",
+                    path.display()
+                ),
+            ));
+        } else if kind.is_dir() {
             walk(root, &path, out)?;
         } else if kind.is_file() && path != Path::new(MANIFEST_FILE) {
             out.push(path);
         }
     }
     Ok(())
+}
+
+/// A path as the manifest writes it (`/`-separated).
+fn slashed(rel: &Path) -> String {
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Writes the manifest of every regular file under `dir` (and syncs it).
@@ -69,12 +87,7 @@ pub(crate) fn write(dir: &Path) -> io::Result<()> {
     let mut files = Vec::with_capacity(paths.len());
     for rel in paths {
         let (len, crc32) = checksum(&dir.join(&rel))?;
-        let path = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/");
-        files.push(Entry { path, len, crc32 });
+        files.push(Entry { path: slashed(&rel), len, crc32 });
     }
     let bytes = serde_json::to_vec(&Manifest { version: 1, files }).map_err(io::Error::other)?;
     let path = dir.join(MANIFEST_FILE);
@@ -104,9 +117,17 @@ pub(crate) fn read_small(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Checks every file the manifest of `dir` lists: present, same length, same CRC-32.
-/// The error names the file and says what is wrong.
-pub(crate) fn verify(dir: &Path) -> Result<(), String> {
+/// Checks a checkpoint directory against its manifest: the directory is no link, the
+/// manifest lists files (`required` among them), every listed file is present with the
+/// same length and CRC-32, and no file is there that it does not list. The error names
+/// the file and says what is wrong.
+pub(crate) fn verify(dir: &Path, required: &[&str]) -> Result<(), String> {
+    if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(format!(
+            "checkpoint `{}` is a symbolic link; a checkpoint is a directory of its own",
+            dir.display()
+        ));
+    }
     let path = dir.join(MANIFEST_FILE);
     let bytes = read_small(&path).map_err(|e| {
         format!(
@@ -124,6 +145,15 @@ pub(crate) fn verify(dir: &Path) -> Result<(), String> {
             manifest.version
         ));
     }
+    for name in required {
+        if !manifest.files.iter().any(|e| e.path == *name) {
+            return Err(format!(
+                "checkpoint manifest `{}` does not list `{name}`, which every checkpoint has; \
+                 the checkpoint is incomplete or was not written by the runner",
+                path.display()
+            ));
+        }
+    }
     for entry in &manifest.files {
         if !is_plain_relative(&entry.path) {
             return Err(format!(
@@ -133,6 +163,12 @@ pub(crate) fn verify(dir: &Path) -> Result<(), String> {
             ));
         }
         let file = dir.join(&entry.path);
+        if fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!(
+                "checkpoint file `{}` is a symbolic link; a checkpoint holds only its own files",
+                file.display()
+            ));
+        }
         let (len, crc32) = checksum(&file)
             .map_err(|e| format!("checkpoint file `{}` is unreadable: {e}", file.display()))?;
         if len != entry.len || crc32 != entry.crc32 {
@@ -142,6 +178,19 @@ pub(crate) fn verify(dir: &Path) -> Result<(), String> {
                 file.display(),
                 entry.len,
                 entry.crc32
+            ));
+        }
+    }
+    let mut present = Vec::new();
+    walk(dir, Path::new(""), &mut present)
+        .map_err(|e| format!("checkpoint `{}` cannot be listed: {e}", dir.display()))?;
+    for rel in present {
+        let rel = slashed(&rel);
+        if !manifest.files.iter().any(|e| e.path == rel) {
+            return Err(format!(
+                "checkpoint `{}` holds `{rel}`, which its manifest does not list; the \
+                 checkpoint was changed after it was written",
+                dir.display()
             ));
         }
     }
@@ -160,16 +209,27 @@ mod tests {
         fs::create_dir(dir.path().join("sub")).unwrap();
         fs::write(dir.path().join("sub/w.bin"), [1u8, 2, 3]).unwrap();
         write(dir.path()).unwrap();
-        verify(dir.path()).unwrap();
+        verify(dir.path(), &["state.json"]).unwrap();
+        // A file added afterwards is not accepted.
+        fs::write(dir.path().join("extra"), b"x").unwrap();
+        let err = verify(dir.path(), &[]).unwrap_err();
+        assert!(err.contains("does not list"), "{err}");
+        fs::remove_file(dir.path().join("extra")).unwrap();
+        // Nor is a manifest that lists nothing (it would verify any directory).
+        let good = fs::read(dir.path().join(MANIFEST_FILE)).unwrap();
+        fs::write(dir.path().join(MANIFEST_FILE), br#"{"version":1,"files":[]}"#).unwrap();
+        let err = verify(dir.path(), &["state.json"]).unwrap_err();
+        assert!(err.contains("does not list `state.json`"), "{err}");
+        fs::write(dir.path().join(MANIFEST_FILE), good).unwrap();
         fs::write(dir.path().join("sub/w.bin"), [1u8, 2, 4]).unwrap();
-        let err = verify(dir.path()).unwrap_err();
+        let err = verify(dir.path(), &[]).unwrap_err();
         assert!(err.contains("w.bin") && err.contains("corrupt"), "{err}");
         fs::remove_file(dir.path().join("sub/w.bin")).unwrap();
-        let err = verify(dir.path()).unwrap_err();
+        let err = verify(dir.path(), &[]).unwrap_err();
         assert!(err.contains("w.bin") && err.contains("unreadable"), "{err}");
         let evil = r#"{"version":1,"files":[{"path":"../x","len":0,"crc32":0}]}"#;
         fs::write(dir.path().join(MANIFEST_FILE), evil).unwrap();
-        let err = verify(dir.path()).unwrap_err();
+        let err = verify(dir.path(), &[]).unwrap_err();
         assert!(err.contains("not a path inside"), "{err}");
         assert!(is_plain_relative("a/b") && !is_plain_relative("/a") && !is_plain_relative(".."));
     }

@@ -198,7 +198,7 @@ impl Reporter {
         }
     }
 
-    pub fn summary(&self, view: &StatusView<'_>, best: Option<String>) {
+    pub fn summary(&self, view: &StatusView<'_>, headline: &str, best: Option<String>) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -207,7 +207,7 @@ impl Reporter {
         }
         let mut text = if self.verbosity >= 2 { status_block(view) } else { String::new() };
         text.push_str(&format!(
-            "Experiment finished in {:.2}s: {} trials ({}). Results in {}\n",
+            "{headline} in {:.2}s: {} trials ({}). Results in {}\n",
             view.elapsed.as_secs_f64(),
             view.total(),
             view.counts_text(),

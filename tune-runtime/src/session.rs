@@ -23,17 +23,7 @@ use crate::metrics::Metrics;
 use crate::space::Space;
 use crate::trainable::{Trainable, TrialContext};
 
-/// The runner's request to stop: returned by [`Session::report`] when the trial must end.
-/// Propagate it with `?`; the runner treats it as a normal end, not an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the trial was stopped by the runner")]
-pub struct Stopped;
-
-/// Returned by `step` of a function trainable whose function has returned `Ok(())`: the
-/// trial is complete. The runner ends the trial normally (see [`TrainError::is_finished`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the training function returned: the trial is finished")]
-pub struct Finished;
+pub use crate::error::{Finished, Stopped};
 
 /// The type of a training function: what `#[trainable]` accepts on a `fn`.
 pub type TrainFn<C, M> = fn(&C, &mut Session<M>) -> TrainResult<()>;

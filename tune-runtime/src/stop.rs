@@ -167,6 +167,22 @@ impl<M: Metrics> Stop<M> {
         }
     }
 
+    /// After how many more results a trial at `iteration` certainly stops, whatever its
+    /// metrics: `Some` only for criteria on the iteration alone that end it (an iteration
+    /// limit), `None` when it may run on or the end depends on values.
+    pub(crate) fn ends_after(&self, iteration: u64) -> Option<u64> {
+        match &self.kind {
+            Kind::Iterations(n) => Some(n.saturating_sub(iteration).max(1)),
+            // The earliest criterion that certainly ends it; value criteria may end it
+            // earlier, which `safe_steps` rules out before this is used.
+            Kind::Any(v) => v.iter().filter_map(|s| s.ends_after(iteration)).min(),
+            Kind::All(v) => {
+                v.iter().map(|s| s.ends_after(iteration)).try_fold(1, |a, b| b.map(|b| a.max(b)))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the trial must stop after `result`.
     pub(crate) fn should_stop(&mut self, result: &TrialResult<M>) -> bool {
         match &mut self.kind {
@@ -215,6 +231,19 @@ mod tests {
         assert!(s.should_stop(&result(2, 0.0)));
         let mut s = Stop::when(|r: &TrialResult<Score>| r.metrics.score > 2.0);
         assert!(s.should_stop(&result(1, 3.0)));
+    }
+
+    #[test]
+    fn ends_after_knows_only_certain_ends() {
+        assert_eq!(Stop::<Score>::iterations(5).ends_after(2), Some(3));
+        assert_eq!(Stop::<Score>::iterations(5).ends_after(7), Some(1));
+        assert_eq!(Stop::<Score>::never().ends_after(0), None);
+        let any = Stop::<Score>::iterations(5).or(Stop::iterations(3));
+        assert_eq!(any.ends_after(0), Some(3));
+        let all = Stop::<Score>::iterations(5).and(Stop::never());
+        assert_eq!(all.ends_after(0), None);
+        let all = Stop::<Score>::iterations(5).and(Stop::iterations(3));
+        assert_eq!(all.ends_after(0), Some(5));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::time::Duration;
 use crate::analysis::Analysis;
 use crate::checkpoint::{CheckpointStore, LocalCheckpoints};
 use crate::journal::JournalStore;
-use crate::runner::{self, Errored, FaultSettings, Settings};
+use crate::runner::typed::TypedModel;
+use crate::runner::{self, Column, Errored, FaultSettings, Settings};
 use crate::scheduler::{FifoScheduler, Pausing, Scheduler};
 use crate::searcher::{BasicVariantGenerator, Searcher};
 use crate::space::Space;
@@ -21,7 +22,11 @@ type Config<T> = <T as TrainableSpec>::Config;
 type Mets<T> = <T as TrainableSpec>::Metrics;
 
 /// Why an experiment could not run, or stopped early. Each message says what to change.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` form is its message, so that `fn main() -> Result<(), RunError>` prints the
+/// advice (for example how to resume) rather than the variant's fields.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
     /// `num_samples(0)`.
     #[error("`num_samples` is 0, so no trial would run; call `.num_samples(n)` with n >= 1")]
@@ -46,14 +51,56 @@ pub enum RunError {
     },
     /// The experiment directory already holds an experiment.
     #[error(
-        "`{}` already holds an experiment (it has a journal); choose another `.name(...)`, \
-         remove the directory, or load the old one with `Analysis::from_dir`",
+        "`{}` already holds an experiment (it has a journal); to continue it, run with \
+         `.resume(true)`; to start another, choose another `.name(...)` (or remove the \
+         directory); to look at it, load it with `Analysis::from_dir`",
         path.display()
     )]
     ExperimentExists {
         /// The experiment directory.
         path: PathBuf,
     },
+    /// Another run (this process or another one) holds the experiment directory.
+    #[error(
+        "`{}` is in use by another run of this experiment (it holds the lock on the \
+         directory); wait for that run to end, or choose another `.name(...)`",
+        experiment_dir.display()
+    )]
+    Locked {
+        /// The experiment directory.
+        experiment_dir: PathBuf,
+    },
+    /// A path inside the experiment directory is a symbolic link.
+    #[error(
+        "`{}` is a symbolic link inside the experiment directory; the runner writes and \
+         reads only real files and directories of the experiment (a link could lead a \
+         resume to write outside it or to restore another trial's state): replace it with \
+         the directory or file itself",
+        path.display()
+    )]
+    Link {
+        /// The link.
+        path: PathBuf,
+    },
+    /// The experiment directory holds files of another experiment but no journal.
+    #[error(
+        "`{}` holds files of an earlier experiment (such as `{}`) but no journal{}; \
+         nothing was changed: move those files away, or choose another `.name(...)`",
+        experiment_dir.display(),
+        example.display(),
+        if *resume { ", so it cannot be resumed (its journal was deleted or lost)" } else { "" }
+    )]
+    Leftovers {
+        /// The experiment directory.
+        experiment_dir: PathBuf,
+        /// One of the files found.
+        example: PathBuf,
+        /// Whether the run was asked to resume.
+        resume: bool,
+    },
+    /// The trainable's declared resources can never be granted.
+    #[error("{0}")]
+    Resources(String),
     /// The `restore` checkpoint cannot be used.
     #[error("cannot restore: {0}")]
     Restore(String),
@@ -96,6 +143,12 @@ pub enum RunError {
         /// Trials not finished yet.
         unfinished: usize,
     },
+}
+
+impl fmt::Debug for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 /// Config overrides: fixed values that replace sampled ones in every trial.
@@ -156,6 +209,8 @@ pub struct Tuner<T: Trainable> {
     errored: Errored,
     handle_sigint: bool,
     isolate: bool,
+    step_timeout: Option<Duration>,
+    interrupt_grace: Duration,
 }
 
 impl<T: Trainable> fmt::Debug for Tuner<T> {
@@ -215,6 +270,8 @@ impl<T: Trainable> Tuner<T> {
             errored: Errored::Keep,
             handle_sigint: true,
             isolate: false,
+            step_timeout: None,
+            interrupt_grace: Duration::from_secs(30),
         }
     }
 
@@ -470,6 +527,23 @@ impl<T: Trainable> Tuner<T> {
         self
     }
 
+    /// A `step` (or a trial's start) that runs longer than this fails its trial, which is
+    /// retried like any failure (`max_failures`); an isolated trial's process is killed.
+    /// A step that never returns otherwise blocks its worker thread forever. Default: no
+    /// limit.
+    pub fn step_timeout(mut self, limit: Duration) -> Self {
+        self.step_timeout = Some(limit);
+        self
+    }
+
+    /// After Ctrl-C (or SIGTERM), how long running steps get to return before the run
+    /// stops without them (they continue from their latest checkpoint on a resume).
+    /// Default 30 s.
+    pub fn interrupt_grace(mut self, grace: Duration) -> Self {
+        self.interrupt_grace = grace;
+        self
+    }
+
     /// Validates every option, then runs the experiment on this thread (the driver) and
     /// a pool of worker threads. Returns the analysis, which lists errored trials; an
     /// `Err` means the experiment could not run or could not write its results.
@@ -543,13 +617,19 @@ impl<T: Trainable> Tuner<T> {
         });
         let gpu_ids = self.gpu_ids.take().unwrap_or_else(crate::resources::visible_gpus);
         let isolate = self.isolate;
-        let settings = Settings::<T> {
+        let column = |(key, mode): (Key<Mets<T>>, Mode)| Column {
+            index: key.column(),
+            name: key.name(),
+            mode,
+        };
+        if let Some(why) = self.impossible_resources(total_cpus, &gpu_ids) {
+            return Err(RunError::Resources(why));
+        }
+        let settings = Settings {
             num_samples: self.num_samples,
             overrides,
-            stop: self.stop,
             time_budget: self.time_budget,
             max_concurrent: self.max_concurrent.unwrap_or(usize::MAX),
-            resources: self.resources,
             total_cpus,
             gpu_ids,
             custom_totals: self.custom_totals,
@@ -557,16 +637,14 @@ impl<T: Trainable> Tuner<T> {
             checkpoint_freq: self.checkpoint_freq,
             checkpoint_at_end: self.checkpoint_at_end,
             keep_checkpoints_num: self.keep_checkpoints_num,
-            checkpoint_score: self.checkpoint_score,
+            checkpoint_score: self.checkpoint_score.map(column),
             restore,
             experiment_dir: local_dir.join(&name),
             name,
             seed,
             verbosity: self.verbosity,
-            searcher: self.searcher,
-            scheduler: self.scheduler,
             pausing: self.pausing,
-            metric,
+            metric: metric.map(column),
             file_logging: self.file_logging,
             status_interval: self.status_interval,
             journal_store: self.journal_store,
@@ -575,13 +653,35 @@ impl<T: Trainable> Tuner<T> {
                 max_failures: self.max_failures,
                 resume: self.resume.then_some(self.errored),
                 handle_sigint: self.handle_sigint,
+                step_timeout: self.step_timeout,
+                interrupt_grace: self.interrupt_grace,
             },
         };
-        if isolate {
-            runner::run::<runner::Isolated<T>>(settings.isolated())
-        } else {
-            runner::run::<T>(settings)
-        }
+        let model =
+            TypedModel::<T>::new(self.searcher, self.scheduler, self.stop, metric, self.resources);
+        runner::run::<T>(settings, model, isolate)
+    }
+
+    /// Why the trainable's resources can never be granted here, when they are the same
+    /// for every config (a literal declaration, or `resources_per_trial`): checked before
+    /// the first trial, so that a run does not end with every trial in ERROR.
+    fn impossible_resources(&self, total_cpus: f64, gpu_ids: &[usize]) -> Option<String> {
+        let req = match &self.resources {
+            Some(r) => r.clone(),
+            None => T::static_resources()?,
+        };
+        let pool = crate::resources::ResourcePool::new(
+            total_cpus,
+            gpu_ids.to_vec(),
+            self.custom_totals.clone(),
+        );
+        pool.never_fits(&req).map(|why| {
+            format!(
+                "{why}; every trial asks for this, so none could run: lower the request in \
+                 `#[trainable(resources(..))]` (or `resources_per_trial`), or give the \
+                 experiment more (`total_cpus`, `gpu_ids`, `total_resource`)"
+            )
+        })
     }
 
     fn load_overrides(

@@ -93,6 +93,25 @@ pub(crate) struct TrialReplay {
     pub exploited: bool,
 }
 
+impl TrialLog<()> {
+    /// A new trial's record (the driver keeps configs apart).
+    pub(crate) fn empty(index: u32, width: usize) -> Self {
+        TrialLog {
+            index,
+            dir: None,
+            config: (),
+            earlier: Vec::new(),
+            status: TrialStatus::Pending,
+            error: None,
+            history: Vec::new(),
+            width,
+            checkpoints: Vec::new(),
+            failures: Vec::new(),
+            replay: TrialReplay::default(),
+        }
+    }
+}
+
 impl<C> TrialLog<C> {
     /// The trial's creation index.
     pub fn index(&self) -> u32 {
@@ -154,11 +173,6 @@ impl<C> TrialLog<C> {
     pub(crate) fn iteration_at(&self, pos: usize) -> Option<u64> {
         let m = self.width.checked_sub(Auto::ALL.len())?;
         self.history.get(pos * self.width + m).map(|v| *v as u64)
-    }
-
-    /// The iteration after which the trial ended by itself, if its results hold it.
-    pub(crate) fn done_at(&self) -> Option<u64> {
-        self.replay.done_pos.and_then(|p| self.iteration_at(p))
     }
 
     /// Goes back to the config of `epoch` (a rollback past an exploit).
@@ -686,21 +700,23 @@ impl<'a, C> Fold<'a, C> {
                 (0..n).take_while(|&p| t.iteration_at(p).is_some_and(|i| i <= iteration)).count()
             }
         };
-        match &path {
-            Some(p) => {
-                let epoch = t.checkpoints.iter().rev().find(|c| &c.path == p).map(|c| c.epoch);
-                if let Some(epoch) = epoch {
+        match (&path, rows) {
+            // Back to a checkpoint of the lineage: the ones after it are gone (newer, or
+            // corrupt), and the config is the one of its epoch.
+            (Some(p), _) => {
+                if let Some(k) = t.checkpoints.iter().rposition(|c| &c.path == p) {
+                    let epoch = t.checkpoints[k].epoch;
                     t.back_to_epoch(epoch);
+                    t.checkpoints.truncate(k + 1);
                 }
             }
-            None if rows.is_some() && keep == 0 => t.back_to_epoch(0),
-            None => {}
-        }
-        let epoch = t.epoch();
-        match rows {
-            Some(_) => t.checkpoints.retain(|c| c.rows <= keep && c.epoch <= epoch),
+            // Back to the start.
+            (None, Some(_)) => {
+                t.back_to_epoch(0);
+                t.checkpoints.clear();
+            }
             // Version 2 numbered checkpoints by iteration alone.
-            None => t.checkpoints.retain(|c| c.iteration <= iteration),
+            (None, None) => t.checkpoints.retain(|c| c.iteration <= iteration),
         }
         t.replay.done_pos = t.replay.done_pos.filter(|&d| d < keep);
         if replay {

@@ -177,3 +177,150 @@ fn the_untyped_view_names_columns() {
     assert_eq!(log.column("nope"), None);
     assert_eq!(log.trials()[0].rows().next().unwrap(), [10.0, 1.0, 1.0, 1.0, 0.0]);
 }
+
+/// The replay tail a resume gets (the events after the saved states), as the journal of
+/// an experiment with one metric builds it.
+mod replay_events {
+    use super::*;
+    use crate::journal::Event;
+    use crate::trial::TrialStatus;
+
+    fn trial(trial: u32, searcher: Option<Value>) -> Record {
+        Record::Trial {
+            trial,
+            id: format!("{trial:05}"),
+            dir: Some(format!("t{trial}")),
+            config: json!({"x": 0.5, "k": trial + 1}),
+            searcher,
+        }
+    }
+
+    /// A row: score, iteration, time this iteration, time total, timestamp.
+    fn row(iteration: u64) -> Vec<f64> {
+        let it = iteration as f64;
+        vec![10.0 * it, it, 1.0, it, 0.0]
+    }
+
+    fn result(trial: u32, iteration: u64, done: bool) -> Record {
+        Record::Result { trial, v: row(iteration), done }
+    }
+
+    fn status(trial: u32, status: TrialStatus) -> Record {
+        Record::Status { trial, status, error: None }
+    }
+
+    fn state(searcher: Value, scheduler: Value) -> Record {
+        Record::State { searcher, scheduler }
+    }
+
+    fn load_records(records: &[Record]) -> ExperimentLog<Value> {
+        fold_records(records).unwrap()
+    }
+
+    /// A result event at `pos`; `Some(iteration)` for one a retry rolled back.
+    fn res(trial: u32, pos: usize, retried: Option<u64>) -> Event {
+        Event::Result { trial, pos, done: false, retried: retried.map(row) }
+    }
+
+    fn added(trial: u32) -> Event {
+        Event::Added { trial, config: json!({"x": 0.5, "k": trial + 1}) }
+    }
+
+    #[test]
+    fn the_events_start_after_the_older_of_the_two_saved_states() {
+        let r = load_records(&[
+            experiment(),
+            trial(0, None),
+            result(0, 1, false),
+            // The scheduler saved its state, the searcher none yet: everything is kept.
+            state(Value::Null, json!({"s": 1})),
+            result(0, 2, false),
+            trial(1, Some(json!({"q": 1}))),
+            result(1, 1, false),
+            status(0, TrialStatus::Terminated),
+            // Null states are no cuts.
+            state(Value::Null, Value::Null),
+        ]);
+        let e = &r.events;
+        assert_eq!((e.base, e.sched_from, e.search_from), (2, 2, 4));
+        let end = Event::End { trial: 0, error: false, last: Some((row(2), false)) };
+        assert_eq!(e.list, [res(0, 1, None), added(1), res(1, 0, None), end]);
+        assert_eq!(r.scheduler, Some(json!({"s": 1})));
+        assert_eq!(r.searcher, Some(json!({"q": 1})));
+
+        // Once both saved a state, what both hold is dropped.
+        let r = load_records(&[
+            experiment(),
+            trial(0, None),
+            result(0, 1, false),
+            state(json!({"q": 0}), json!({"s": 0})),
+            result(0, 2, false),
+        ]);
+        assert_eq!((r.events.base, r.events.sched_from, r.events.search_from), (2, 2, 2));
+        assert_eq!(r.events.list, [res(0, 1, None)]);
+
+        // No saved state at all: the whole experiment.
+        let r = load_records(&[experiment(), trial(0, None), result(0, 1, false)]);
+        assert_eq!((r.events.base, r.events.sched_from, r.events.search_from), (0, 0, 0));
+        assert_eq!(r.events.list, [added(0), res(0, 0, None)]);
+        assert_eq!((r.scheduler, r.searcher), (None, None));
+    }
+
+    #[test]
+    fn a_retry_marks_the_results_it_rolls_back_seen_and_a_resume_drops_them() {
+        let failure = |trial| Record::Failure { trial, attempt: 1, error: "boom".into() };
+        let rollback =
+            |trial, iteration| Record::Rollback { trial, iteration, rows: None, checkpoint: None };
+        let r = load_records(&[
+            experiment(),
+            trial(0, None),
+            result(0, 1, false),
+            result(0, 2, false),
+            result(0, 3, false),
+            // A retry: the scheduler saw 2 and 3, and sees 2 and 3 again below.
+            failure(0),
+            rollback(0, 1),
+            result(0, 2, false),
+            result(0, 3, false),
+            trial(1, None),
+            result(1, 1, false),
+            result(1, 2, false),
+            failure(1),
+            // Not right after a failure of trial 0: a resume's rollback.
+            rollback(0, 2),
+            rollback(1, 0),
+            Record::Resume { started: 0 },
+            result(0, 3, false),
+            status(0, TrialStatus::Error),
+            // A retry clears the last result, and keeps the result it rolls back.
+            trial(2, None),
+            result(2, 1, false),
+            failure(2),
+            rollback(2, 0),
+            status(2, TrialStatus::Error),
+        ]);
+        assert_eq!(
+            r.events.list,
+            [
+                added(0),
+                res(0, 0, None),
+                res(0, 1, Some(2)),
+                res(0, 2, Some(3)),
+                res(0, 1, None),
+                Event::Dropped,
+                added(1),
+                Event::Dropped,
+                Event::Dropped,
+                res(0, 2, None),
+                Event::End { trial: 0, error: true, last: Some((row(3), false)) },
+                added(2),
+                res(2, 0, Some(1)),
+                Event::End { trial: 2, error: true, last: None },
+            ]
+        );
+        let iterations =
+            |t: usize| -> Vec<f64> { r.trials[t].history.chunks_exact(5).map(|r| r[1]).collect() };
+        assert_eq!(iterations(0), [1.0, 2.0, 3.0]);
+        assert!(iterations(1).is_empty() && iterations(2).is_empty());
+    }
+}

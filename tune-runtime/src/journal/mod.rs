@@ -31,17 +31,19 @@ impl Journal {
         Self { store, buf: Vec::with_capacity(256) }
     }
 
-    pub fn record(&mut self, record: &Record) -> io::Result<()> {
+    /// Appends a record; returns its size in bytes.
+    pub fn record(&mut self, record: &Record) -> io::Result<usize> {
         self.buf.clear();
         serde_json::to_writer(&mut self.buf, record).map_err(io::Error::other)?;
         self.append()
     }
 
-    fn append(&mut self) -> io::Result<()> {
-        self.store.append(&self.buf)
+    fn append(&mut self) -> io::Result<usize> {
+        self.store.append(&self.buf)?;
+        Ok(self.buf.len() + 1)
     }
 
-    pub fn result(&mut self, trial: u32, values: &[f64], done: bool) -> io::Result<()> {
+    pub fn result(&mut self, trial: u32, values: &[f64], done: bool) -> io::Result<usize> {
         self.buf.clear();
         let _ = write!(self.buf, "{{\"type\":\"result\",\"trial\":{trial},\"v\":[");
         for (i, v) in values.iter().enumerate() {

@@ -28,7 +28,8 @@ use crate::space::Space;
 use crate::trainable::{Checkpointable, Resources, Trainable, TrainableSpec, TrialContext};
 use crate::tuner::RunError;
 
-use super::Settings;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 /// Set in a worker process's environment.
 pub const WORKER_ENV: &str = "TUNE_WORKER";
@@ -38,6 +39,37 @@ const MAX_MESSAGE_BYTES: u64 = 256 << 20;
 
 /// How long a worker may take to start and connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Process ids of the live worker processes, by trial id: the driver kills the one of a
+/// trial whose step it gives up on (`Tuner::step_timeout`, Ctrl-C's grace period).
+fn workers() -> &'static Mutex<HashMap<String, u32>> {
+    static WORKERS: OnceLock<Mutex<HashMap<String, u32>>> = OnceLock::new();
+    WORKERS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Kills the worker process of `trial_id`, if it has one; its pending request then fails.
+pub(crate) fn kill_worker_of(trial_id: &str) {
+    let pid = workers().lock().ok().and_then(|w| w.get(trial_id).copied());
+    if let Some(pid) = pid {
+        // No signal API without `unsafe`: the `kill` command does it.
+        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+    }
+}
+
+/// How long a worker process may stay stopped (SIGSTOP, a debugger) while the driver
+/// waits for it before it is killed and its trial fails.
+const STOPPED_LIMIT: Duration = Duration::from_secs(30);
+
+/// How often a waiting driver checks that its worker process is alive and running.
+const LIVENESS_POLL: Duration = Duration::from_millis(500);
+
+/// Whether process `pid` is stopped (state `T` or `t` in `/proc/<pid>/stat`).
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with(['T', 't'])))
+        .unwrap_or(false)
+}
 
 /// Whether this process is a trial worker started by `Tuner::isolate_trials` (code in
 /// `main` before `Tuner::run` can skip expensive work with it).
@@ -121,6 +153,49 @@ fn read_message<T: serde::de::DeserializeOwned>(r: &mut impl BufRead) -> io::Res
     serde_json::from_slice(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// [`read_message`] from a worker process `pid` on a socket with a read timeout: while
+/// no answer comes, checks that the process is alive and running. A process that exited
+/// is an error at once; one stopped (SIGSTOP) for [`STOPPED_LIMIT`] is killed.
+fn read_live<T: serde::de::DeserializeOwned>(r: &mut impl BufRead, pid: u32) -> io::Result<T> {
+    let mut line = Vec::new();
+    let mut stopped_since: Option<Instant> = None;
+    loop {
+        let left = (MAX_MESSAGE_BYTES + 1).saturating_sub(line.len() as u64);
+        match io::Read::take(&mut *r, left).read_until(b'\n', &mut line) {
+            Ok(0) if line.is_empty() => {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the other side hung up"));
+            }
+            Ok(_) if line.last() == Some(&b'\n') => break,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "message cut short or too long",
+                ));
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    return Err(io::Error::other("the worker process is gone"));
+                }
+                if is_stopped(pid) {
+                    let since = *stopped_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= STOPPED_LIMIT {
+                        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+                        return Err(io::Error::other(format!(
+                            "the worker process was stopped (SIGSTOP) for {} s and was killed",
+                            STOPPED_LIMIT.as_secs()
+                        )));
+                    }
+                } else {
+                    stopped_since = None;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    serde_json::from_slice(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 fn write_message(w: &mut impl Write, message: &impl Serialize) -> io::Result<()> {
     let mut bytes = serde_json::to_vec(message).map_err(io::Error::other)?;
     bytes.push(b'\n');
@@ -159,6 +234,10 @@ impl<T: Trainable> TrainableSpec for Isolated<T> {
 
     fn resources(config: &Self::Config) -> Resources {
         T::resources(config)
+    }
+
+    fn static_resources() -> Option<Resources> {
+        T::static_resources()
     }
 }
 
@@ -203,7 +282,7 @@ impl<T: Trainable> Isolated<T> {
             return Err(TrainError::msg(why.clone()));
         }
         let result = write_message(&mut self.writer, request)
-            .and_then(|()| read_message::<Reply>(&mut self.reader));
+            .and_then(|()| read_live::<Reply>(&mut self.reader, self.child.id()));
         match result {
             Ok(Reply::Err { message, finished, stop }) => Err(if finished {
                 crate::session::Finished.into()
@@ -268,6 +347,10 @@ impl<T: Trainable> Isolated<T> {
             }
         };
         stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(LIVENESS_POLL))?;
+        if let Ok(mut w) = workers().lock() {
+            w.insert(ctx.trial_id.clone(), child.id());
+        }
         let mut inst = Isolated {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,
@@ -298,7 +381,7 @@ impl<T: Trainable> Checkpointable for Isolated<T> {
         let mut writer = self.writer.try_clone().map_err(|e| hook_err(e.into()))?;
         let mut reader = BufReader::new(self.writer.try_clone().map_err(|e| hook_err(e.into()))?);
         let reply = write_message(&mut writer, &Request::SaveState)
-            .and_then(|()| read_message::<Reply>(&mut reader))
+            .and_then(|()| read_live::<Reply>(&mut reader, self.child.id()))
             .map_err(|e| hook_err(e.into()))?;
         match reply {
             Reply::State(bytes) => Ok(bytes.into_vec()),
@@ -347,7 +430,7 @@ impl<T: Trainable> Trainable for Isolated<T> {
         let mut writer = self.writer.try_clone()?;
         let mut reader = BufReader::new(self.writer.try_clone()?);
         write_message(&mut writer, &Request::SaveFiles { dir: dir.to_path_buf() })?;
-        match read_message::<Reply>(&mut reader)? {
+        match read_live::<Reply>(&mut reader, self.child.id())? {
             Reply::Err { message, .. } => Err(TrainError::msg(message)),
             _ => Ok(()),
         }
@@ -360,77 +443,16 @@ impl<T: Trainable> Trainable for Isolated<T> {
 
 impl<T> Drop for Isolated<T> {
     fn drop(&mut self) {
+        if let Ok(mut w) = workers().lock() {
+            if w.get(&self.trial_id) == Some(&self.child.id()) {
+                w.remove(&self.trial_id);
+            }
+        }
         // Never leave a worker behind (a trial that errored, an interrupted run).
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
-    }
-}
-
-impl<T: Trainable> Settings<T> {
-    /// The same settings for the isolated form of the trainable.
-    pub(crate) fn isolated(self) -> Settings<Isolated<T>> {
-        let Settings {
-            num_samples,
-            overrides,
-            stop,
-            time_budget,
-            max_concurrent,
-            resources,
-            total_cpus,
-            gpu_ids,
-            custom_totals,
-            reuse_actors,
-            checkpoint_freq,
-            checkpoint_at_end,
-            keep_checkpoints_num,
-            checkpoint_score,
-            restore,
-            experiment_dir,
-            name,
-            seed,
-            verbosity,
-            searcher,
-            scheduler,
-            metric,
-            file_logging,
-            status_interval,
-            journal_store,
-            checkpoint_store,
-            faults,
-            pausing,
-        } = self;
-        Settings {
-            num_samples,
-            overrides,
-            stop,
-            time_budget,
-            max_concurrent,
-            resources,
-            total_cpus,
-            gpu_ids,
-            custom_totals,
-            reuse_actors,
-            checkpoint_freq,
-            checkpoint_at_end,
-            keep_checkpoints_num,
-            checkpoint_score,
-            restore,
-            experiment_dir,
-            name,
-            seed,
-            verbosity,
-            searcher,
-            scheduler,
-            metric,
-            file_logging,
-            status_interval,
-            journal_store,
-            checkpoint_store,
-            faults,
-            pausing,
-        }
     }
 }
 
@@ -468,6 +490,19 @@ pub(crate) fn serve_if_worker<T: Trainable>() -> Result<(), RunError> {
     // A Ctrl-C in the terminal reaches the whole process group: the driver decides what
     // happens (a graceful stop ends this worker through `cleanup`), not the signal.
     let _ = ctrlc::set_handler(|| {});
+    // Die with the driver: a worker stuck in a step must not outlive a killed parent.
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        let _ = std::thread::Builder::new().name("tune-worker-watchdog".into()).spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(200));
+                if std::os::unix::process::parent_id() != parent {
+                    std::process::exit(1);
+                }
+            }
+        });
+    }
     let code = match serve::<T>(&format!("{host}:{port}"), token) {
         Ok(()) => 0,
         Err(e) => {

@@ -1,5 +1,5 @@
 //! The worker pool: threads that run trainable code. Workers own nothing of the
-//! experiment: a task carries the trainable instance in, the message carries it back.
+//! experiment: a task carries the (type-erased) instance in, the message carries it back.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -10,111 +10,175 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::checkpoint::{self, CheckpointMeta, CheckpointStore, SaveError};
-use crate::trainable::{Trainable, TrialContext};
+use super::model::{AnyConfig, AnyMetrics, CheckpointRequest, Factory, Instance};
+use crate::checkpoint::{CheckpointStore, SaveError};
+use crate::trainable::TrialContext;
 
-/// Where and what to checkpoint after a step (or at the end).
-pub(crate) struct CheckpointRequest {
-    pub dir: PathBuf,
-    pub iteration: u64,
-    /// Total training time before the step; the worker adds the step's time.
-    pub time_total_s: f64,
+/// The steps a task runs, and what follows them.
+pub(crate) struct Work {
+    /// How many steps to run (at least 1); a run of several reports back early once it
+    /// has taken [`BATCH_TIME`].
+    pub steps: u32,
+    /// A checkpoint after the last step, when all ran.
+    pub checkpoint: Option<CheckpointRequest>,
+    /// The trial certainly ends after its last step (iteration criteria): end it in the
+    /// same task, when all steps ran, which saves the driver a round trip per trial.
+    pub then: Option<Ending>,
+    /// Where the results go (lent by the driver, reused from task to task).
+    pub buf: Vec<(AnyMetrics, f64)>,
 }
 
-pub(crate) enum Task<T: Trainable> {
-    /// Build (or reset a reused) instance, restore it if asked, then run the first step.
+/// How a trial ends on a worker.
+pub(crate) struct Ending {
+    pub checkpoint: Option<CheckpointRequest>,
+    /// Keep the instance for another trial (`reuse_actors`) instead of cleaning it up.
+    pub keep: bool,
+}
+
+pub(crate) enum Task {
+    /// Build (or reset a reused) instance, restore it if asked, then do the work.
     Start {
         trial: u32,
-        config: T::Config,
+        ticket: u64,
+        config: AnyConfig,
         ctx: TrialContext,
         restore: Option<PathBuf>,
-        reuse: Option<Box<T>>,
+        reuse: Option<Box<dyn Instance>>,
+        work: Work,
+    },
+    /// Run steps of a live instance.
+    Run { trial: u32, ticket: u64, inst: Box<dyn Instance>, work: Work },
+    /// End the trial.
+    Finish { trial: u32, ticket: u64, inst: Box<dyn Instance>, ending: Ending },
+    /// Pause to disk: checkpoint if asked, then `cleanup` and drop the instance.
+    Suspend {
+        trial: u32,
+        ticket: u64,
+        inst: Box<dyn Instance>,
         checkpoint: Option<CheckpointRequest>,
     },
-    /// Run one step.
-    Step { trial: u32, inst: Box<T>, checkpoint: Option<CheckpointRequest> },
-    /// Run up to `steps` steps (stopping early after [`BATCH_TIME`]), collecting the
-    /// results into `buf`.
-    Steps { trial: u32, inst: Box<T>, steps: u32, buf: Vec<(T::Metrics, f64)> },
-    /// End the trial: checkpoint if asked, then `cleanup` unless the instance is kept for
-    /// reuse.
-    Finish { trial: u32, inst: Box<T>, checkpoint: Option<CheckpointRequest>, keep: bool },
     /// Release an idle reused instance.
-    Cleanup { inst: Box<T> },
-    /// Pause to disk: checkpoint if asked, then `cleanup` and drop the instance.
-    Suspend { trial: u32, inst: Box<T>, checkpoint: Option<CheckpointRequest> },
+    Cleanup { inst: Box<dyn Instance> },
 }
 
-pub(crate) enum Outcome<M> {
+/// Why a trial's code failed, as the worker saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Failure {
+    /// `setup` or `reset_config` failed or panicked.
+    Setup(String),
+    /// Restoring the checkpoint at `path` failed.
+    Restore { path: PathBuf, message: String },
+    /// `step` failed or panicked.
+    Step(String),
+    /// The trainable ended by itself (a function trainable returned, or stopped): not a
+    /// failure, the trial is complete.
+    Finished,
+}
+
+impl Failure {
+    /// The message recorded for an errored trial.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Setup(m) | Failure::Step(m) => m.clone(),
+            Failure::Restore { path, message } => {
+                format!("restoring `{}` failed: {message}", path.display())
+            }
+            Failure::Finished => "the trainable finished".into(),
+        }
+    }
+}
+
+pub(crate) enum Outcome {
+    /// The results of a `Start`/`Run` task, in order; then how it failed (the instance
+    /// is gone then), the checkpoint after the last step, and the ending when the work's
+    /// `then` ran (the instance comes back only when kept for reuse).
     Stepped {
-        metrics: M,
-        dt: f64,
+        results: Vec<(AnyMetrics, f64)>,
+        failure: Option<Failure>,
         checkpoint: Option<Result<(), SaveError>>,
-    },
-    /// The results of [`Task::Steps`], then how it failed if a step failed (the instance
-    /// is gone then).
-    Batch {
-        results: Vec<(M, f64)>,
-        failure: Option<(String, bool)>,
-    },
-    /// `setup`/`step` failed or panicked (`finished == false`), or the trainable ended by
-    /// itself (`finished == true`: a function trainable whose function returned).
-    Failed {
-        message: String,
-        finished: bool,
+        ended: Option<Option<Result<(), SaveError>>>,
     },
     Finished {
         checkpoint: Option<Result<(), SaveError>>,
     },
-    CleanedUp,
     /// A `Suspend` task ended; the instance is gone.
     Suspended {
         checkpoint: Option<Result<(), SaveError>>,
     },
+    CleanedUp,
 }
 
 /// A run of steps reports back once it has taken this long, so that the driver sees
 /// results (status, time budget) at least this often.
 pub(crate) const BATCH_TIME: Duration = Duration::from_millis(5);
 
-pub(crate) struct Done<T: Trainable> {
-    pub trial: u32,
-    pub inst: Option<Box<T>>,
-    pub out: Outcome<T::Metrics>,
+pub(crate) struct Done {
+    /// The trial, `None` for a [`Task::Cleanup`].
+    pub trial: Option<u32>,
+    /// The ticket of the task this answers (see `Live::ticket`).
+    pub ticket: u64,
+    pub inst: Option<Box<dyn Instance>>,
+    pub out: Outcome,
 }
 
-pub(crate) struct Pool<T: Trainable> {
-    pub tasks: Sender<Task<T>>,
-    pub done: Receiver<Done<T>>,
+/// Worker threads. The pool grows to as many threads as tasks are in flight, so that
+/// every admitted trial (fractional CPUs admit more trials than cores) has a thread.
+pub(crate) struct Pool {
+    pub tasks: Sender<Task>,
+    pub done: Receiver<Done>,
+    task_rx: Receiver<Task>,
+    done_tx: Sender<Done>,
+    factory: Arc<dyn Factory>,
+    store: Arc<dyn CheckpointStore>,
     handles: Vec<JoinHandle<()>>,
 }
 
-impl<T: Trainable> Pool<T> {
-    pub fn start(workers: usize, store: Arc<dyn CheckpointStore>) -> std::io::Result<Self> {
-        let (tasks, task_rx) = crossbeam_channel::unbounded::<Task<T>>();
-        let (done_tx, done) = crossbeam_channel::unbounded::<Done<T>>();
-        let mut handles = Vec::with_capacity(workers);
-        for i in 0..workers.max(1) {
-            let rx = task_rx.clone();
-            let tx = done_tx.clone();
-            let store = Arc::clone(&store);
-            handles.push(std::thread::Builder::new().name(format!("tune-worker-{i}")).spawn(
-                move || {
-                    while let Ok(task) = rx.recv() {
-                        if tx.send(run_task(task, &*store)).is_err() {
-                            break;
-                        }
-                    }
-                },
-            )?);
-        }
-        Ok(Self { tasks, done, handles })
+impl Pool {
+    pub fn start(
+        workers: usize,
+        factory: Arc<dyn Factory>,
+        store: Arc<dyn CheckpointStore>,
+    ) -> std::io::Result<Self> {
+        let (tasks, task_rx) = crossbeam_channel::unbounded::<Task>();
+        let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
+        let mut pool = Self { tasks, done, task_rx, done_tx, factory, store, handles: Vec::new() };
+        pool.grow(workers.max(1))?;
+        Ok(pool)
     }
 
-    /// Closes the task queue and waits for every worker to return.
-    pub fn join(self) {
-        drop(self.tasks);
-        for h in self.handles {
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Starts threads until there are `n`.
+    pub fn grow(&mut self, n: usize) -> std::io::Result<()> {
+        while self.handles.len() < n {
+            let rx = self.task_rx.clone();
+            let tx = self.done_tx.clone();
+            let store = Arc::clone(&self.store);
+            let factory = Arc::clone(&self.factory);
+            let name = format!("tune-worker-{}", self.handles.len());
+            self.handles.push(std::thread::Builder::new().name(name).spawn(move || {
+                while let Ok(task) = rx.recv() {
+                    if tx.send(run_task(task, &*factory, &*store)).is_err() {
+                        break;
+                    }
+                }
+            })?);
+        }
+        Ok(())
+    }
+
+    /// Closes the task queue and waits for every worker that is not stuck in a task to
+    /// return. `abandoned` workers (a step that never returned) are left behind.
+    pub fn join(self, abandoned: bool) {
+        let Pool { tasks, task_rx, done_tx, handles, .. } = self;
+        drop((tasks, task_rx, done_tx));
+        if abandoned {
+            return;
+        }
+        for h in handles {
             let _ = h.join();
         }
     }
@@ -135,54 +199,57 @@ fn guard<R>(what: &str, f: impl FnOnce() -> R) -> Result<R, String> {
         .map_err(|p| format!("`{what}` panicked: {}", panic_message(&*p)))
 }
 
-fn failed<T: Trainable>(trial: u32, message: String) -> Done<T> {
-    Done { trial, inst: None, out: Outcome::Failed { message, finished: false } }
-}
-
-fn checkpoint<T: Trainable>(
+fn save(
     store: &dyn CheckpointStore,
-    inst: &T,
+    inst: &dyn Instance,
     req: &CheckpointRequest,
-    dt: f64,
+    elapsed: f64,
 ) -> Result<(), SaveError> {
-    let meta = CheckpointMeta {
-        trainable: T::NAME.to_string(),
-        iteration: req.iteration,
-        time_total_s: req.time_total_s + dt,
-    };
-    guard("save", || checkpoint::save(store, inst, &req.dir, &meta))
+    guard("save", || inst.save(store, req, elapsed))
         .unwrap_or_else(|panic| Err(SaveError::Trial(panic)))
 }
 
-fn step<T: Trainable>(
-    store: &dyn CheckpointStore,
-    trial: u32,
-    mut inst: Box<T>,
-    req: Option<CheckpointRequest>,
-) -> Done<T> {
-    let t0 = Instant::now();
-    match guard("step", || inst.step()) {
-        Ok(Ok(metrics)) => {
-            let dt = t0.elapsed().as_secs_f64();
-            let checkpoint = req.map(|r| checkpoint(store, &*inst, &r, dt));
-            Done { trial, inst: Some(inst), out: Outcome::Stepped { metrics, dt, checkpoint } }
-        }
-        Ok(Err(e)) => {
-            let finished = e.is_finished() || e.is_stop();
-            let _ = guard("cleanup", || inst.cleanup());
-            Done { trial, inst: None, out: Outcome::Failed { message: e.to_string(), finished } }
-        }
-        // The instance may be half-updated: drop it without calling into it again.
-        Err(message) => failed(trial, message),
+fn failed(trial: u32, ticket: u64, failure: Failure) -> Done {
+    Done {
+        trial: Some(trial),
+        ticket,
+        inst: None,
+        out: Outcome::Stepped {
+            results: Vec::new(),
+            failure: Some(failure),
+            checkpoint: None,
+            ended: None,
+        },
     }
 }
 
-fn steps<T: Trainable>(
+/// What ending a trial on a worker gives back: the instance when kept, and how its
+/// checkpoint went when one was asked for.
+type Ended = (Option<Box<dyn Instance>>, Option<Result<(), SaveError>>);
+
+/// Ends a trial on the worker: checkpoint if asked, then `cleanup` unless kept.
+fn end(
+    store: &dyn CheckpointStore,
+    mut inst: Box<dyn Instance>,
+    ending: Ending,
+    elapsed: f64,
+) -> Ended {
+    let checkpoint = ending.checkpoint.as_ref().map(|r| save(store, &*inst, r, elapsed));
+    if ending.keep {
+        return (Some(inst), checkpoint);
+    }
+    let _ = guard("cleanup", || inst.cleanup());
+    (None, checkpoint)
+}
+
+fn steps(
+    store: &dyn CheckpointStore,
     trial: u32,
-    mut inst: Box<T>,
-    steps: u32,
-    mut buf: Vec<(T::Metrics, f64)>,
-) -> Done<T> {
+    ticket: u64,
+    mut inst: Box<dyn Instance>,
+    work: Work,
+) -> Done {
+    let Work { steps, checkpoint, then, mut buf } = work;
     buf.clear();
     let start = Instant::now();
     let mut t0 = start;
@@ -192,84 +259,101 @@ fn steps<T: Trainable>(
                 let now = Instant::now();
                 buf.push((metrics, now.duration_since(t0).as_secs_f64()));
                 t0 = now;
-                if now.duration_since(start) >= BATCH_TIME {
+                if buf.len() < steps as usize && now.duration_since(start) >= BATCH_TIME {
                     break;
                 }
             }
             Ok(Err(e)) => {
-                let finished = e.is_finished() || e.is_stop();
-                let _ = guard("cleanup", || inst.cleanup());
-                let failure = Some((e.to_string(), finished));
-                return Done { trial, inst: None, out: Outcome::Batch { results: buf, failure } };
-            }
-            Err(message) => {
-                return Done {
-                    trial,
-                    inst: None,
-                    out: Outcome::Batch { results: buf, failure: Some((message, false)) },
+                let failure = if e.is_finished() || e.is_stop() {
+                    Failure::Finished
+                } else {
+                    Failure::Step(e.to_string())
                 };
+                let _ = guard("cleanup", || inst.cleanup());
+                let out = Outcome::Stepped {
+                    results: buf,
+                    failure: Some(failure),
+                    checkpoint: None,
+                    ended: None,
+                };
+                return Done { trial: Some(trial), ticket, inst: None, out };
+            }
+            // The instance may be half-updated: drop it without calling into it again.
+            Err(message) => {
+                let out = Outcome::Stepped {
+                    results: buf,
+                    failure: Some(Failure::Step(message)),
+                    checkpoint: None,
+                    ended: None,
+                };
+                return Done { trial: Some(trial), ticket, inst: None, out };
             }
         }
     }
-    Done { trial, inst: Some(inst), out: Outcome::Batch { results: buf, failure: None } }
+    let all = buf.len() == steps as usize;
+    let elapsed: f64 = buf.iter().map(|(_, dt)| dt).sum();
+    let checkpoint = checkpoint.filter(|_| all).map(|r| save(store, &*inst, &r, elapsed));
+    let (inst, ended) = match then.filter(|_| all) {
+        Some(ending) => {
+            let (inst, c) = end(store, inst, ending, elapsed);
+            (inst, Some(c))
+        }
+        None => (Some(inst), None),
+    };
+    let out = Outcome::Stepped { results: buf, failure: None, checkpoint, ended };
+    Done { trial: Some(trial), ticket, inst, out }
 }
 
-fn run_task<T: Trainable>(task: Task<T>, store: &dyn CheckpointStore) -> Done<T> {
+fn run_task(task: Task, factory: &dyn Factory, store: &dyn CheckpointStore) -> Done {
     match task {
-        Task::Steps { trial, inst, steps: n, buf } => steps(trial, inst, n, buf),
-        Task::Start { trial, config, ctx, restore, reuse, checkpoint } => {
+        Task::Run { trial, ticket, inst, work } => steps(store, trial, ticket, inst, work),
+        Task::Start { trial, ticket, config, ctx, restore, reuse, work } => {
+            let setup = || {
+                guard("setup", || factory.setup(&*config, &ctx))
+                    .and_then(|r| r.map_err(|e| format!("`setup` failed: {e}")))
+            };
             let inst = match reuse {
-                Some(mut inst) => {
-                    match guard("reset_config", || inst.reset_config(&config, &ctx)) {
-                        Ok(Ok(true)) => Ok(inst),
-                        Ok(Ok(false)) => {
-                            let _ = guard("cleanup", || inst.cleanup());
-                            drop(inst);
-                            guard("setup", || T::setup(&config, &ctx).map(Box::new))
-                                .and_then(|r| r.map_err(|e| format!("`setup` failed: {e}")))
-                        }
-                        Ok(Err(e)) => Err(format!("`reset_config` failed: {e}")),
-                        Err(m) => Err(m),
+                Some(mut inst) => match guard("reset_config", || inst.reset_config(&*config, &ctx))
+                {
+                    Ok(Ok(true)) => Ok(inst),
+                    Ok(Ok(false)) => {
+                        let _ = guard("cleanup", || inst.cleanup());
+                        drop(inst);
+                        setup()
                     }
-                }
-                None => guard("setup", || T::setup(&config, &ctx).map(Box::new))
-                    .and_then(|r| r.map_err(|e| format!("`setup` failed: {e}"))),
+                    Ok(Err(e)) => Err(format!("`reset_config` failed: {e}")),
+                    Err(m) => Err(m),
+                },
+                None => setup(),
             };
             let mut inst = match inst {
                 Ok(inst) => inst,
-                Err(message) => return failed(trial, message),
+                Err(message) => return failed(trial, ticket, Failure::Setup(message)),
             };
-            if let Some(dir) = restore {
-                match guard("restore", || checkpoint::restore(&mut *inst, &dir)).and_then(|r| r) {
-                    Ok(()) => {}
-                    Err(message) => {
-                        let _ = guard("cleanup", || inst.cleanup());
-                        return failed(
-                            trial,
-                            format!("restoring `{}` failed: {message}", dir.display()),
-                        );
-                    }
+            if let Some(path) = restore {
+                let restored = store
+                    .open(&path)
+                    .map_err(|e| format!("cannot read it: {e}"))
+                    .and_then(|local| guard("restore", || inst.restore(&local)).and_then(|r| r));
+                if let Err(message) = restored {
+                    let _ = guard("cleanup", || inst.cleanup());
+                    return failed(trial, ticket, Failure::Restore { path, message });
                 }
             }
-            step(store, trial, inst, checkpoint)
+            steps(store, trial, ticket, inst, work)
         }
-        Task::Step { trial, inst, checkpoint } => step(store, trial, inst, checkpoint),
-        Task::Finish { trial, mut inst, checkpoint, keep } => {
-            let checkpoint = checkpoint.map(|r| self::checkpoint(store, &*inst, &r, 0.0));
-            if keep {
-                return Done { trial, inst: Some(inst), out: Outcome::Finished { checkpoint } };
-            }
-            let _ = guard("cleanup", || inst.cleanup());
-            Done { trial, inst: None, out: Outcome::Finished { checkpoint } }
+        Task::Finish { trial, ticket, inst, ending } => {
+            let (inst, checkpoint) = end(store, inst, ending, 0.0);
+            Done { trial: Some(trial), ticket, inst, out: Outcome::Finished { checkpoint } }
         }
-        Task::Suspend { trial, mut inst, checkpoint } => {
-            let checkpoint = checkpoint.map(|r| self::checkpoint(store, &*inst, &r, 0.0));
+        Task::Suspend { trial, ticket, mut inst, checkpoint } => {
+            let checkpoint = checkpoint.map(|r| save(store, &*inst, &r, 0.0));
             let _ = guard("cleanup", || inst.cleanup());
-            Done { trial, inst: None, out: Outcome::Suspended { checkpoint } }
+            Done { trial: Some(trial), ticket, inst: None, out: Outcome::Suspended { checkpoint } }
         }
         Task::Cleanup { mut inst } => {
             let _ = guard("cleanup", || inst.cleanup());
-            Done { trial: u32::MAX, inst: None, out: Outcome::CleanedUp }
+            Done { trial: None, ticket: 0, inst: None, out: Outcome::CleanedUp }
         }
     }
 }

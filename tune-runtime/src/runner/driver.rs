@@ -1,0 +1,372 @@
+//! The driver: one thread that owns all experiment state and reacts to worker messages.
+//! This file holds the state, the start of a run, the event loop and the end of a run;
+//! the files beside it hold the driver's other concerns (see `mod.rs`).
+
+use std::any::Any;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
+
+use super::model::{Factory, Instance, Model};
+use super::settings::Settings;
+use super::snapshot::Snapshot;
+use super::state::{Phase, Trial};
+use super::worker::{Done, Outcome, Pool};
+use super::{files, interrupt, resume, unix_now};
+use crate::journal::{FileJournal, JOURNAL_FILE, JOURNAL_VERSION, Journal, JournalStore, Record};
+use crate::logger::LogError;
+use crate::reporter::{Reporter, STATUSES};
+use crate::resources::ResourcePool;
+use crate::trial::{Auto, TrialId, TrialStatus};
+use crate::tuner::RunError;
+
+pub(crate) struct Driver {
+    pub s: Settings,
+    pub model: Box<dyn Model>,
+    pub trials: Vec<Trial>,
+    /// Trials waiting for resources, in the order the scheduler sees them.
+    pub pending: Vec<TrialId>,
+    /// Trials paused (in memory or on disk) that the scheduler may resume.
+    pub paused: Vec<TrialId>,
+    pub pool: ResourcePool,
+    pub workers: Pool,
+    pub journal: Option<Journal>,
+    pub reporter: Reporter,
+    /// Trials per status, in the order of [`STATUSES`].
+    pub counts: [usize; 5],
+    pub finished: usize,
+    /// Tasks on workers.
+    pub in_flight: usize,
+    /// Trials holding resources.
+    pub running: usize,
+    pub searcher_done: bool,
+    pub searcher_waiting: bool,
+    /// Instances of finished trials kept for reuse (`reuse_actors`).
+    pub idle: Vec<Box<dyn Instance>>,
+    /// The first failed write: the run stops (resumably) and reports it.
+    pub fatal: Option<LogError>,
+    /// No new trials; running ones end after their current step.
+    pub stopping: bool,
+    /// Stopping because of Ctrl-C, SIGTERM or a failed write: unfinished trials are left
+    /// resumable.
+    pub interrupted: Option<Instant>,
+    pub watch: interrupt::Watch,
+    pub start: Instant,
+    pub start_unix: u64,
+    pub unix_now: u64,
+    /// Scratch row of the result being applied.
+    pub row: Vec<f64>,
+    /// Values per result row.
+    pub width: usize,
+    pub snapshot: Snapshot,
+    /// Workers stuck in a step the run gave up on.
+    pub abandoned: usize,
+    /// The lock on the experiment directory, held for the whole run.
+    pub _lock: Option<files::DirLock>,
+}
+
+/// Runs an experiment; see [`crate::Tuner::run`]. Returns the typed analysis, boxed.
+pub(crate) fn run(
+    mut s: Settings,
+    mut model: Box<dyn Model>,
+    factory: Arc<dyn Factory>,
+) -> Result<Box<dyn Any>, RunError> {
+    let dir_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RunError::LocalDir { path, source }
+    };
+    let mut lock = None;
+    let mut journal = None;
+    let mut log = None;
+    if s.file_logging {
+        std::fs::create_dir_all(&s.experiment_dir).map_err(dir_err(&s.experiment_dir))?;
+        lock = Some(files::DirLock::take(&s.experiment_dir)?);
+        let mut store: Box<dyn JournalStore> = match s.journal_store.take() {
+            Some(store) => store,
+            None => {
+                let path = s.experiment_dir.join(JOURNAL_FILE);
+                files::refuse_link(&s.experiment_dir, &path)?;
+                Box::new(FileJournal::open(&path).map_err(dir_err(&path))?)
+            }
+        };
+        let journal_path = s.experiment_dir.join(JOURNAL_FILE);
+        if s.faults.resume.is_some() {
+            log = resume::load(&mut *store, &s.experiment_dir, &*model)?;
+        } else if !store.is_empty().map_err(dir_err(&journal_path))? {
+            return Err(RunError::ExperimentExists { path: s.experiment_dir.clone() });
+        }
+        if log.is_none() {
+            // A fresh start: the directory must not hold another experiment's trials.
+            files::refuse_leftovers(&s.experiment_dir, s.faults.resume.is_some())?;
+        }
+        if let Some(l) = &log {
+            s.seed = l.header.as_ref().map_or(s.seed, |h| h.seed);
+        }
+        let mut j = Journal::new(store);
+        let first = match &log {
+            Some(_) => Record::Resume { started: unix_now() },
+            None => Record::Experiment {
+                version: JOURNAL_VERSION,
+                name: s.name.clone(),
+                trainable: model.trainable().to_string(),
+                metrics: model.metric_names().iter().map(|n| n.to_string()).collect(),
+                seed: s.seed,
+                started: unix_now(),
+            },
+        };
+        j.record(&first).and_then(|_| j.flush()).map_err(dir_err(&journal_path))?;
+        journal = Some(j);
+    }
+    model.setup(s.num_samples, s.seed);
+    let threads = (s.total_cpus.ceil().max(1.0) as usize).min(s.max_concurrent);
+    let workers = Pool::start(threads, factory, Arc::clone(&s.checkpoint_store))
+        .map_err(RunError::Threads)?;
+    let pool = ResourcePool::new(s.total_cpus, s.gpu_ids.clone(), s.custom_totals.clone());
+    let reporter = Reporter::new(s.verbosity, model.total_trials());
+    let width = model.metric_names().len() + Auto::ALL.len();
+    let mut d = Driver {
+        s,
+        model,
+        trials: Vec::new(),
+        pending: Vec::new(),
+        paused: Vec::new(),
+        pool,
+        workers,
+        journal,
+        reporter,
+        counts: [0; 5],
+        finished: 0,
+        in_flight: 0,
+        running: 0,
+        searcher_done: false,
+        searcher_waiting: false,
+        idle: Vec::new(),
+        fatal: None,
+        stopping: false,
+        interrupted: None,
+        watch: interrupt::Watch::start(false),
+        start: Instant::now(),
+        start_unix: unix_now(),
+        unix_now: unix_now(),
+        row: Vec::with_capacity(width),
+        width,
+        snapshot: Snapshot::default(),
+        abandoned: 0,
+        _lock: lock,
+    };
+    if let Some(log) = log {
+        d.resume_from(log)?;
+    }
+    d.watch = interrupt::Watch::start(d.s.faults.handle_sigint);
+    // A panic in driver-side user code (a stop closure, the searcher, the scheduler) ends
+    // the run; flush what was recorded before passing it on.
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.event_loop())) {
+        d.flush_files();
+        std::panic::resume_unwind(panic);
+    }
+    d.shutdown()
+}
+
+pub(crate) fn status_slot(s: TrialStatus) -> usize {
+    STATUSES.iter().position(|x| *x == s).unwrap_or(0)
+}
+
+impl Driver {
+    fn event_loop(&mut self) {
+        let mut next_tick = self.start + self.s.status_interval.min(Duration::from_secs(1));
+        let deadline = self.s.time_budget.map(|b| self.start + b);
+        // The first status block comes at once, not after a whole interval.
+        let mut first = true;
+        loop {
+            let progressed = self.fill();
+            if first {
+                first = false;
+                self.tick();
+            }
+            if self.in_flight == 0 {
+                if progressed {
+                    continue;
+                }
+                // Nothing runs and nothing could start: the experiment is over (or its
+                // searcher and scheduler hold nothing runnable).
+                break;
+            }
+            // A ready message is taken without reading the clock first.
+            let msg = match self.workers.done.try_recv() {
+                Ok(msg) => Some(msg),
+                Err(_) => {
+                    let mut wake = next_tick;
+                    if let Some(d) = deadline {
+                        wake = wake.min(d);
+                    }
+                    if let Some(t) = self.next_step_deadline() {
+                        wake = wake.min(t);
+                    }
+                    if self.s.faults.handle_sigint || self.interrupted.is_some() {
+                        wake = wake.min(Instant::now() + interrupt::POLL);
+                    }
+                    match self
+                        .workers
+                        .done
+                        .recv_timeout(wake.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(msg) => Some(msg),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            let now = Instant::now();
+            self.unix_now = self.start_unix + now.saturating_duration_since(self.start).as_secs();
+            if let Some(msg) = msg {
+                self.handle(msg);
+            }
+            if deadline.is_some_and(|d| now >= d) && !self.stopping {
+                self.stop_all();
+            }
+            if self.interrupted.is_none() && self.watch.interrupted() {
+                self.interrupt();
+            }
+            self.check_hung(now);
+            if now >= next_tick {
+                next_tick = now + self.s.status_interval;
+                self.tick();
+            }
+        }
+    }
+
+    /// Periodic work: flush files, save the searcher's and scheduler's state when due,
+    /// print the status.
+    pub fn tick(&mut self) {
+        self.flush_files();
+        if self.reporter.wants_status() {
+            let view = self.view();
+            self.reporter.status(&view);
+        }
+    }
+
+    pub fn flush_files(&mut self) {
+        for live in self.trials.iter_mut().filter_map(|t| t.live.as_mut()) {
+            if let Some(l) = &mut live.logger {
+                if let Err(e) = l.flush() {
+                    self.fatal.get_or_insert(e);
+                }
+            }
+        }
+        self.save_state(false);
+        self.flush_journal();
+    }
+
+    pub fn flush_journal(&mut self) {
+        if let Some(j) = &mut self.journal {
+            if let Err(source) = j.flush() {
+                let path = self.s.experiment_dir.join(JOURNAL_FILE);
+                self.fatal.get_or_insert(LogError { path, source });
+                self.journal = None;
+            }
+        }
+    }
+
+    pub fn journal(&mut self, record: &Record) {
+        if let Some(j) = &mut self.journal {
+            match j.record(record) {
+                Ok(n) => self.snapshot.appended(n),
+                Err(source) => {
+                    let path = self.s.experiment_dir.join(JOURNAL_FILE);
+                    self.fatal.get_or_insert(LogError { path, source });
+                    self.journal = None;
+                }
+            }
+        }
+    }
+
+    pub fn set_status(&mut self, id: TrialId, status: TrialStatus, error: Option<String>) {
+        let t = &mut self.trials[id.index()].log;
+        self.counts[status_slot(t.status)] -= 1;
+        self.counts[status_slot(status)] += 1;
+        t.status = status;
+        if error.is_some() {
+            t.error.clone_from(&error);
+        }
+        self.journal(&Record::Status { trial: id.0, status, error });
+    }
+
+    pub fn warn(&mut self, message: &str) {
+        if self.s.verbosity >= 1 {
+            eprintln!("tune: {message}");
+        }
+    }
+
+    fn handle(&mut self, msg: Done) {
+        self.in_flight -= 1;
+        let Some(trial) = msg.trial else { return };
+        let id = TrialId(trial);
+        let current = self.trials[id.index()].live.as_ref().is_some_and(|l| l.ticket == msg.ticket);
+        if !current {
+            // The answer to a task the run gave up on (a hung step that returned at last).
+            self.abandoned = self.abandoned.saturating_sub(1);
+            if let Some(inst) = msg.inst {
+                self.send_cleanup(inst);
+            }
+            return;
+        }
+        if let Some(live) = self.trials[id.index()].live.as_mut() {
+            live.sent = None;
+        }
+        match msg.out {
+            Outcome::CleanedUp => {}
+            Outcome::Suspended { checkpoint } => self.on_suspended(id, checkpoint),
+            Outcome::Stepped { results, failure, checkpoint, ended } => {
+                self.on_stepped(id, msg.inst, results, failure, checkpoint, ended);
+            }
+            Outcome::Finished { checkpoint } => self.on_finished(id, msg.inst, checkpoint),
+        }
+    }
+
+    fn shutdown(mut self) -> Result<Box<dyn Any>, RunError> {
+        for inst in std::mem::take(&mut self.idle) {
+            self.send_cleanup(inst);
+        }
+        while self.in_flight > self.abandoned {
+            let wait = match self.interrupted {
+                Some(_) => interrupt::POLL,
+                None => Duration::from_secs(3600),
+            };
+            match self.workers.done.recv_timeout(wait) {
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.check_hung(Instant::now());
+            for inst in std::mem::take(&mut self.idle) {
+                self.send_cleanup(inst);
+            }
+        }
+        self.save_state(true);
+        if self.interrupted.is_none() {
+            self.journal(&Record::End { ended: unix_now() });
+        }
+        self.flush_journal();
+        self.summary();
+        let interrupted = self.interrupted.is_some();
+        let abandoned = self.abandoned > 0;
+        let Driver { workers, trials, fatal, s, model, .. } = self;
+        workers.join(abandoned);
+        if let Some(LogError { path, source }) = fatal {
+            return Err(RunError::Logging { path, source, experiment_dir: s.experiment_dir });
+        }
+        if interrupted {
+            let unfinished = trials.iter().filter(|t| !t.log.status.is_finished()).count();
+            return Err(RunError::Interrupted { experiment_dir: s.experiment_dir, unfinished });
+        }
+        let logs = trials.into_iter().map(|t| t.log).collect();
+        Ok(model.into_analysis(&s.experiment_dir, logs))
+    }
+
+    /// Whether any trial is in `phase` (by name).
+    pub fn any_phase(&self, pred: impl Fn(&Phase) -> bool) -> bool {
+        self.trials.iter().filter_map(|t| t.live.as_ref()).any(|l| pred(&l.phase))
+    }
+}

@@ -1,0 +1,147 @@
+//! What the driver keeps of each trial: its record and, until it ends, its live state with
+//! the phase it is in.
+//!
+//! A trial's phase is one value of [`Phase`], never a combination of flags: pending (with
+//! the checkpoint it starts from), busy on a worker, paused in memory (holding its
+//! instance), pausing to disk (the pause checkpoint being written), paused on disk (with
+//! the checkpoint it resumes from), or finishing (with how it ends). Its lineage is the
+//! list of checkpoints in its record ([`TrialLog::checkpoints`]): each knows how many of the
+//! trial's results it follows and the config epoch it belongs to, so "which checkpoint does
+//! this trial continue from, and which of its rows are still valid" has one answer:
+//! [`Trial::restore_point`].
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::model::{AnyMetrics, Instance};
+use crate::journal::{CheckpointInfo, TrialLog};
+use crate::logger::TrialLogger;
+use crate::resources::Grant;
+use crate::trainable::Resources;
+
+/// How a trial ends.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum End {
+    /// TERMINATED: its stop criteria, its scheduler, the time budget, or it finished.
+    Terminated,
+    /// ERROR, with the message (retried while it has `max_failures` left).
+    Error(String),
+    /// Stopped by Ctrl-C or a failed write: left PENDING (or PAUSED) for a resume.
+    Suspended,
+}
+
+/// What a trial does once its pause checkpoint is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterPause {
+    /// Wait, paused, until the scheduler resumes it.
+    Wait,
+    /// End: the scheduler gave up on it, or the run is stopping.
+    Stop,
+}
+
+/// Where a trial is in its life.
+pub(crate) enum Phase {
+    /// Waiting for resources; it starts from the checkpoint `from` (a retry or a resume),
+    /// or from scratch (or the run's `restore` checkpoint).
+    Pending { from: Option<PathBuf> },
+    /// A `Start` or `Run` task for it is on a worker.
+    Busy,
+    /// Paused by the scheduler, its instance kept in memory.
+    PausedInMemory(Box<dyn Instance>),
+    /// Paused by the scheduler; its pause checkpoint is being written.
+    PausingToDisk { then: AfterPause },
+    /// Paused by the scheduler; it resumes from the checkpoint `from`.
+    PausedOnDisk { from: PathBuf },
+    /// A `Finish` task for it is on a worker; it then ends as said.
+    Finishing(End),
+}
+
+/// Driver-side state of a trial that has not ended.
+pub(crate) struct Live {
+    pub phase: Phase,
+    pub resources: Resources,
+    pub grant: Option<Grant>,
+    pub logger: Option<TrialLogger>,
+    pub dir: PathBuf,
+    pub rel_dir: String,
+    /// Its iteration and total training time, at its latest result.
+    pub iteration: u64,
+    pub time_total: f64,
+    /// Counts the tasks sent for the trial; a worker's answer carries the ticket of its
+    /// task, so an answer to a task the driver gave up on (a hung step) is recognized.
+    pub ticket: u64,
+    /// When its current `Start`/`Run` task was sent (for the step timeout).
+    pub sent: Option<Instant>,
+    /// Failed attempts retried so far (`max_failures`).
+    pub retries: u32,
+    /// After a resume rolled it back: its results up to `seen_upto` are in the
+    /// scheduler's restored state and get the decision the run made then (see
+    /// `model::Ask`).
+    pub seen_upto: u64,
+    pub stop_at: Option<u64>,
+    /// The trial ends once its task returns: set when a result or a checkpoint failed
+    /// (an error) or Ctrl-C came (suspended) while a task was in flight.
+    pub ending: Option<End>,
+    /// A checkpoint that failed to restore: a retry goes back to one before it.
+    pub rejected: Option<PathBuf>,
+    /// The configs of its earlier epochs (before each exploit), oldest first.
+    pub earlier: Vec<Value>,
+    /// Result buffer lent to workers, reused from task to task.
+    pub batch: Vec<(AnyMetrics, f64)>,
+}
+
+impl Live {
+    pub fn new(resources: Resources, dir: PathBuf, rel_dir: String, phase: Phase) -> Self {
+        Live {
+            phase,
+            resources,
+            grant: None,
+            logger: None,
+            dir,
+            rel_dir,
+            iteration: 0,
+            time_total: 0.0,
+            ticket: 0,
+            sent: None,
+            retries: 0,
+            seen_upto: 0,
+            stop_at: None,
+            ending: None,
+            rejected: None,
+            earlier: Vec::new(),
+            batch: Vec::new(),
+        }
+    }
+
+    /// The directory of its checkpoint at `iteration`.
+    pub fn checkpoint_dir(&self, iteration: u64) -> PathBuf {
+        self.dir.join(checkpoint_name(iteration))
+    }
+
+    /// The same, relative to the experiment directory (as the journal records it).
+    pub fn checkpoint_rel(&self, iteration: u64) -> String {
+        format!("{}/{}", self.rel_dir, checkpoint_name(iteration))
+    }
+}
+
+/// The name of a trial's checkpoint directory at `iteration`.
+pub(crate) fn checkpoint_name(iteration: u64) -> String {
+    format!("checkpoint_{iteration}")
+}
+
+/// A trial as the driver keeps it: the record that becomes the analysis, and the live
+/// state while it has not ended.
+pub(crate) struct Trial {
+    pub log: TrialLog<()>,
+    pub live: Option<Box<Live>>,
+}
+
+impl Trial {
+    /// The checkpoint the trial continues from after a failure or a resume: the latest of
+    /// its lineage (journal order), which follows only results it still has.
+    pub fn restore_point(&self) -> Option<&CheckpointInfo> {
+        self.log.checkpoints.last()
+    }
+}

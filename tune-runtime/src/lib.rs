@@ -22,6 +22,7 @@ mod journal;
 mod logger;
 mod manifest;
 mod metrics;
+mod objectives;
 mod reporter;
 mod resources;
 mod runner;
@@ -30,6 +31,7 @@ mod searcher;
 mod session;
 mod space;
 mod space_support;
+mod state;
 mod stop;
 mod trainable;
 mod trial;
@@ -55,6 +57,7 @@ pub use journal::{
 };
 pub use manifest::MANIFEST_FILE;
 pub use metrics::{Metric, MetricValue, Metrics};
+pub use objectives::{Constraint, Objectives};
 pub use runner::{WORKER_ENV, is_worker};
 pub use scheduler::{
     Asha, AshaBuilder, BracketEvent, Decision, Exploit, Explore, FifoScheduler, HyperBand,
@@ -64,10 +67,12 @@ pub use scheduler::{
 };
 pub use searcher::{
     BasicVariantGenerator, Bohb, CmaEs, ConcurrencyLimiter, GpBo, GridSearch, LatinHypercube,
-    RandomSearch, Repeater, Searcher, Suggestion, Tpe, UnsupportedSpace,
+    Nsga2, RandomSearch, Repeater, Searcher, SobolSearch, Suggestion, Tpe, UnsupportedObjectives,
+    UnsupportedSpace,
 };
 pub use session::{Finished, Session, Stopped, TrainFn};
 pub use space::{Condition, Dim, DimKind, Space};
+pub use state::StateError;
 pub use stop::Stop;
 pub use trainable::{
     Checkpointable, InvalidResources, Resources, Trainable, TrainableSpec, TrialContext,

@@ -400,6 +400,7 @@ impl<T: Trainable> Settings<T> {
             checkpoint_store,
             faults,
             pausing,
+            objectives,
         } = self;
         Settings {
             num_samples,
@@ -430,6 +431,7 @@ impl<T: Trainable> Settings<T> {
             checkpoint_store,
             faults,
             pausing,
+            objectives,
         }
     }
 }

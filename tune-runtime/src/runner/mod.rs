@@ -67,6 +67,8 @@ pub(crate) struct Settings<T: Trainable> {
     pub journal_store: Option<Box<dyn JournalStore>>,
     pub checkpoint_store: Arc<dyn CheckpointStore>,
     pub faults: FaultSettings,
+    /// Several objectives or constraints, for the searcher (issue #14).
+    pub objectives: Option<crate::objectives::Objectives<M<T>>>,
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -282,6 +284,11 @@ pub(crate) fn run<T: Trainable>(mut s: Settings<T>) -> Result<Analysis<C<T>, M<T
     s.scheduler.setup(s.seed);
     if let Some((key, mode)) = s.metric {
         s.searcher.set_objective(key, mode);
+    }
+    if let Some(objectives) = &s.objectives {
+        s.searcher
+            .set_objectives(objectives)
+            .map_err(|e| RunError::InvalidOption(e.to_string()))?;
     }
     let workers = s.total_cpus.ceil().max(1.0) as usize;
     let workers = Pool::start(workers.min(s.max_concurrent), Arc::clone(&s.checkpoint_store))

@@ -1038,7 +1038,7 @@ mod tests {
         fn save_state(&self) -> Value {
             json!({"calls": self.log.lock().unwrap().len()})
         }
-        fn restore_state(&mut self, state: Value) -> Result<(), String> {
+        fn restore_state(&mut self, state: Value) -> Result<(), crate::StateError> {
             self.note(format!("restore {state}"));
             Ok(())
         }

@@ -203,6 +203,17 @@ pub(crate) mod nonfinite {
         }
     }
 
+    /// A step (or any count) paired with floats.
+    impl<F: Floats> Floats for (u64, F) {
+        type Repr = (u64, F::Repr);
+        fn to_repr(&self) -> Self::Repr {
+            (self.0, self.1.to_repr())
+        }
+        fn from_repr(r: Self::Repr) -> Self {
+            (r.0, F::from_repr(r.1))
+        }
+    }
+
     pub(crate) fn serialize<T: Floats, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
         v.to_repr().serialize(s)
     }

@@ -6,16 +6,24 @@ mod bracket;
 mod fifo;
 mod hyperband;
 mod median;
+mod patient;
 mod pbt;
+mod percentile;
 mod replay;
 mod rung;
+mod wilcoxon;
 
 pub use asha::{Asha, AshaBuilder};
 pub use fifo::FifoScheduler;
 pub use hyperband::{BracketEvent, HyperBand, HyperBandBuilder, HyperBandForBohb};
 pub use median::{MedianStopping, MedianStoppingBuilder};
+pub use patient::{Patient, PatientBuilder};
 pub use pbt::{Explore, Mutation, PBT_LOG_FILE, Pbt, PbtBuilder, PbtLogEntry};
+pub use percentile::{
+    PercentilePruner, PercentilePrunerBuilder, ThresholdPruner, ThresholdPrunerBuilder,
+};
 pub use replay::{PbtReplay, ReplayError};
+pub use wilcoxon::{WilcoxonPruner, WilcoxonPrunerBuilder};
 
 use crate::metrics::Metrics;
 use crate::space::Space;

@@ -15,7 +15,7 @@ mod qmc;
 mod random;
 mod repeater;
 mod tpe;
-mod unit;
+pub(crate) mod unit;
 pub(crate) mod warm;
 
 #[cfg(test)]

@@ -282,6 +282,127 @@ impl Spec {
     }
 }
 
+// -- Analysis: Pareto front, hypervolume, feasible best, importance (issue #14) --
+
+impl<C: crate::space::Space, M: Metrics> crate::analysis::Analysis<C, M> {
+    /// Each trial with results, with its last result's objectives as losses and its
+    /// constraints' total excess.
+    fn outcomes(
+        &self,
+        objectives: &Objectives<M>,
+    ) -> Vec<(&crate::analysis::TrialInfo<C, M>, Vec<f64>, f64)> {
+        self.trials()
+            .iter()
+            .filter_map(|t| {
+                let r = t.last_result()?;
+                let losses = objectives.losses(|k| r.get(k));
+                if losses.iter().any(|l| !l.is_finite()) {
+                    return None;
+                }
+                let v = violation(&objectives.constraint_values(|k| r.get(k)));
+                Some((t, losses, v))
+            })
+            .collect()
+    }
+
+    /// The Pareto front by each trial's last result: the feasible trials (every
+    /// constraint met) that no other feasible trial dominates, in creation order. With one
+    /// objective, the best feasible trial(s).
+    ///
+    /// ```
+    /// # use tune_runtime::prelude::*;
+    /// # #[derive(Debug, Clone, Metrics)] struct M { error: f64, latency_ms: f64 }
+    /// # tune_runtime::search_space! { struct Cfg { lr: f64 = loguniform(1e-4, 1e-1) } }
+    /// use tune_runtime::Objectives;
+    /// fn report(analysis: &Analysis<Cfg, M>) {
+    ///     let objectives = Objectives::new().minimize(M::ERROR).minimize(M::LATENCY_MS);
+    ///     for t in analysis.pareto_front(&objectives) {
+    ///         println!("{:?}: {:?}", t.config(), t.last_result());
+    ///     }
+    /// }
+    /// ```
+    pub fn pareto_front(
+        &self,
+        objectives: &Objectives<M>,
+    ) -> Vec<&crate::analysis::TrialInfo<C, M>> {
+        let feasible: Vec<_> =
+            self.outcomes(objectives).into_iter().filter(|(_, _, v)| *v <= 0.0).collect();
+        feasible
+            .iter()
+            .filter(|(_, l, _)| {
+                !feasible.iter().any(|(_, o, _)| crate::searcher::pareto::dominates(o, l))
+            })
+            .map(|(t, _, _)| *t)
+            .collect()
+    }
+
+    /// The hypervolume of the feasible trials' last results: the volume they dominate up
+    /// to `reference` (one value per objective, in the metrics' own units, worse than
+    /// every point that should count). `None` when `reference` does not have one value per
+    /// objective.
+    pub fn hypervolume(&self, objectives: &Objectives<M>, reference: &[f64]) -> Option<f64> {
+        if reference.len() != objectives.len() {
+            return None;
+        }
+        let r: Vec<f64> =
+            objectives.goals().iter().zip(reference).map(|((_, m), v)| loss(*v, *m)).collect();
+        let pts: Vec<Vec<f64>> = self
+            .outcomes(objectives)
+            .into_iter()
+            .filter(|(_, _, v)| *v <= 0.0)
+            .map(|(_, l, _)| l)
+            .collect();
+        let refs: Vec<&[f64]> = pts.iter().map(Vec::as_slice).collect();
+        Some(crate::searcher::pareto::hypervolume(&refs, &r))
+    }
+
+    /// The best trial by the first objective's last value among the feasible trials (ties
+    /// to the earlier trial).
+    pub fn best_feasible_trial(
+        &self,
+        objectives: &Objectives<M>,
+    ) -> Option<&crate::analysis::TrialInfo<C, M>> {
+        self.outcomes(objectives)
+            .into_iter()
+            .filter(|(_, _, v)| *v <= 0.0)
+            .fold(None, |best: Option<(&crate::analysis::TrialInfo<C, M>, f64)>, (t, l, _)| {
+                match best {
+                    Some((_, b)) if b <= l[0] => best,
+                    _ => Some((t, l[0])),
+                }
+            })
+            .map(|(t, _)| t)
+    }
+
+    /// How much each dimension of the config matters for `key` (by each trial's last
+    /// result), by PED-ANOVA (Watanabe et al. 2023, as Optuna's
+    /// `PedAnovaImportanceEvaluator`): the divergence between the distribution of the
+    /// dimension among the best 10% of the trials and among all of them. Returns
+    /// `(dimension name, importance)` pairs, most important first, summing to 1 (all 0
+    /// with fewer than 3 trials with results or no difference at all).
+    pub fn importance(&self, key: impl Into<Key<M>>, mode: Mode) -> Vec<(String, f64)> {
+        let key = key.into();
+        let codec = crate::searcher::unit::Codec::new(C::dims());
+        let trials: Vec<(Vec<f64>, f64)> = self
+            .trials()
+            .iter()
+            .filter_map(|t| {
+                let v = t.last_result()?.get(key);
+                v.is_finite().then(|| (codec.encode_unit(&t.config().encode()), loss(v, mode)))
+            })
+            .collect();
+        let imp = if trials.len() < 3 {
+            vec![0.0; codec.len()]
+        } else {
+            crate::searcher::importance::ped_anova(&codec, &trials, 0.1)
+        };
+        let mut out: Vec<(String, f64)> =
+            codec.dims().iter().map(|d| d.name.clone()).zip(imp).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -320,5 +441,39 @@ mod tests {
         let row = spec.of_row::<Score>(&[0.5, 5.0, 0.1, 2.5, 0.0]).unwrap();
         assert_eq!(row, out);
         assert_eq!(o.losses(|k| if k == Key::Metric(SCORE) { 3.0 } else { 1.0 }), vec![-3.0, 1.0]);
+    }
+
+    #[test]
+    fn analysis_front_hypervolume_and_feasible_best() {
+        use crate::analysis::{Analysis, TrialInfo};
+        use crate::testing::Cfg;
+        use crate::trial::TrialStatus;
+        // (score maximized, time_total_s minimized), feasible when score <= 8.
+        let rows = [(5.0, 5.0), (4.0, 6.0), (9.0, 9.0), (7.0, 2.0), (8.0, 8.0)];
+        let trials = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (score, time))| {
+                let mut t =
+                    TrialInfo::new(TrialId(i as u32), None, Cfg { x: 0.1 * i as f64, k: 1 });
+                t.history.extend_from_slice(&[*score, 1.0, 0.0, *time, 0.0]);
+                t.status = TrialStatus::Terminated;
+                t
+            })
+            .collect();
+        let a = Analysis { experiment_dir: std::path::PathBuf::new(), trials };
+        let o = Objectives::new()
+            .maximize(SCORE)
+            .minimize(Auto::TimeTotalS)
+            .constraint(Constraint::at_most(SCORE, 8.0));
+        let front: Vec<u32> = a.pareto_front(&o).iter().map(|t| t.id().0).collect();
+        // (9, 9) is infeasible; (5, 5) and (4, 6) are dominated by (7, 2).
+        assert_eq!(front, vec![3, 4]);
+        // Against (score 0, time 10): (7, 2) covers 7 × 8, (8, 8) adds 1 × 2.
+        assert_eq!(a.hypervolume(&o, &[0.0, 10.0]), Some(58.0));
+        assert_eq!(a.hypervolume(&o, &[0.0]), None);
+        assert_eq!(a.best_feasible_trial(&o).map(|t| t.id().0), Some(4));
+        let imp = a.importance(SCORE, Mode::Max);
+        assert_eq!(imp.len(), 2);
     }
 }

@@ -67,9 +67,9 @@ pub use scheduler::{
     ThresholdPruner, ThresholdPrunerBuilder, WilcoxonPruner, WilcoxonPrunerBuilder,
 };
 pub use searcher::{
-    BasicVariantGenerator, Bohb, CmaEs, ConcurrencyLimiter, GpBo, GridSearch, LatinHypercube,
-    Nsga2, RandomSearch, Repeater, Searcher, SobolSearch, Suggestion, Tpe, UnsupportedObjectives,
-    UnsupportedSpace,
+    AskTell, Asked, BasicVariantGenerator, Bohb, CmaEs, ConcurrencyLimiter, GpBo, GridSearch,
+    LatinHypercube, Nsga2, RandomSearch, Repeater, Searcher, SobolSearch, Suggestion, Tpe,
+    UnsupportedObjectives, UnsupportedSpace,
 };
 pub use session::{Finished, Session, Stopped, TrainFn};
 pub use space::{Condition, Dim, DimKind, Space};

@@ -1,5 +1,6 @@
 //! Searchers: where the configs of new trials come from.
 
+mod ask_tell;
 mod basic;
 mod bohb;
 mod cmaes;
@@ -22,6 +23,7 @@ pub(crate) mod warm;
 #[cfg(test)]
 mod test_support;
 
+pub use ask_tell::{AskTell, Asked};
 pub use basic::BasicVariantGenerator;
 pub use bohb::Bohb;
 pub use cmaes::CmaEs;

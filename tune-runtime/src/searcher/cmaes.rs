@@ -239,7 +239,7 @@ searcher_type! {
     /// which are rounded; no categorical or conditional dimension).
     ///
     /// The strategy runs in the unit cube (log-scaled domains in log space) from its
-    /// centre with step size `sigma0` (default 0.3). Each generation of `popsize`
+    /// centre with step size `sigma0` (default 1/6, as Optuna). Each generation of `popsize`
     /// configs (default `4 + ⌊3 ln n⌋`) is suggested as trials ask for them; once all
     /// are suggested the searcher answers [`Suggestion::NotNow`](crate::Suggestion) until
     /// their results are in, then updates the mean, step size and covariance. A failed
@@ -273,11 +273,11 @@ impl<C: Space> CmaEs<C> {
                 },
             });
         }
-        let algo = CmaAlgo { sigma0: 0.3, popsize: None, cma: None, asked: Vec::new() };
+        let algo = CmaAlgo { sigma0: 1.0 / 6.0, popsize: None, cma: None, asked: Vec::new() };
         Ok(Self { inner: super::core::ModelSearcher::new(algo) })
     }
 
-    /// Initial step size in the unit cube (default 0.3).
+    /// Initial step size in the unit cube (default 1/6, Optuna's: a sixth of the range).
     pub fn sigma0(mut self, sigma: f64) -> Self {
         if sigma > 0.0 {
             self.inner.algo.sigma0 = sigma;

@@ -146,6 +146,9 @@ pub(crate) enum Start {
 /// then the automatic fields).
 pub(crate) type WarmTrial<C> = (C, Vec<f64>);
 
+/// Reads a result row of the experiment's metrics type as an outcome.
+type ReadRow = fn(&Spec, &[f64]) -> Option<Outcome>;
+
 /// A searcher made of the shared bookkeeping and one algorithm.
 #[derive(Debug)]
 pub(crate) struct ModelSearcher<C, A> {
@@ -155,7 +158,7 @@ pub(crate) struct ModelSearcher<C, A> {
     next_point: usize,
     warm: Vec<WarmTrial<C>>,
     /// Reads a warm trial's row once the metrics type is known (in `set_objective`).
-    warm_outcome: Option<fn(&Spec, &[f64]) -> Option<Outcome>>,
+    warm_outcome: Option<ReadRow>,
     num_samples: usize,
     suggested: usize,
     seed: Option<u64>,

@@ -370,6 +370,14 @@ impl<C: Space> GpBo<C> {
         self.inner.algo.candidates = n.max(1);
         self
     }
+
+    /// Draw the startup configs from a scrambled Sobol sequence instead of the prior
+    /// (default false).
+    pub fn qmc_startup(mut self, on: bool) -> Self {
+        use super::core::Start;
+        self.inner.set_start(if on { Start::Sobol } else { Start::Prior });
+        self
+    }
 }
 
 impl<C: Space> Default for GpBo<C> {

@@ -77,6 +77,7 @@ pub(crate) fn crowding(points: &[&[f64]], members: &[usize]) -> Vec<f64> {
     }
     let k = points[members[0]].len();
     let mut order: Vec<usize> = (0..n).collect();
+    #[allow(clippy::needless_range_loop)] // `m` indexes into every point, not one slice
     for m in 0..k {
         order.sort_by(|a, b| points[members[*a]][m].total_cmp(&points[members[*b]][m]));
         let lo = points[members[order[0]]][m];

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use tune_runtime::prelude::*;
 use tune_runtime::{
-    Bohb, CmaEs, GpBo, LatinHypercube, RandomSearch, Searcher, Suggestion, Tpe, TrialId,
-    TrialResult,
+    Bohb, CmaEs, Constraint, GpBo, LatinHypercube, Nsga2, Objectives, RandomSearch, Searcher,
+    Suggestion, Tpe, TrialId, TrialResult,
 };
 
 #[derive(Metrics, Debug, Clone)]
@@ -52,6 +52,143 @@ search_space! {
         lr: f64 = loguniform(1e-4, 1.0),
         n: i64 = randint(0, 31),
         opt: usize = choice([0, 1, 2, 3]),
+    }
+}
+
+#[derive(Metrics, Debug, Clone)]
+struct Two {
+    f1: f64,
+    f2: f64,
+    c: f64,
+}
+
+search_space! {
+    struct Zdt {
+        x0: f64 = uniform(0.0, 1.0), x1: f64 = uniform(0.0, 1.0), x2: f64 = uniform(0.0, 1.0),
+        x3: f64 = uniform(0.0, 1.0), x4: f64 = uniform(0.0, 1.0), x5: f64 = uniform(0.0, 1.0),
+        x6: f64 = uniform(0.0, 1.0), x7: f64 = uniform(0.0, 1.0), x8: f64 = uniform(0.0, 1.0),
+        x9: f64 = uniform(0.0, 1.0), x10: f64 = uniform(0.0, 1.0), x11: f64 = uniform(0.0, 1.0),
+        x12: f64 = uniform(0.0, 1.0), x13: f64 = uniform(0.0, 1.0), x14: f64 = uniform(0.0, 1.0),
+        x15: f64 = uniform(0.0, 1.0), x16: f64 = uniform(0.0, 1.0), x17: f64 = uniform(0.0, 1.0),
+        x18: f64 = uniform(0.0, 1.0), x19: f64 = uniform(0.0, 1.0), x20: f64 = uniform(0.0, 1.0),
+        x21: f64 = uniform(0.0, 1.0), x22: f64 = uniform(0.0, 1.0), x23: f64 = uniform(0.0, 1.0),
+        x24: f64 = uniform(0.0, 1.0), x25: f64 = uniform(0.0, 1.0), x26: f64 = uniform(0.0, 1.0),
+        x27: f64 = uniform(0.0, 1.0), x28: f64 = uniform(0.0, 1.0), x29: f64 = uniform(0.0, 1.0),
+    }
+}
+
+/// ZDT1 (`which` 1) or ZDT2 (2) in 30 dimensions: `(f1, f2)`.
+fn zdt(c: &Zdt, which: u8) -> (f64, f64) {
+    let x = c.encode();
+    let f1 = x[0];
+    let g = 1.0 + 9.0 * x[1..].iter().sum::<f64>() / (x.len() - 1) as f64;
+    let h = if which == 1 { 1.0 - (f1 / g).sqrt() } else { 1.0 - (f1 / g).powi(2) };
+    (f1, g * h)
+}
+
+/// Branin and the distance to the corner (10, 15), feasible inside the disc of radius
+/// √50 around (2.5, 7.5): `(f1, f2, constraint)`.
+fn branin_c(c: &Branin) -> (f64, f64, f64) {
+    let f2 = (c.x1 - 10.0).powi(2) + (c.x2 - 15.0).powi(2) / 4.0;
+    (branin(c), f2, (c.x1 - 2.5).powi(2) + (c.x2 - 7.5).powi(2) - 50.0)
+}
+
+/// Hypervolume of 2-D losses against `reference` (a sweep).
+fn hv2(points: &[(f64, f64)], reference: (f64, f64)) -> f64 {
+    let mut pts: Vec<(f64, f64)> =
+        points.iter().copied().filter(|p| p.0 < reference.0 && p.1 < reference.1).collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let (mut area, mut y) = (0.0, reference.1);
+    for p in pts {
+        if p.1 < y {
+            area += (reference.0 - p.0) * (y - p.1);
+            y = p.1;
+        }
+    }
+    area
+}
+
+/// Hypervolume of the feasible trials after `trials` sequential trials.
+fn run_mo<C: Space>(
+    s: &mut dyn Searcher<C, Two>,
+    f: &dyn Fn(&C) -> (f64, f64, f64),
+    constrained: bool,
+    trials: usize,
+    seed: u64,
+    reference: (f64, f64),
+) -> f64 {
+    let mut o = Objectives::new().minimize(Two::F1).minimize(Two::F2);
+    if constrained {
+        o = o.constraint(Constraint::at_most(Two::C, 0.0));
+    }
+    s.setup(trials, seed);
+    s.set_objective(Two::F1.into(), Mode::Min);
+    s.set_objectives(&o).expect("a multi-objective searcher");
+    let mut pts = Vec::new();
+    for id in 0..trials as u32 {
+        let Suggestion::Config(c) = s.suggest(TrialId::new(id)) else { break };
+        let (f1, f2, cv) = f(&c);
+        let r = TrialResult {
+            metrics: Two { f1, f2, c: cv },
+            trial_id: TrialId::new(id),
+            training_iteration: 1,
+            time_this_iter_s: 0.0,
+            time_total_s: 0.0,
+            timestamp: 0,
+            done: true,
+        };
+        s.on_trial_complete(TrialId::new(id), Some(&r), false);
+        if cv <= 0.0 || !constrained {
+            pts.push((f1, f2));
+        }
+    }
+    hv2(&pts, reference)
+}
+
+/// NSGA-II, TPE and GP-BO on ZDT1, ZDT2 and the constrained Branin: median hypervolume.
+fn multi_objective(o: &Opts) {
+    println!(
+        "\nHypervolume of the feasible trials after {} trials, median of {} seeds (higher is better)\n",
+        o.mo_trials, o.mo_seeds
+    );
+    println!("| problem | searcher | median hypervolume | time (s) |");
+    println!("|---|---|---|---|");
+    for problem in ["ZDT1", "ZDT2", "BraninC"] {
+        for name in ["nsga2", "tpe", "gp", "random"] {
+            if name == "gp" && problem != "BraninC" && o.mo_trials > 100 {
+                // 30 dimensions × 200 trials: minutes per seed; not part of the table.
+                continue;
+            }
+            let start = Instant::now();
+            let mut hvs: Vec<f64> = (0..o.mo_seeds as u64)
+                .map(|seed| match problem {
+                    "BraninC" => {
+                        let mut s = make_mo::<Branin>(name);
+                        run_mo(s.as_mut(), &branin_c, true, o.mo_trials, seed, (310.0, 230.0))
+                    }
+                    _ => {
+                        let which = if problem == "ZDT1" { 1 } else { 2 };
+                        let f = move |c: &Zdt| {
+                            let (a, b) = zdt(c, which);
+                            (a, b, 0.0)
+                        };
+                        let mut s = make_mo::<Zdt>(name);
+                        run_mo(s.as_mut(), &f, false, o.mo_trials, seed, (1.1, 7.0))
+                    }
+                })
+                .collect();
+            let secs = start.elapsed().as_secs_f64();
+            println!("| {problem} | {name} | {:.4} | {secs:.1} |", median(&mut hvs));
+        }
+    }
+}
+
+fn make_mo<C: Space>(name: &str) -> Box<dyn Searcher<C, Two>> {
+    match name {
+        "nsga2" => Box::new(Nsga2::<C>::new()),
+        "tpe" => Box::new(Tpe::<C>::new()),
+        "gp" => Box::new(GpBo::<C>::new()),
+        _ => Box::new(RandomSearch::<C>::new()),
     }
 }
 
@@ -243,6 +380,9 @@ struct Opts {
     latency: bool,
     tpe: bool,
     gp: bool,
+    mo: bool,
+    mo_seeds: usize,
+    mo_trials: usize,
 }
 
 fn parse() -> Opts {
@@ -255,6 +395,9 @@ fn parse() -> Opts {
         latency: true,
         tpe: true,
         gp: true,
+        mo: true,
+        mo_seeds: 10,
+        mo_trials: 200,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -265,10 +408,13 @@ fn parse() -> Opts {
             "--trials" => o.trials = value(i).unwrap_or(o.trials),
             "--threads" => o.threads = value(i).unwrap_or(o.threads).max(1),
             "--svg" => o.svg = args.get(i + 1).cloned(),
-            "latency" => o.regret = false,
-            "regret" => o.latency = false,
-            "latency-tpe" => (o.regret, o.gp) = (false, false),
-            "latency-gp" => (o.regret, o.tpe) = (false, false),
+            "latency" => (o.regret, o.mo) = (false, false),
+            "regret" => (o.latency, o.mo) = (false, false),
+            "mo" => (o.latency, o.regret) = (false, false),
+            "--mo-seeds" => o.mo_seeds = value(i).unwrap_or(o.mo_seeds),
+            "--mo-trials" => o.mo_trials = value(i).unwrap_or(o.mo_trials),
+            "latency-tpe" => (o.regret, o.gp, o.mo) = (false, false, false),
+            "latency-gp" => (o.regret, o.tpe, o.mo) = (false, false, false),
             _ => {}
         }
         i += 1;
@@ -423,6 +569,9 @@ fn main() {
             latency::<Hartmann6>(&mut GpBo::new().n_startup(200), hartmann6, 200, 20)
                 .print("GP-BO, 6-D, 200 finished trials");
         }
+    }
+    if o.mo {
+        multi_objective(&o);
     }
     if !o.regret {
         return;

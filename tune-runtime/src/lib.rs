@@ -23,6 +23,7 @@ mod logger;
 mod manifest;
 mod metrics;
 mod number;
+mod objectives;
 mod reporter;
 mod resources;
 mod runner;
@@ -31,6 +32,7 @@ mod searcher;
 mod session;
 mod space;
 mod space_support;
+mod state;
 mod stop;
 mod trainable;
 mod trial;
@@ -57,19 +59,23 @@ pub use journal::{
 };
 pub use manifest::MANIFEST_FILE;
 pub use metrics::{Metric, MetricValue, Metrics};
+pub use objectives::{Constraint, Objectives};
 pub use runner::{WORKER_ENV, is_worker};
 pub use scheduler::{
     Asha, AshaBuilder, BracketEvent, Decision, Exploit, Explore, FifoScheduler, HyperBand,
     HyperBandBuilder, HyperBandForBohb, MedianStopping, MedianStoppingBuilder, Mutation,
-    PBT_LOG_FILE, Pausing, Pbt, PbtBuilder, PbtLogEntry, PbtReplay, ReplayError, Scheduler,
-    SchedulerError,
+    PBT_LOG_FILE, Patient, PatientBuilder, Pausing, Pbt, PbtBuilder, PbtLogEntry, PbtReplay,
+    PercentilePruner, PercentilePrunerBuilder, ReplayError, Scheduler, SchedulerError,
+    ThresholdPruner, ThresholdPrunerBuilder, WilcoxonPruner, WilcoxonPrunerBuilder,
 };
 pub use searcher::{
-    BasicVariantGenerator, Bohb, CmaEs, ConcurrencyLimiter, GpBo, GridSearch, LatinHypercube,
-    RandomSearch, Repeater, Searcher, Suggestion, Tpe, UnsupportedSpace,
+    AskTell, Asked, BasicVariantGenerator, Bohb, CmaEs, ConcurrencyLimiter, GpBo, GridSearch,
+    LatinHypercube, Nsga2, RandomSearch, Repeater, Searcher, SobolSearch, Suggestion, Tpe,
+    UnsupportedObjectives, UnsupportedSpace,
 };
 pub use session::{Finished, Session, Stopped, TrainFn};
 pub use space::{Condition, Dim, DimKind, Space};
+pub use state::StateError;
 pub use stop::Stop;
 pub use trainable::{
     Checkpointable, InvalidResources, Resources, Trainable, TrainableSpec, TrialContext,

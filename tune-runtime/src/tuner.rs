@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::analysis::Analysis;
 use crate::checkpoint::{CheckpointStore, LocalCheckpoints};
 use crate::journal::JournalStore;
+use crate::objectives::Objectives;
 use crate::runner::typed::TypedModel;
 use crate::runner::{self, Column, Errored, FaultSettings, Settings};
 use crate::scheduler::{FifoScheduler, Pausing, Scheduler};
@@ -211,6 +212,8 @@ pub struct Tuner<T: Trainable> {
     isolate: bool,
     step_timeout: Option<Duration>,
     interrupt_grace: Duration,
+    // -- objectives and constraints (issue #14) --
+    objectives: Option<Objectives<Mets<T>>>,
 }
 
 impl<T: Trainable> fmt::Debug for Tuner<T> {
@@ -272,6 +275,7 @@ impl<T: Trainable> Tuner<T> {
             isolate: false,
             step_timeout: None,
             interrupt_grace: Duration::from_secs(30),
+            objectives: None,
         }
     }
 
@@ -544,6 +548,34 @@ impl<T: Trainable> Tuner<T> {
         self
     }
 
+    // -- objectives and constraints (issue #14) --
+
+    /// Several objectives, or constraints, to optimize together: the searcher gets them
+    /// (NSGA-II, TPE and GP-BO handle several objectives and constraints; one that cannot
+    /// makes `run` fail before any trial with [`RunError::InvalidOption`]). The first
+    /// objective is also the experiment's metric unless [`Tuner::metric`] names another.
+    /// Pick the Pareto front from the analysis with
+    /// [`Analysis::pareto_front`](crate::Analysis::pareto_front).
+    ///
+    /// ```
+    /// # use tune_runtime::prelude::*;
+    /// # #[derive(Debug, Clone, Metrics)] struct M { error: f64, latency_ms: f64 }
+    /// # tune_runtime::search_space! { struct Cfg { lr: f64 = loguniform(1e-4, 1e-1) } }
+    /// # #[trainable(config = Cfg, metrics = M)] struct Model { lr: f64 }
+    /// # impl Trainable for Model {
+    /// #     fn setup(c: &Cfg, _: &TrialContext) -> TrainResult<Self> { Ok(Model { lr: c.lr }) }
+    /// #     fn step(&mut self) -> TrainResult<M> { Ok(M { error: self.lr, latency_ms: 1.0 / self.lr }) }
+    /// # }
+    /// use tune_runtime::{Nsga2, Objectives};
+    /// let tuner = Tuner::<Model>::new()
+    ///     .objectives(Objectives::new().minimize(M::ERROR).minimize(M::LATENCY_MS))
+    ///     .searcher(Nsga2::new());
+    /// ```
+    pub fn objectives(mut self, objectives: Objectives<Mets<T>>) -> Self {
+        self.objectives = Some(objectives);
+        self
+    }
+
     /// Validates every option, then runs the experiment on this thread (the driver) and
     /// a pool of worker threads. Returns the analysis, which lists errored trials; an
     /// `Err` means the experiment could not run or could not write its results.
@@ -609,7 +641,19 @@ impl<T: Trainable> Tuner<T> {
             ));
         }
         let local_dir = self.local_dir.clone().unwrap_or_else(default_local_dir);
-        let metric = self.metric.or_else(|| {
+        if self.objectives.as_ref().is_some_and(Objectives::is_empty) {
+            return Err(RunError::InvalidOption(
+                "`objectives(..)` holds no objective; add one with `.minimize(..)` or \
+                 `.maximize(..)`"
+                    .into(),
+            ));
+        }
+        if let Some(o) = &self.objectives {
+            // Checked again by the runner after `setup`; here so that nothing is written.
+            self.searcher.set_objectives(o).map_err(|e| RunError::InvalidOption(e.to_string()))?;
+        }
+        let first_goal = self.objectives.as_ref().and_then(|o| o.goals().first().copied());
+        let metric = self.metric.or(first_goal).or_else(|| {
             (!<Mets<T> as crate::Metrics>::NAMES.is_empty()).then(|| {
                 let m = crate::Metric::new(0, <Mets<T> as crate::Metrics>::NAMES[0]);
                 (Key::Metric(m), Mode::Max)
@@ -658,7 +702,8 @@ impl<T: Trainable> Tuner<T> {
             },
         };
         let model =
-            TypedModel::<T>::new(self.searcher, self.scheduler, self.stop, metric, self.resources);
+            TypedModel::<T>::new(self.searcher, self.scheduler, self.stop, metric, self.resources)
+                .with_objectives(self.objectives);
         runner::run::<T>(settings, model, isolate)
     }
 

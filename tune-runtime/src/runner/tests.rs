@@ -139,7 +139,7 @@ impl Scheduler<Cfg, Score> for Recorder {
     fn save_state(&self) -> Value {
         json!({"calls": self.log.lock().unwrap().len()})
     }
-    fn restore_state(&mut self, state: Value) -> Result<(), String> {
+    fn restore_state(&mut self, state: Value) -> Result<(), crate::state::StateError> {
         self.note(format!("restore {state}"));
         Ok(())
     }

@@ -97,6 +97,8 @@ pub(crate) struct TypedModel<T: Trainable> {
     pub objective: Option<(Key<M<T>>, Mode)>,
     /// Replaces the trainable's resource declaration for every trial.
     pub resources: Option<Resources>,
+    /// Several objectives or constraints, for the searcher.
+    pub objectives: Option<crate::objectives::Objectives<M<T>>>,
     configs: Vec<C<T>>,
     /// Configs of exploits the scheduler asked for and the driver has not carried out.
     exploits: HashMap<u32, C<T>>,
@@ -118,10 +120,20 @@ impl<T: Trainable> TypedModel<T> {
             stop,
             objective,
             resources,
+            objectives: None,
             configs: Vec::new(),
             exploits: HashMap::new(),
             last: HashMap::new(),
         }
+    }
+
+    /// Several objectives or constraints for the searcher (checked by `Tuner::run`).
+    pub fn with_objectives(
+        mut self,
+        objectives: Option<crate::objectives::Objectives<M<T>>>,
+    ) -> Self {
+        self.objectives = objectives;
+        self
     }
 
     fn config(&self, id: TrialId) -> Option<&C<T>> {
@@ -178,6 +190,10 @@ impl<T: Trainable> Model for TypedModel<T> {
         self.scheduler.setup(seed);
         if let Some((key, mode)) = self.objective {
             self.searcher.set_objective(key, mode);
+        }
+        if let Some(objectives) = &self.objectives {
+            // `Tuner::run` checked that the searcher takes them before anything was written.
+            let _ = self.searcher.set_objectives(objectives);
         }
     }
 

@@ -5,65 +5,15 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{
-    Decision, Scheduler, SchedulerError, check_kind, f64_from_json, f64_to_json, f64s_from_json,
-    f64s_to_json, invalid, signed, u64_from_json, u64s_from_json,
-};
+use serde::{Deserialize, Serialize};
+
+use super::rung::{Bracket, Score};
+use super::{Decision, Scheduler, SchedulerError, invalid, signed};
 use crate::metrics::Metrics;
-use crate::searcher::core::{restore_rng, save_rng};
+use crate::objectives::Objectives;
 use crate::space::Space;
+use crate::state::{self, StateError};
 use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
-
-/// One bracket: rungs from the highest milestone to the lowest, each with the sorted
-/// scores (larger is better) recorded there and the trials that recorded one.
-#[derive(Debug, Clone)]
-struct Bracket {
-    /// (milestone, sorted scores, trials recorded)
-    rungs: Vec<(f64, Vec<f64>, Vec<bool>)>,
-    reduction_factor: f64,
-}
-
-impl Bracket {
-    fn new(grace: f64, max_t: f64, rf: f64, s: usize) -> Self {
-        let n = ((max_t / grace).ln() / rf.ln() + 1e-9).floor() as i64 - s as i64 + 1;
-        let rungs = (0..n.max(0) as usize)
-            .rev()
-            .map(|k| (grace * rf.powi((k + s) as i32), Vec::new(), Vec::new()))
-            .collect();
-        Self { rungs, reduction_factor: rf }
-    }
-
-    /// Records the score of a trial at the highest rung it passed and not yet recorded,
-    /// and says whether it falls below that rung's cutoff.
-    fn on_result(&mut self, trial: usize, time: f64, score: f64) -> Decision {
-        let q = 1.0 - 1.0 / self.reduction_factor;
-        for (milestone, scores, seen) in &mut self.rungs {
-            if time < *milestone || seen.get(trial).copied().unwrap_or(false) {
-                continue;
-            }
-            let below = percentile(scores, q).is_some_and(|cutoff| score < cutoff);
-            let at = scores.partition_point(|s| *s < score);
-            scores.insert(at, score);
-            if seen.len() <= trial {
-                seen.resize(trial + 1, false);
-            }
-            seen[trial] = true;
-            return if below { Decision::Stop } else { Decision::Continue };
-        }
-        Decision::Continue
-    }
-}
-
-/// numpy's default (linear) percentile of sorted values, `q` in `[0, 1]`.
-pub(crate) fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
-}
 
 /// Asynchronous successive halving.
 ///
@@ -91,6 +41,7 @@ pub(crate) fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
 pub struct Asha<M> {
     metric: Key<M>,
     mode: Mode,
+    objectives: Option<Objectives<M>>,
     time_attr: Key<M>,
     max_t: f64,
     stop_last_trials: bool,
@@ -105,6 +56,7 @@ pub struct Asha<M> {
 pub struct AshaBuilder<M> {
     metric: Key<M>,
     mode: Mode,
+    objectives: Option<Objectives<M>>,
     time_attr: Key<M>,
     max_t: f64,
     grace_period: f64,
@@ -120,6 +72,7 @@ impl<M: Metrics> Asha<M> {
         AshaBuilder {
             metric: metric.into(),
             mode,
+            objectives: None,
             time_attr: Key::Auto(Auto::TrainingIteration),
             max_t: 100.0,
             grace_period: 1.0,
@@ -129,9 +82,43 @@ impl<M: Metrics> Asha<M> {
         }
     }
 
+    /// Options for several objectives (MO-ASHA, Schmucker et al. 2021): at a rung the
+    /// recorded trials are ordered by non-dominated sorting (constraints first: feasible
+    /// trials before infeasible ones, those by violation), then by crowding distance
+    /// within a front, and a trial goes on if it is among the best
+    /// `max(1, floor(n / reduction_factor))` of the `n` recorded there. Other defaults as
+    /// [`Asha::builder`]; the status table shows the first objective.
+    ///
+    /// # Panics
+    ///
+    /// Never; [`AshaBuilder::build`] refuses objectives without a goal.
+    pub fn builder_objectives(objectives: Objectives<M>) -> AshaBuilder<M> {
+        let (metric, mode) = objectives
+            .goals()
+            .first()
+            .copied()
+            .unwrap_or((Key::Auto(Auto::TrainingIteration), Mode::Max));
+        let mut b = Self::builder(metric, mode);
+        b.objectives = Some(objectives);
+        b
+    }
+
     /// The milestones of each bracket, lowest first.
     pub fn rungs(&self) -> Vec<Vec<f64>> {
-        self.brackets.iter().map(|b| b.rungs.iter().rev().map(|r| r.0).collect()).collect()
+        self.brackets.iter().map(|b| b.rungs.iter().rev().map(|r| r.milestone).collect()).collect()
+    }
+
+    fn score(&self, result: &TrialResult<M>) -> Score {
+        match &self.objectives {
+            Some(o) => {
+                let get = |k: Key<M>| result.get(k);
+                let losses = o.losses(get);
+                let losses = losses.into_iter().map(|l| if l.is_nan() { f64::INFINITY } else { l });
+                let violation = crate::objectives::violation(&o.constraint_values(get));
+                Score::Multi(losses.collect(), violation)
+            }
+            None => Score::Single(signed(self.metric, self.mode, result)),
+        }
     }
 
     /// Number of trials this scheduler stopped.
@@ -206,6 +193,12 @@ impl<M: Metrics> AshaBuilder<M> {
         if self.brackets == 0 {
             return Err(invalid(S, "`brackets(0)`: use at least 1"));
         }
+        if self.objectives.as_ref().is_some_and(Objectives::is_empty) {
+            return Err(invalid(
+                S,
+                "`builder_objectives` got no objective: add one with `.minimize(..)` or `.maximize(..)`",
+            ));
+        }
         let brackets: Vec<Bracket> = (0..self.brackets)
             .map(|s| Bracket::new(self.grace_period, self.max_t, self.reduction_factor, s))
             .collect();
@@ -221,6 +214,7 @@ impl<M: Metrics> AshaBuilder<M> {
         Ok(Asha {
             metric: self.metric,
             mode: self.mode,
+            objectives: self.objectives,
             time_attr: self.time_attr,
             max_t: self.max_t,
             stop_last_trials: self.stop_last_trials,
@@ -278,7 +272,7 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for Asha<M> {
         let next = self.brackets[b]
             .rungs
             .iter()
-            .map(|r| r.0)
+            .map(|r| r.milestone)
             .chain(self.stop_last_trials.then_some(self.max_t))
             .filter(|m| *m > now)
             .fold(f64::INFINITY, f64::min);
@@ -294,7 +288,7 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for Asha<M> {
             Decision::Stop
         } else {
             let b = self.trial_bracket.get(trial.index()).copied().unwrap_or(0) as usize;
-            let score = signed(self.metric, self.mode, result);
+            let score = self.score(result);
             self.brackets[b].on_result(trial.index(), time, score)
         };
         if decision == Decision::Stop {
@@ -306,110 +300,63 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for Asha<M> {
     /// The rungs' scores and trials, each trial's bracket, the random generator and the
     /// number of stopped trials.
     fn save_state(&self) -> serde_json::Value {
-        let brackets: Vec<serde_json::Value> = self
-            .brackets
-            .iter()
-            .map(|b| {
-                let rungs: Vec<serde_json::Value> = b
-                    .rungs
-                    .iter()
-                    .map(|(milestone, scores, seen)| {
-                        let trials: Vec<usize> =
-                            seen.iter().enumerate().filter(|(_, s)| **s).map(|(i, _)| i).collect();
-                        serde_json::json!({
-                            "milestone": f64_to_json(*milestone),
-                            "scores": f64s_to_json(scores),
-                            "trials": trials,
-                        })
-                    })
-                    .collect();
-                serde_json::json!({ "rungs": rungs })
-            })
-            .collect();
-        serde_json::json!({
-            "scheduler": "ASHA",
-            "brackets": brackets,
-            "trial_bracket": self.trial_bracket,
-            "rng": save_rng(&self.rng),
-            "stopped": self.stopped,
-        })
+        let saved = Saved {
+            brackets: self.brackets.clone(),
+            trial_bracket: self.trial_bracket.clone(),
+            rng: self.rng.clone(),
+            stopped: self.stopped,
+        };
+        state::save("ASHA", &saved)
     }
 
-    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
-        check_kind(&state, "ASHA")?;
-        let saved = state["brackets"].as_array().ok_or("`brackets` is missing or not an array")?;
-        if saved.len() != self.brackets.len() {
-            return Err(format!(
-                "the state has {} brackets, this scheduler {}: build it with the options of the \
-                 run that saved it",
-                saved.len(),
-                self.brackets.len()
+    fn restore_state(&mut self, value: serde_json::Value) -> Result<(), StateError> {
+        let saved: Saved = state::load("ASHA", value)?;
+        let same = saved.brackets.len() == self.brackets.len()
+            && saved.brackets.iter().zip(&self.brackets).all(|(a, b)| a.same_plan(b));
+        if !same {
+            let plan = |b: &[Bracket]| -> Vec<Vec<f64>> {
+                b.iter().map(|b| b.rungs.iter().map(|r| r.milestone).collect()).collect()
+            };
+            return Err(state::mismatch(
+                "ASHA",
+                format!(
+                    "the state has the rungs {:?}, this scheduler {:?}",
+                    plan(&saved.brackets),
+                    plan(&self.brackets)
+                ),
             ));
         }
-        let mut brackets = self.brackets.clone();
-        for (k, (b, v)) in brackets.iter_mut().zip(saved).enumerate() {
-            let rungs = v["rungs"]
-                .as_array()
-                .ok_or_else(|| format!("`brackets[{k}].rungs` is missing or not an array"))?;
-            if rungs.len() != b.rungs.len() {
-                return Err(format!(
-                    "bracket {k} has {} rungs in the state, {} here: build the scheduler with \
-                     the options of the run that saved it",
-                    rungs.len(),
-                    b.rungs.len()
-                ));
-            }
-            for (r, (rung, v)) in b.rungs.iter_mut().zip(rungs).enumerate() {
-                let what = format!("brackets[{k}].rungs[{r}]");
-                let milestone = f64_from_json(&v["milestone"], &format!("{what}.milestone"))?;
-                if milestone != rung.0 {
-                    return Err(format!(
-                        "`{what}` sits at {milestone} in the state, at {} here: build the \
-                         scheduler with the options of the run that saved it",
-                        rung.0
-                    ));
-                }
-                let mut scores = f64s_from_json(&v["scores"], &format!("{what}.scores"))?;
-                scores.sort_by(f64::total_cmp);
-                let mut seen = Vec::new();
-                for t in u64s_from_json(&v["trials"], &format!("{what}.trials"))? {
-                    let t = usize::try_from(t)
-                        .ok()
-                        .filter(|t| *t < 1 << 24)
-                        .ok_or_else(|| format!("`{what}.trials` holds the trial index {t}"))?;
-                    if seen.len() <= t {
-                        seen.resize(t + 1, false);
-                    }
-                    seen[t] = true;
-                }
-                rung.1 = scores;
-                rung.2 = seen;
-            }
+        if let Some(b) = saved.trial_bracket.iter().find(|b| **b as usize >= self.brackets.len()) {
+            return Err(state::malformed(
+                "ASHA",
+                "trial_bracket",
+                &format!("names the bracket {b}, which does not exist"),
+            ));
         }
-        let mut trial_bracket = Vec::new();
-        for b in u64s_from_json(&state["trial_bracket"], "trial_bracket")? {
-            if b as usize >= self.brackets.len() {
-                return Err(format!("`trial_bracket` names the bracket {b}, which does not exist"));
-            }
-            trial_bracket.push(b as u32);
-        }
-        let rng = restore_rng(&state["rng"]).map_err(|e| format!("`rng`: {e}"))?;
-        let stopped = u64_from_json(&state["stopped"], "stopped")? as usize;
-        self.brackets = brackets;
-        self.trial_bracket = trial_bracket;
-        self.rng = rng;
-        self.stopped = stopped;
+        self.brackets = saved.brackets;
+        self.trial_bracket = saved.trial_bracket;
+        self.rng = saved.rng;
+        self.stopped = saved.stopped;
         Ok(())
     }
 
     fn on_trial_complete(&mut self, trial: TrialId, last: Option<&TrialResult<M>>, error: bool) {
         if let (Some(r), false) = (last, error) {
             let b = self.trial_bracket.get(trial.index()).copied().unwrap_or(0) as usize;
-            let score = signed(self.metric, self.mode, r);
+            let score = self.score(r);
             let time = r.get(self.time_attr);
             self.brackets[b].on_result(trial.index(), time, score);
         }
     }
+}
+
+/// What [`Asha`] saves.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    brackets: Vec<Bracket>,
+    trial_bracket: Vec<u32>,
+    rng: ChaCha8Rng,
+    stopped: usize,
 }
 
 #[cfg(test)]
@@ -554,7 +501,7 @@ mod tests {
         assert!(e.unwrap_err().to_string().contains("bracket 2 would have no rung"));
         let e = Asha::builder(SCORE, Mode::Max).brackets(0).build().unwrap_err();
         assert!(e.to_string().contains("brackets(0)"), "{e}");
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.5));
+        assert_eq!(super::super::rung::percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.5));
     }
 
     #[test]
@@ -623,23 +570,58 @@ mod tests {
         let restore = |s: &mut Asha<Score>, v: serde_json::Value| {
             <Asha<Score> as Scheduler<Cfg, Score>>::restore_state(s, v)
         };
-        assert!(restore(&mut s, serde_json::json!(3)).unwrap_err().contains("not a JSON object"));
+        let e = restore(&mut s, serde_json::json!(3)).unwrap_err();
+        assert!(e.to_string().contains("not a JSON object"), "{e}");
         let mut v = good.clone();
-        v["scheduler"] = serde_json::json!("PBT");
-        assert!(restore(&mut s, v).unwrap_err().contains("PBT"));
-        let mut v = good.clone();
-        v["brackets"][0]["rungs"][0]["scores"] = serde_json::json!([1.0, "x"]);
+        v["kind"] = serde_json::json!("PBT");
         let e = restore(&mut s, v).unwrap_err();
-        assert!(e.contains("brackets[0].rungs[0].scores"), "{e}");
+        assert_eq!(e, StateError::WrongKind { expected: "ASHA", found: "PBT".into() });
         let mut v = good.clone();
-        v.as_object_mut().unwrap().remove("rng");
-        assert!(restore(&mut s, v).unwrap_err().contains("rng"));
+        v["state"]["brackets"][0]["rungs"][0]["scores"] = serde_json::json!([1.0, "x"]);
+        let e = restore(&mut s, v).unwrap_err();
+        assert!(
+            matches!(&e, StateError::Malformed { path, .. } if path == "brackets[0].rungs[0].scores[1]"),
+            "{e}"
+        );
         let mut v = good.clone();
-        v["trial_bracket"] = serde_json::json!([0, 5]);
-        assert!(restore(&mut s, v).unwrap_err().contains("bracket 5"));
+        v["state"].as_object_mut().unwrap().remove("rng");
+        assert!(restore(&mut s, v).unwrap_err().to_string().contains("rng"));
+        let mut v = good.clone();
+        v["state"]["trial_bracket"] = serde_json::json!([0, 5]);
+        assert!(restore(&mut s, v).unwrap_err().to_string().contains("bracket 5"));
         let other = Asha::builder(SCORE, Mode::Max).max_t(81.0).reduction_factor(3.0).build();
         let e = restore(&mut other.unwrap(), good.clone()).unwrap_err();
-        assert!(e.contains("options"), "{e}");
+        assert!(matches!(e, StateError::Mismatch { .. }), "{e}");
+        assert!(e.to_string().contains("options"), "{e}");
         assert_eq!(restore(&mut s, good.clone()), Ok(()));
+    }
+
+    #[test]
+    fn several_objectives_stop_dominated_trials_at_rungs() {
+        use crate::objectives::Constraint;
+        let o = Objectives::new()
+            .maximize(SCORE)
+            .minimize(Auto::TimeTotalS)
+            .constraint(Constraint::at_most(Auto::TimeTotalS, 10.0));
+        let mut s = Asha::builder_objectives(o).max_t(8.0).reduction_factor(2.0).build().unwrap();
+        add(&mut s, 4);
+        let r = |t: u32, score: f64, time: f64| {
+            let mut r = result(t, 1, score);
+            r.time_total_s = time;
+            r
+        };
+        let feed = |s: &mut Asha<Score>, t: u32, score: f64, time: f64| {
+            <Asha<Score> as Scheduler<Cfg, Score>>::on_trial_result(
+                s,
+                TrialId(t),
+                &r(t, score, time),
+            )
+        };
+        assert_eq!(feed(&mut s, 0, 5.0, 5.0), Decision::Continue);
+        assert_eq!(feed(&mut s, 1, 4.0, 6.0), Decision::Stop, "dominated by trial 0");
+        assert_eq!(feed(&mut s, 2, 9.0, 20.0), Decision::Stop, "infeasible: time over 10");
+        assert_eq!(feed(&mut s, 3, 9.0, 9.0), Decision::Continue, "trades score for time");
+        let e = Asha::builder_objectives(Objectives::<Score>::new()).build().unwrap_err();
+        assert!(e.to_string().contains("no objective"), "{e}");
     }
 }

@@ -3,10 +3,11 @@
 
 use std::fmt;
 
-use super::{
-    Decision, f64_from_json, f64_to_json, f64s_from_json, f64s_to_json, signed, u64_from_json,
-};
+use serde::{Deserialize, Serialize};
+
+use super::{Decision, signed};
 use crate::metrics::Metrics;
+use crate::state::{self, StateError, nonfinite};
 use crate::trial::{Key, Mode, TrialId, TrialResult};
 
 /// What happened to a trial in a HyperBand bracket; a model-based searcher paired with
@@ -35,7 +36,8 @@ pub enum BracketEvent {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum State {
     /// Added, no result yet.
     Pending,
@@ -47,22 +49,50 @@ enum State {
     Promoted,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Member {
+    #[serde(with = "trial_index")]
     trial: TrialId,
+    #[serde(with = "nonfinite")]
     score: f64,
     state: State,
 }
 
+/// A trial id as its creation index.
+mod trial_index {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::trial::TrialId;
+
+    pub(super) fn serialize<S: Serializer>(t: &TrialId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(t.0)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TrialId, D::Error> {
+        u32::deserialize(d).map(TrialId)
+    }
+}
+
 /// One bracket: `size` trials start at `milestones[0]`, and after each rung the best
 /// `1/eta` go on to the next milestone; the last milestone is `max_t`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Bracket {
     pub size: usize,
     pub added: usize,
     pub rung: usize,
+    #[serde(with = "nonfinite")]
     pub milestones: Vec<f64>,
     members: Vec<Member>,
+}
+
+/// What [`Core`] saves.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    brackets: Vec<Bracket>,
+    of_trial: Vec<Option<u32>>,
+    stops: Vec<u32>,
+    no_more: bool,
+    stopped: usize,
 }
 
 impl Bracket {
@@ -317,132 +347,55 @@ impl<M: Metrics> Core<M> {
     }
 
     /// The brackets (members, scores, states, rungs), each trial's bracket, the stops not
-    /// yet taken, whether the searcher is done and the number of stopped trials, under
-    /// `"scheduler": kind`.
+    /// yet taken, whether the searcher is done and the number of stopped trials, as the
+    /// state of `kind`.
     pub fn save_state(&self, kind: &str) -> serde_json::Value {
-        let brackets: Vec<serde_json::Value> = self
-            .brackets
-            .iter()
-            .map(|b| {
-                let members: Vec<serde_json::Value> = b
-                    .members
-                    .iter()
-                    .map(|m| {
-                        serde_json::json!({
-                            "trial": m.trial.0,
-                            "score": f64_to_json(m.score),
-                            "state": state_name(m.state),
-                        })
-                    })
-                    .collect();
-                serde_json::json!({
-                    "size": b.size,
-                    "added": b.added,
-                    "rung": b.rung,
-                    "milestones": f64s_to_json(&b.milestones),
-                    "members": members,
-                })
-            })
-            .collect();
-        let of_trial: Vec<Option<u32>> = self.of_trial.clone();
-        let stops: Vec<u32> = self.stops.iter().map(|t| t.0).collect();
-        serde_json::json!({
-            "scheduler": kind,
-            "brackets": brackets,
-            "of_trial": of_trial,
-            "stops": stops,
-            "no_more": self.no_more,
-            "stopped": self.stopped,
-        })
+        let saved = Saved {
+            brackets: self.brackets.clone(),
+            of_trial: self.of_trial.clone(),
+            stops: self.stops.iter().map(|t| t.0).collect(),
+            no_more: self.no_more,
+            stopped: self.stopped,
+        };
+        state::save(kind, &saved)
     }
 
-    /// Restores what [`Core::save_state`] saved (the kind is checked by the caller).
-    pub fn restore_state(&mut self, state: &serde_json::Value) -> Result<(), String> {
-        let saved = state["brackets"].as_array().ok_or("`brackets` is missing or not an array")?;
-        let mut brackets = Vec::with_capacity(saved.len());
-        for (k, v) in saved.iter().enumerate() {
-            let what = format!("brackets[{k}]");
-            let size = u64_from_json(&v["size"], &format!("{what}.size"))? as usize;
-            let milestones = f64s_from_json(&v["milestones"], &format!("{what}.milestones"))?;
+    /// Restores what [`Core::save_state`] saved as `kind`.
+    pub fn restore_state(
+        &mut self,
+        kind: &'static str,
+        value: serde_json::Value,
+    ) -> Result<(), StateError> {
+        let saved: Saved = state::load(kind, value)?;
+        for (k, b) in saved.brackets.iter().enumerate() {
             let (_, plan_size, plan_milestones) = self.plan(k);
-            if size != plan_size || milestones != plan_milestones {
-                return Err(format!(
-                    "`{what}` holds {size} trials with milestones {milestones:?}; this \
-                     scheduler plans {plan_size} with {plan_milestones:?}: build it with the \
-                     options of the run that saved the state"
+            if b.size != plan_size || b.milestones != plan_milestones {
+                return Err(state::mismatch(
+                    kind,
+                    format!(
+                        "bracket {k} holds {} trials with milestones {:?} in the state; this \
+                         scheduler plans {plan_size} with {plan_milestones:?}",
+                        b.size, b.milestones
+                    ),
                 ));
             }
-            let added = u64_from_json(&v["added"], &format!("{what}.added"))? as usize;
-            let rung = u64_from_json(&v["rung"], &format!("{what}.rung"))? as usize;
-            let ms = v["members"]
-                .as_array()
-                .ok_or_else(|| format!("`{what}.members` is missing or not an array"))?;
-            let mut members = Vec::with_capacity(ms.len());
-            for (j, m) in ms.iter().enumerate() {
-                let what = format!("{what}.members[{j}]");
-                let trial = trial_from_json(&m["trial"], &format!("{what}.trial"))?;
-                let score = f64_from_json(&m["score"], &format!("{what}.score"))?;
-                let state = m["state"]
-                    .as_str()
-                    .and_then(state_from_name)
-                    .ok_or_else(|| format!("`{what}.state` is missing or unknown"))?;
-                members.push(Member { trial, score, state });
-            }
-            brackets.push(Bracket { size, added, rung, milestones, members });
         }
-        let of = state["of_trial"].as_array().ok_or("`of_trial` is missing or not an array")?;
-        let mut of_trial = Vec::with_capacity(of.len());
-        for (i, v) in of.iter().enumerate() {
-            of_trial.push(match v {
-                serde_json::Value::Null => None,
-                v => {
-                    let b = u64_from_json(v, &format!("of_trial[{i}]"))?;
-                    if b as usize >= brackets.len() {
-                        return Err(format!(
-                            "`of_trial[{i}]` names the bracket {b}, which does not exist"
-                        ));
-                    }
-                    Some(b as u32)
-                }
-            });
+        if let Some((i, b)) =
+            saved.of_trial.iter().enumerate().find_map(|(i, b)| {
+                b.filter(|b| *b as usize >= saved.brackets.len()).map(|b| (i, b))
+            })
+        {
+            return Err(state::malformed(
+                kind,
+                &format!("of_trial[{i}]"),
+                &format!("names the bracket {b}, which does not exist"),
+            ));
         }
-        let st = state["stops"].as_array().ok_or("`stops` is missing or not an array")?;
-        let stops = st
-            .iter()
-            .enumerate()
-            .map(|(i, v)| trial_from_json(v, &format!("stops[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let no_more = state["no_more"].as_bool().ok_or("`no_more` is missing or not a boolean")?;
-        let stopped = u64_from_json(&state["stopped"], "stopped")? as usize;
-        self.brackets = brackets;
-        self.of_trial = of_trial;
-        self.stops = stops;
-        self.no_more = no_more;
-        self.stopped = stopped;
+        self.brackets = saved.brackets;
+        self.of_trial = saved.of_trial;
+        self.stops = saved.stops.into_iter().map(TrialId).collect();
+        self.no_more = saved.no_more;
+        self.stopped = saved.stopped;
         Ok(())
     }
-}
-
-fn state_name(s: State) -> &'static str {
-    match s {
-        State::Pending => "pending",
-        State::Running => "running",
-        State::Waiting => "waiting",
-        State::Promoted => "promoted",
-    }
-}
-
-fn state_from_name(s: &str) -> Option<State> {
-    Some(match s {
-        "pending" => State::Pending,
-        "running" => State::Running,
-        "waiting" => State::Waiting,
-        "promoted" => State::Promoted,
-        _ => return None,
-    })
-}
-
-fn trial_from_json(v: &serde_json::Value, what: &str) -> Result<TrialId, String> {
-    let i = u64_from_json(v, what)?;
-    u32::try_from(i).map(TrialId).map_err(|_| format!("`{what}` is {i}, not a trial index"))
 }

@@ -3,9 +3,10 @@
 
 pub use super::bracket::BracketEvent;
 use super::bracket::{Core, Observer};
-use super::{Decision, Scheduler, SchedulerError, check_kind, invalid};
+use super::{Decision, Scheduler, SchedulerError, invalid};
 use crate::metrics::Metrics;
 use crate::space::Space;
+use crate::state::StateError;
 use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
 
 /// Synchronous HyperBand.
@@ -192,9 +193,8 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBand<M> {
     fn save_state(&self) -> serde_json::Value {
         self.core.save_state("HyperBand")
     }
-    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
-        check_kind(&state, "HyperBand")?;
-        self.core.restore_state(&state)
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), StateError> {
+        self.core.restore_state("HyperBand", state)
     }
     fn on_trial_add(&mut self, trial: TrialId, _config: &C) {
         self.core.add(trial);
@@ -224,9 +224,8 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBandForBohb<M> {
     fn save_state(&self) -> serde_json::Value {
         self.core.save_state("HyperBandForBOHB")
     }
-    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
-        check_kind(&state, "HyperBandForBOHB")?;
-        self.core.restore_state(&state)
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), StateError> {
+        self.core.restore_state("HyperBandForBOHB", state)
     }
     fn on_trial_add(&mut self, trial: TrialId, _config: &C) {
         self.core.add(trial);
@@ -459,19 +458,20 @@ mod tests {
         add(s, 0..3);
         feed(s, 0, 1, 1.0);
         let good = s.save_state();
-        assert!(s.restore_state(serde_json::json!("x")).unwrap_err().contains("JSON object"));
+        let err = |s: &mut S, v| s.restore_state(v).unwrap_err().to_string();
+        assert!(err(s, serde_json::json!("x")).contains("JSON object"));
         let mut v = good.clone();
-        v["scheduler"] = serde_json::json!("HyperBandForBOHB");
-        assert!(s.restore_state(v).unwrap_err().contains("HyperBandForBOHB"));
+        v["kind"] = serde_json::json!("HyperBandForBOHB");
+        assert!(err(s, v).contains("HyperBandForBOHB"));
         let mut v = good.clone();
-        v["brackets"][0]["members"][0]["state"] = serde_json::json!("asleep");
-        let e = s.restore_state(v).unwrap_err();
+        v["state"]["brackets"][0]["members"][0]["state"] = serde_json::json!("asleep");
+        let e = err(s, v);
         assert!(e.contains("brackets[0].members[0].state"), "{e}");
         let mut v = good.clone();
-        v["of_trial"] = serde_json::json!([7]);
-        assert!(s.restore_state(v).unwrap_err().contains("bracket 7"));
+        v["state"]["of_trial"] = serde_json::json!([7]);
+        assert!(err(s, v).contains("bracket 7"));
         let mut other = HyperBand::builder(SCORE, Mode::Max).max_t(27.0).build().unwrap();
-        let e = (&mut other as &mut S).restore_state(good.clone()).unwrap_err();
+        let e = err(&mut other, good.clone());
         assert!(e.contains("options"), "{e}");
         assert_eq!(s.restore_state(good.clone()), Ok(()));
         assert_eq!(s.save_state(), good);

@@ -1,20 +1,23 @@
 //! The median stopping rule (Golovin et al. 2017, Google Vizier), as in Ray Tune's
 //! `MedianStoppingRule`.
 
-use super::{
-    Decision, Scheduler, SchedulerError, check_kind, f64_from_json, f64_to_json, f64s_from_json,
-    f64s_to_json, invalid, signed,
-};
+use serde::{Deserialize, Serialize};
+
+use super::{Decision, Scheduler, SchedulerError, invalid, signed};
 use crate::metrics::Metrics;
 use crate::space::Space;
+use crate::state::{self, StateError, nonfinite};
 use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
 
 /// A trial's results: times (monotone) and prefix sums of its scores.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct History {
+    #[serde(with = "nonfinite")]
     times: Vec<f64>,
     /// `sums[i]` = sum of the first `i` scores (larger is better).
+    #[serde(with = "nonfinite")]
     sums: Vec<f64>,
+    #[serde(with = "nonfinite")]
     best: f64,
     stopped: bool,
 }
@@ -219,40 +222,23 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for MedianStopping<M> {
 
     /// Every trial's times, score sums, best score and whether it was stopped once.
     fn save_state(&self) -> serde_json::Value {
-        let trials: Vec<serde_json::Value> = self
-            .trials
-            .iter()
-            .map(|h| {
-                serde_json::json!({
-                    "times": f64s_to_json(&h.times),
-                    "sums": f64s_to_json(&h.sums),
-                    "best": f64_to_json(h.best),
-                    "stopped": h.stopped,
-                })
-            })
-            .collect();
-        serde_json::json!({ "scheduler": "MedianStopping", "trials": trials })
+        state::save("MedianStopping", &self.trials)
     }
 
-    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
-        check_kind(&state, "MedianStopping")?;
-        let saved = state["trials"].as_array().ok_or("`trials` is missing or not an array")?;
-        let mut trials = Vec::with_capacity(saved.len());
-        for (i, v) in saved.iter().enumerate() {
-            let times = f64s_from_json(&v["times"], &format!("trials[{i}].times"))?;
-            let sums = f64s_from_json(&v["sums"], &format!("trials[{i}].sums"))?;
-            if !(sums.len() == times.len() + 1 || (sums.is_empty() && times.is_empty())) {
-                return Err(format!(
-                    "`trials[{i}]` has {} times and {} sums; it needs one sum more than times",
-                    times.len(),
-                    sums.len()
+    fn restore_state(&mut self, value: serde_json::Value) -> Result<(), StateError> {
+        let trials: Vec<History> = state::load("MedianStopping", value)?;
+        for (i, h) in trials.iter().enumerate() {
+            if !(h.sums.len() == h.times.len() + 1 || (h.sums.is_empty() && h.times.is_empty())) {
+                return Err(state::malformed(
+                    "MedianStopping",
+                    &format!("[{i}]"),
+                    &format!(
+                        "{} times and {} sums; a trial needs one sum more than times",
+                        h.times.len(),
+                        h.sums.len()
+                    ),
                 ));
             }
-            let best = f64_from_json(&v["best"], &format!("trials[{i}].best"))?;
-            let stopped = v["stopped"]
-                .as_bool()
-                .ok_or_else(|| format!("`trials[{i}].stopped` is missing or not a boolean"))?;
-            trials.push(History { times, sums, best, stopped });
         }
         self.trials = trials;
         Ok(())
@@ -393,17 +379,19 @@ mod tests {
         let good = <MedianStopping<Score> as Scheduler<Cfg, Score>>::save_state(&s);
         let restore = |s: &mut MedianStopping<Score>, v: serde_json::Value| {
             <MedianStopping<Score> as Scheduler<Cfg, Score>>::restore_state(s, v)
+                .map_err(|e| e.to_string())
         };
         assert!(restore(&mut s, serde_json::Value::Null).unwrap_err().contains("JSON object"));
         let mut v = good.clone();
-        v["trials"] = serde_json::json!({});
-        assert!(restore(&mut s, v).unwrap_err().contains("`trials`"));
+        v["state"] = serde_json::json!({});
+        assert!(restore(&mut s, v).unwrap_err().contains("malformed"));
         let mut v = good.clone();
-        v["trials"][0]["sums"] = serde_json::json!([0.0]);
+        v["state"][0]["sums"] = serde_json::json!([0.0]);
         assert!(restore(&mut s, v).unwrap_err().contains("one sum more"));
         let mut v = good.clone();
-        v["trials"][0].as_object_mut().unwrap().remove("stopped");
-        assert!(restore(&mut s, v).unwrap_err().contains("trials[0].stopped"));
+        v["state"][0].as_object_mut().unwrap().remove("stopped");
+        let e = restore(&mut s, v).unwrap_err();
+        assert!(e.contains("[0]") && e.contains("stopped"), "{e}");
         assert_eq!(restore(&mut s, good), Ok(()));
     }
 }

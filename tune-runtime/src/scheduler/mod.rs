@@ -6,18 +6,28 @@ mod bracket;
 mod fifo;
 mod hyperband;
 mod median;
+mod patient;
 mod pbt;
+mod percentile;
 mod replay;
+mod rung;
+mod wilcoxon;
 
 pub use asha::{Asha, AshaBuilder};
 pub use fifo::FifoScheduler;
 pub use hyperband::{BracketEvent, HyperBand, HyperBandBuilder, HyperBandForBohb};
 pub use median::{MedianStopping, MedianStoppingBuilder};
+pub use patient::{Patient, PatientBuilder};
 pub use pbt::{Explore, Mutation, PBT_LOG_FILE, Pbt, PbtBuilder, PbtLogEntry};
+pub use percentile::{
+    PercentilePruner, PercentilePrunerBuilder, ThresholdPruner, ThresholdPrunerBuilder,
+};
 pub use replay::{PbtReplay, ReplayError};
+pub use wilcoxon::{WilcoxonPruner, WilcoxonPrunerBuilder};
 
 use crate::metrics::Metrics;
 use crate::space::Space;
+use crate::state::StateError;
 use crate::trial::{Key, Mode, TrialId, TrialResult};
 
 /// What a scheduler decides after a result.
@@ -138,7 +148,7 @@ pub trait Scheduler<C: Space, M: Metrics>: Send {
     }
 
     /// Restores what [`Scheduler::save_state`] returned.
-    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), StateError> {
         let _ = state;
         Ok(())
     }
@@ -197,68 +207,4 @@ pub enum SchedulerError {
 
 pub(crate) fn invalid(scheduler: &'static str, message: impl Into<String>) -> SchedulerError {
     SchedulerError::Invalid { scheduler, message: message.into() }
-}
-
-/// A float as JSON for [`Scheduler::save_state`]: finite numbers as numbers, the others as
-/// the strings `"NaN"`, `"inf"` and `"-inf"` (JSON numbers cannot hold them).
-pub(crate) fn f64_to_json(x: f64) -> serde_json::Value {
-    if x.is_finite() {
-        serde_json::json!(x)
-    } else if x.is_nan() {
-        serde_json::json!("NaN")
-    } else if x > 0.0 {
-        serde_json::json!("inf")
-    } else {
-        serde_json::json!("-inf")
-    }
-}
-
-/// Reads what [`f64_to_json`] wrote; `what` names the field in the error.
-pub(crate) fn f64_from_json(v: &serde_json::Value, what: &str) -> Result<f64, String> {
-    match v {
-        serde_json::Value::Number(n) => {
-            n.as_f64().ok_or_else(|| format!("`{what}` is not a float"))
-        }
-        serde_json::Value::String(s) => match s.as_str() {
-            "NaN" => Ok(f64::NAN),
-            "inf" => Ok(f64::INFINITY),
-            "-inf" => Ok(f64::NEG_INFINITY),
-            _ => Err(format!("`{what}` is the string {s:?}, not a float")),
-        },
-        _ => Err(format!("`{what}` is missing or not a float")),
-    }
-}
-
-/// Floats as a JSON array (see [`f64_to_json`]).
-pub(crate) fn f64s_to_json(xs: &[f64]) -> serde_json::Value {
-    serde_json::Value::Array(xs.iter().map(|x| f64_to_json(*x)).collect())
-}
-
-/// Reads what [`f64s_to_json`] wrote; `what` names the field in the error.
-pub(crate) fn f64s_from_json(v: &serde_json::Value, what: &str) -> Result<Vec<f64>, String> {
-    let a = v.as_array().ok_or_else(|| format!("`{what}` is missing or not an array"))?;
-    a.iter().map(|x| f64_from_json(x, what)).collect()
-}
-
-/// An unsigned integer field of a saved state; `what` names it in the error.
-pub(crate) fn u64_from_json(v: &serde_json::Value, what: &str) -> Result<u64, String> {
-    v.as_u64().ok_or_else(|| format!("`{what}` is missing or not an unsigned integer"))
-}
-
-/// An array of unsigned integers of a saved state; `what` names it in the error.
-pub(crate) fn u64s_from_json(v: &serde_json::Value, what: &str) -> Result<Vec<u64>, String> {
-    let a = v.as_array().ok_or_else(|| format!("`{what}` is missing or not an array"))?;
-    a.iter().map(|x| u64_from_json(x, what)).collect()
-}
-
-/// Checks that a saved state is an object of `scheduler` (its `"scheduler"` field).
-pub(crate) fn check_kind(state: &serde_json::Value, scheduler: &str) -> Result<(), String> {
-    if !state.is_object() {
-        return Err(format!("the {scheduler} state is not a JSON object"));
-    }
-    match state.get("scheduler").and_then(|s| s.as_str()) {
-        Some(s) if s == scheduler => Ok(()),
-        Some(s) => Err(format!("the state was saved by the {s} scheduler, not {scheduler}")),
-        None => Err(format!("the {scheduler} state lacks its `scheduler` field")),
-    }
 }

@@ -8,13 +8,10 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Decision, Exploit, Scheduler, SchedulerError, check_kind, f64_from_json, f64_to_json, invalid,
-    signed, u64_from_json,
-};
+use super::{Decision, Exploit, Scheduler, SchedulerError, invalid, signed};
 use crate::metrics::Metrics;
-use crate::searcher::core::{restore_rng, save_rng};
 use crate::space::{Dim, DimKind, Space};
+use crate::state::{self, StateError, nonfinite};
 use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
 
 /// File of the experiment directory where the runner appends one [`PbtLogEntry`] per
@@ -63,11 +60,35 @@ impl Mutation {
 /// A custom explore step, applied to the new config after the mutations.
 pub type Explore<C> = Box<dyn FnMut(&mut C, &mut dyn RngCore) + Send>;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound = "C: Space")]
 struct Member<C> {
     config: C,
+    #[serde(with = "nonfinite")]
     last_perturbation: f64,
+    #[serde(with = "nonfinite")]
     last_score: Option<f64>,
+}
+
+/// An exploit decided and not yet carried out: the trial, the source, the new config and
+/// the member as it was before.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "C: Space")]
+struct PendingExploit<C> {
+    trial: u32,
+    source: u32,
+    config: C,
+    before: Member<C>,
+}
+
+/// What [`Pbt`] saves.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "C: Space")]
+struct Saved<C> {
+    trials: Vec<Option<Member<C>>>,
+    pending: Option<PendingExploit<C>>,
+    rng: ChaCha8Rng,
+    exploits: usize,
 }
 
 /// Population based training.
@@ -240,34 +261,6 @@ impl<C: Space, M: Metrics> Pbt<C, M> {
     fn member(&self, trial: TrialId) -> Option<&Member<C>> {
         self.trials.get(trial.index()).and_then(Option::as_ref)
     }
-}
-
-fn member_to_json<C: Space>(m: &Member<C>) -> serde_json::Value {
-    serde_json::json!({
-        "config": m.config.to_json_value(),
-        "last_perturbation": f64_to_json(m.last_perturbation),
-        "last_score": m.last_score.map(f64_to_json),
-    })
-}
-
-fn member_from_json<C: Space>(v: &serde_json::Value, what: &str) -> Result<Member<C>, String> {
-    if !v.is_object() {
-        return Err(format!("`{what}` is not an object"));
-    }
-    let config =
-        C::from_json_value(v["config"].clone()).map_err(|e| format!("`{what}.config`: {e}"))?;
-    let last_perturbation =
-        f64_from_json(&v["last_perturbation"], &format!("{what}.last_perturbation"))?;
-    let last_score = match &v["last_score"] {
-        serde_json::Value::Null => None,
-        x => Some(f64_from_json(x, &format!("{what}.last_score"))?),
-    };
-    Ok(Member { config, last_perturbation, last_score })
-}
-
-fn trial_from_json(v: &serde_json::Value, what: &str) -> Result<TrialId, String> {
-    let i = u64_from_json(v, what)?;
-    u32::try_from(i).map(TrialId).map_err(|_| format!("`{what}` is {i}, not a trial index"))
 }
 
 impl<C: Space, M: Metrics> PbtBuilder<C, M> {
@@ -473,55 +466,39 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for Pbt<C, M> {
     /// computed from them), the exploit being carried out, the random generator and the
     /// number of exploits.
     fn save_state(&self) -> serde_json::Value {
-        let trials: Vec<serde_json::Value> = self
-            .trials
-            .iter()
-            .map(|m| m.as_ref().map_or(serde_json::Value::Null, member_to_json))
-            .collect();
-        let pending = self.pending.as_ref().map(|(t, e, before)| {
-            serde_json::json!({
-                "trial": t.0,
-                "source": e.source.0,
-                "config": e.config.to_json_value(),
-                "before": member_to_json(before),
-            })
-        });
-        serde_json::json!({
-            "scheduler": "PBT",
-            "trials": trials,
-            "pending": pending,
-            "rng": save_rng(&self.rng),
-            "exploits": self.exploits,
-        })
+        let saved = Saved {
+            trials: self.trials.clone(),
+            pending: self.pending.as_ref().map(|(t, e, before)| PendingExploit {
+                trial: t.0,
+                source: e.source.0,
+                config: e.config.clone(),
+                before: before.clone(),
+            }),
+            rng: self.rng.clone(),
+            exploits: self.exploits,
+        };
+        state::save("PBT", &saved)
     }
 
-    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
-        check_kind(&state, "PBT")?;
-        let saved = state["trials"].as_array().ok_or("`trials` is missing or not an array")?;
-        let mut trials = Vec::with_capacity(saved.len());
-        for (i, v) in saved.iter().enumerate() {
-            trials.push(match v {
-                serde_json::Value::Null => None,
-                v => Some(member_from_json(v, &format!("trials[{i}]"))?),
-            });
-        }
-        let pending = match &state["pending"] {
-            serde_json::Value::Null => None,
-            v => {
-                let trial = trial_from_json(&v["trial"], "pending.trial")?;
-                let source = trial_from_json(&v["source"], "pending.source")?;
-                let config = C::from_json_value(v["config"].clone())
-                    .map_err(|e| format!("`pending.config`: {e}"))?;
-                let before = member_from_json(&v["before"], "pending.before")?;
-                Some((trial, Exploit { source, config }, before))
-            }
+    fn restore_state(&mut self, value: serde_json::Value) -> Result<(), StateError> {
+        let saved: Saved<C> = state::load("PBT", value)?;
+        let check = |c: &C, path: String| {
+            c.validate().map_err(|e| state::malformed("PBT", &path, &e.to_string()))
         };
-        let rng = restore_rng(&state["rng"]).map_err(|e| format!("`rng`: {e}"))?;
-        let exploits = u64_from_json(&state["exploits"], "exploits")? as usize;
-        self.trials = trials;
-        self.pending = pending;
-        self.rng = rng;
-        self.exploits = exploits;
+        for (i, m) in saved.trials.iter().enumerate() {
+            if let Some(m) = m {
+                check(&m.config, format!("trials[{i}].config"))?;
+            }
+        }
+        if let Some(p) = &saved.pending {
+            check(&p.config, "pending.config".into())?;
+        }
+        self.trials = saved.trials;
+        self.pending = saved.pending.map(|p| {
+            (TrialId(p.trial), Exploit { source: TrialId(p.source), config: p.config }, p.before)
+        });
+        self.rng = saved.rng;
+        self.exploits = saved.exploits;
         Ok(())
     }
 
@@ -694,17 +671,22 @@ mod tests {
         feed(&mut p, 0, 2, 2.0);
         assert_eq!(feed(&mut p, 1, 2, 1.0), Decision::Exploit);
         let good = p.save_state();
-        assert!(!good["pending"].is_null());
-        assert!(p.restore_state(serde_json::json!([])).unwrap_err().contains("JSON object"));
+        assert!(!good["state"]["pending"].is_null());
+        let mut err = |v| p.restore_state(v).unwrap_err().to_string();
+        assert!(err(serde_json::json!([])).contains("JSON object"));
         let mut v = good.clone();
-        v["trials"][0]["config"] = serde_json::json!({"x": "no"});
-        assert!(p.restore_state(v).unwrap_err().contains("trials[0].config"));
+        v["state"]["trials"][0]["config"] = serde_json::json!({"x": "no"});
+        assert!(err(v).contains("trials[0].config"));
         let mut v = good.clone();
-        v["pending"]["trial"] = serde_json::json!(-1);
-        assert!(p.restore_state(v).unwrap_err().contains("pending.trial"));
+        v["state"]["trials"][0]["config"] = serde_json::json!({"x": 7.0, "k": 1});
+        let e = err(v);
+        assert!(e.contains("trials[0].config") && e.contains("[0, 1)"), "{e}");
         let mut v = good.clone();
-        v["rng"]["word_pos"] = serde_json::json!(null);
-        assert!(p.restore_state(v).unwrap_err().contains("word_pos"));
+        v["state"]["pending"]["trial"] = serde_json::json!(-1);
+        assert!(err(v).contains("pending.trial"));
+        let mut v = good.clone();
+        v["state"]["rng"]["word_pos"] = serde_json::json!(null);
+        assert!(err(v).contains("word_pos"));
         assert_eq!(p.restore_state(good.clone()), Ok(()));
         assert_eq!(p.save_state(), good);
     }

@@ -57,15 +57,25 @@ impl<C: Space, M: Metrics> Searcher<C, M> for BasicVariantGenerator {
     }
 
     fn save_state(&self) -> serde_json::Value {
-        serde_json::json!({ "next": self.next, "rng": super::core::save_rng(&self.rng) })
+        crate::state::save(
+            "BasicVariantGenerator",
+            &Saved { next: self.next, rng: self.rng.clone() },
+        )
     }
 
-    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
-        let next = state["next"].as_u64().ok_or("missing `next`")? as usize;
-        self.rng = super::core::restore_rng(&state["rng"])?;
-        self.next = next;
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), crate::state::StateError> {
+        let saved: Saved = crate::state::load("BasicVariantGenerator", state)?;
+        self.rng = saved.rng;
+        self.next = saved.next;
         Ok(())
     }
+}
+
+/// What [`BasicVariantGenerator`] saves: its position and generator.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    next: usize,
+    rng: ChaCha8Rng,
 }
 
 #[cfg(test)]

@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::core::{Algo, Ctx, Proposal, searcher_type};
-use super::tpe::{Parzen, bandwidths};
+use super::core::{Algo, Ctx, Proposal};
+use super::macros::searcher_type;
+use super::parzen::{DimKernel, Parzen, scott_kernels};
 use crate::space::Space;
+use crate::state::StateError;
+use crate::state::nonfinite;
 
 /// The BOHB algorithm; see [`Bohb`].
 #[derive(Debug, Clone)]
@@ -32,7 +35,19 @@ impl BohbAlgo {
     }
 }
 
+/// One observation of [`BohbAlgo`]: budget, trial, point, loss.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct BohbObs(
+    u64,
+    u32,
+    #[serde(with = "nonfinite")] Vec<f64>,
+    #[serde(with = "nonfinite")] f64,
+);
+
 impl Algo for BohbAlgo {
+    const NAME: &'static str = "Bohb";
+    type State = Vec<BohbObs>;
+
     fn observe(&mut self, trial: u32, point: &[f64], budget: u64, loss: f64) {
         if self.budgets.as_ref().is_some_and(|b| !b.contains(&budget)) {
             return;
@@ -55,18 +70,23 @@ impl Algo for BohbAlgo {
         let bad: Vec<&[f64]> =
             data[n_good..n_good + n_bad].iter().map(|d| d.0.as_slice()).collect();
         let kinds = &ctx.codec.kinds;
-        let bw_good = bandwidths(kinds, &good, 1.0, self.min_bandwidth);
-        let wide: Vec<f64> = bw_good
+        let bw_good = scott_kernels(kinds, &good, 1.0, self.min_bandwidth);
+        let wide: Vec<DimKernel> = bw_good
             .iter()
-            .zip(kinds)
-            .map(|(b, k)| match k {
-                super::unit::Kind::Cont => (b * self.bandwidth_factor).min(1.0),
-                super::unit::Kind::Cat(_) => (b * self.bandwidth_factor).min(0.9),
+            .map(|k| match k {
+                DimKernel::Cont(s) => DimKernel::Cont(
+                    s.iter().map(|b| (b * self.bandwidth_factor).min(1.0)).collect(),
+                ),
+                DimKernel::Cat(keep) => {
+                    DimKernel::Cat(1.0 - ((1.0 - keep) * self.bandwidth_factor).min(0.9))
+                }
             })
             .collect();
-        let l = Parzen::fit(kinds, &good, bw_good, false);
-        let sampler = Parzen::fit(kinds, &good, wide, false);
-        let g = Parzen::fit(kinds, &bad, bandwidths(kinds, &bad, 1.0, self.min_bandwidth), false);
+        let (wg, wb) = (vec![1.0; good.len()], vec![1.0; bad.len()]);
+        let l = Parzen::fit(kinds, &good, bw_good, &wg, None);
+        let sampler = Parzen::fit(kinds, &good, wide, &wg, None);
+        let bad_kernels = scott_kernels(kinds, &bad, 1.0, self.min_bandwidth);
+        let g = Parzen::fit(kinds, &bad, bad_kernels, &wb, None);
         let mut best: Option<(f64, Vec<f64>)> = None;
         let mut scratch = Vec::new();
         for _ in 0..self.candidates {
@@ -80,35 +100,16 @@ impl Algo for BohbAlgo {
         best.map_or(Proposal::Prior, |b| Proposal::Point(b.1))
     }
 
-    fn save(&self) -> Value {
-        let obs: Vec<Value> = self
-            .obs
+    fn save(&self) -> Vec<BohbObs> {
+        self.obs
             .iter()
-            .flat_map(|(b, m)| {
-                m.iter().map(move |(t, (p, l))| {
-                    let p: Vec<Value> = p
-                        .iter()
-                        .map(|v| if v.is_finite() { json!(v) } else { Value::Null })
-                        .collect();
-                    json!([b, t, p, l])
-                })
-            })
-            .collect();
-        json!({ "obs": obs })
+            .flat_map(|(b, m)| m.iter().map(move |(t, (p, l))| BohbObs(*b, *t, p.clone(), *l)))
+            .collect()
     }
 
-    fn restore(&mut self, state: &Value) -> Result<(), String> {
+    fn restore(&mut self, saved: Vec<BohbObs>) -> Result<(), StateError> {
         let mut obs: BTreeMap<u64, BTreeMap<u32, (Vec<f64>, f64)>> = BTreeMap::new();
-        for e in state["obs"].as_array().ok_or("missing `obs`")? {
-            let b = e[0].as_u64().ok_or("bad budget")?;
-            let t = e[1].as_u64().ok_or("bad trial")? as u32;
-            let p = e[2]
-                .as_array()
-                .ok_or("bad point")?
-                .iter()
-                .map(|v| v.as_f64().unwrap_or(f64::NAN))
-                .collect();
-            let l = e[3].as_f64().ok_or("bad loss")?;
+        for BohbObs(b, t, p, l) in saved {
             obs.entry(b).or_default().insert(t, (p, l));
         }
         self.obs = obs;

@@ -4,12 +4,13 @@ use nalgebra::{DMatrix, DVector, SymmetricEigen};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::UnsupportedSpace;
-use super::core::{Algo, Ctx, Proposal, searcher_type};
+use super::core::{Algo, Ctx, Obs, Proposal};
+use super::macros::searcher_type;
 use super::unit::Codec;
 use crate::space::Space;
+use crate::state::StateError;
 
 /// The state of the strategy: (μ/μ_w, λ)-CMA-ES with rank-one and rank-μ updates and
 /// cumulative step-size adaptation, following Hansen's tutorial (arXiv:1604.00772).
@@ -163,7 +164,17 @@ pub(crate) struct CmaAlgo {
     asked: Vec<(u32, Vec<f64>, Option<f64>)>,
 }
 
+/// What [`CmaAlgo`] saves: the strategy and the current generation's asked points.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CmaState {
+    cma: Option<Cma>,
+    asked: Vec<(u32, Vec<f64>, Option<f64>)>,
+}
+
 impl Algo for CmaAlgo {
+    const NAME: &'static str = "CmaEs";
+    type State = CmaState;
+
     fn setup(&mut self, codec: &Codec, _num_samples: usize, _rng: &mut ChaCha8Rng) {
         self.cma = Some(Cma::new(vec![0.5; codec.len()], self.sigma0, self.popsize));
         self.asked.clear();
@@ -188,7 +199,8 @@ impl Algo for CmaAlgo {
         Proposal::Point(x)
     }
 
-    fn tell(&mut self, trial: u32, loss: Option<f64>) {
+    fn tell(&mut self, trial: u32, obs: Option<&Obs>) {
+        let loss = obs.map(Obs::loss);
         let Some(e) = self.asked.iter_mut().find(|e| e.0 == trial) else { return };
         // A failed trial ranks last.
         e.2 = Some(loss.unwrap_or(f64::MAX));
@@ -200,13 +212,24 @@ impl Algo for CmaAlgo {
         }
     }
 
-    fn save(&self) -> Value {
-        serde_json::json!({ "cma": self.cma, "asked": self.asked })
+    fn save(&self) -> CmaState {
+        CmaState { cma: self.cma.clone(), asked: self.asked.clone() }
     }
 
-    fn restore(&mut self, state: &Value) -> Result<(), String> {
-        self.cma = serde_json::from_value(state["cma"].clone()).map_err(|e| e.to_string())?;
-        self.asked = serde_json::from_value(state["asked"].clone()).map_err(|e| e.to_string())?;
+    fn restore(&mut self, state: CmaState) -> Result<(), StateError> {
+        if let (Some(mine), Some(saved)) = (&self.cma, &state.cma) {
+            if mine.n != saved.n || mine.lambda != saved.lambda {
+                return Err(crate::state::mismatch(
+                    "CmaEs",
+                    format!(
+                        "the state has {} dimensions and population {}, this searcher {} and {}",
+                        saved.n, saved.lambda, mine.n, mine.lambda
+                    ),
+                ));
+            }
+        }
+        self.cma = state.cma;
+        self.asked = state.asked;
         Ok(())
     }
 }
@@ -216,7 +239,7 @@ searcher_type! {
     /// which are rounded; no categorical or conditional dimension).
     ///
     /// The strategy runs in the unit cube (log-scaled domains in log space) from its
-    /// centre with step size `sigma0` (default 0.3). Each generation of `popsize`
+    /// centre with step size `sigma0` (default 1/6, as Optuna). Each generation of `popsize`
     /// configs (default `4 + ⌊3 ln n⌋`) is suggested as trials ask for them; once all
     /// are suggested the searcher answers [`Suggestion::NotNow`](crate::Suggestion) until
     /// their results are in, then updates the mean, step size and covariance. A failed
@@ -250,11 +273,11 @@ impl<C: Space> CmaEs<C> {
                 },
             });
         }
-        let algo = CmaAlgo { sigma0: 0.3, popsize: None, cma: None, asked: Vec::new() };
+        let algo = CmaAlgo { sigma0: 1.0 / 6.0, popsize: None, cma: None, asked: Vec::new() };
         Ok(Self { inner: super::core::ModelSearcher::new(algo) })
     }
 
-    /// Initial step size in the unit cube (default 0.3).
+    /// Initial step size in the unit cube (default 1/6, Optuna's: a sixth of the range).
     pub fn sigma0(mut self, sigma: f64) -> Self {
         if sigma > 0.0 {
             self.inner.algo.sigma0 = sigma;

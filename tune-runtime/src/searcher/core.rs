@@ -1,50 +1,61 @@
-//! What every searcher of this module shares: `points_to_evaluate`, the objective, the
-//! record of pending and finished trials in the unit cube, the seeded generator and the
-//! JSON state. Each algorithm only says where to look next ([`Algo::propose`]).
+//! What every searcher of this module shares: `points_to_evaluate`, warm start, the
+//! objectives and constraints, the record of pending and finished trials in the unit cube,
+//! the seeded generator, a quasi-random start and the saved state. Each algorithm only
+//! says where to look next ([`Algo::propose`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::unit::Codec;
-use super::{Searcher, Suggestion};
-use crate::metrics::{Metric, Metrics};
+use super::{Searcher, Suggestion, UnsupportedObjectives};
+use crate::metrics::Metrics;
+use crate::objectives::{Objectives, Outcome, Spec, violation};
 use crate::space::Space;
-use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
+use crate::state::{self, StateError, nonfinite};
+use crate::trial::{Key, Mode, TrialId, TrialResult};
 
-/// The experiment's metric and mode, stored without the metrics type.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Objective {
-    metric: Option<usize>,
-    auto: Option<Auto>,
-    maximize: bool,
+/// A finished trial as the algorithms see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Obs {
+    /// Its config in the unit cube (NaN where inactive).
+    #[serde(with = "nonfinite")]
+    pub(crate) point: Vec<f64>,
+    /// Every objective as a loss (smaller is better).
+    #[serde(with = "nonfinite")]
+    pub(crate) losses: Vec<f64>,
+    /// Constraint values, feasible when all are at most 0 (empty without constraints).
+    #[serde(with = "nonfinite", default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) cons: Vec<f64>,
 }
 
-impl Objective {
-    pub(crate) fn new<M: Metrics>(key: Key<M>, mode: Mode) -> Self {
-        let (metric, auto) = match key {
-            Key::Metric(m) => (Some(m.index()), None),
-            Key::Auto(a) => (None, Some(a)),
-        };
-        Self { metric, auto, maximize: mode == Mode::Max }
+impl Obs {
+    /// The first objective's loss: what single-objective algorithms minimize.
+    pub(crate) fn loss(&self) -> f64 {
+        self.losses[0]
     }
 
-    /// The value of the metric in `r`.
-    pub(crate) fn value<M: Metrics>(&self, r: &TrialResult<M>) -> f64 {
-        match (self.metric, self.auto) {
-            (Some(i), _) if i < M::NAMES.len() => r.get(Metric::<M>::new(i, M::NAMES[i])),
-            (_, Some(a)) => r.get(a),
-            _ => f64::NAN,
-        }
+    /// The sum of the constraints' excesses (0: feasible).
+    pub(crate) fn violation(&self) -> f64 {
+        violation(&self.cons)
     }
 
-    /// A value of the metric as a loss (smaller is better).
-    pub(crate) fn loss(&self, value: f64) -> f64 {
-        if self.maximize { -value } else { value }
+    /// The single-objective order: feasible trials by loss, then infeasible ones by
+    /// violation.
+    fn rank_key(&self) -> (bool, f64) {
+        let v = self.violation();
+        if v > 0.0 { (true, v) } else { (false, self.loss()) }
     }
+}
+
+fn rank_cmp(a: &Obs, b: &Obs) -> std::cmp::Ordering {
+    let (ka, kb) = (a.rank_key(), b.rank_key());
+    ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
 }
 
 /// What an algorithm wants next.
@@ -63,9 +74,10 @@ pub(crate) enum Proposal {
 /// What an algorithm sees when asked for a point.
 pub(crate) struct Ctx<'a> {
     pub(crate) codec: &'a Codec,
-    /// Finished trials: point and loss.
-    pub(crate) done: &'a [(Vec<f64>, f64)],
-    /// Indices into `done`, best (smallest loss) first; ties in the order they finished.
+    /// Finished trials.
+    pub(crate) done: &'a [Obs],
+    /// Indices into `done`, best first (feasible by loss of the first objective, then
+    /// infeasible by violation); ties in the order they finished.
     pub(crate) ranked: &'a [usize],
     /// Points of trials suggested but not finished.
     pub(crate) pending: Vec<&'a [f64]>,
@@ -73,10 +85,17 @@ pub(crate) struct Ctx<'a> {
     pub(crate) project: &'a dyn Fn(&[f64]) -> Option<Vec<f64>>,
     /// The trial the point is for.
     pub(crate) trial: u32,
+    /// Number of objectives.
+    pub(crate) goals: usize,
 }
 
 /// One search algorithm over the unit cube.
 pub(crate) trait Algo: Send + fmt::Debug + 'static {
+    /// The name in saved states and errors (the public type's name).
+    const NAME: &'static str;
+    /// What it saves for a resume.
+    type State: Serialize + DeserializeOwned;
+
     /// Results needed before [`Algo::propose`] is asked (the first ones come from the prior).
     fn startup(&self) -> usize {
         0
@@ -85,12 +104,21 @@ pub(crate) trait Algo: Send + fmt::Debug + 'static {
     fn setup(&mut self, codec: &Codec, num_samples: usize, rng: &mut ChaCha8Rng) {
         let _ = (codec, num_samples, rng);
     }
-    fn propose(&mut self, ctx: &Ctx<'_>, rng: &mut ChaCha8Rng) -> Proposal;
-    /// The end of a trial: its loss, or `None` when it failed or reported nothing.
-    fn tell(&mut self, trial: u32, loss: Option<f64>) {
-        let _ = (trial, loss);
+    /// Whether it can optimize `goals` objectives under `constraints` constraints; the
+    /// error says what to use instead.
+    fn supports(&self, goals: usize, constraints: usize) -> Result<(), String> {
+        if goals == 1 && constraints == 0 {
+            Ok(())
+        } else {
+            Err("it optimizes one objective without constraints; use Tpe, GpBo or Nsga2".into())
+        }
     }
-    /// An intermediate result at `budget` training iterations.
+    fn propose(&mut self, ctx: &Ctx<'_>, rng: &mut ChaCha8Rng) -> Proposal;
+    /// The end of a trial: what it scored, or `None` when it failed or reported nothing.
+    fn tell(&mut self, trial: u32, obs: Option<&Obs>) {
+        let _ = (trial, obs);
+    }
+    /// An intermediate result at `budget` training iterations (first objective's loss).
     fn observe(&mut self, trial: u32, point: &[f64], budget: u64, loss: f64) {
         let _ = (trial, point, budget, loss);
     }
@@ -101,14 +129,25 @@ pub(crate) trait Algo: Send + fmt::Debug + 'static {
     fn capped(&self) -> bool {
         true
     }
-    fn save(&self) -> Value {
-        Value::Null
-    }
-    fn restore(&mut self, state: &Value) -> Result<(), String> {
-        let _ = state;
-        Ok(())
-    }
+    fn save(&self) -> Self::State;
+    fn restore(&mut self, state: Self::State) -> Result<(), StateError>;
 }
+
+/// How the first `startup` configs of a model-based searcher are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// From the space's prior.
+    Prior,
+    /// From a scrambled Sobol sequence over the unit cube.
+    Sobol,
+}
+
+/// A finished trial given before the experiment: its config and its result row (metrics,
+/// then the automatic fields).
+pub(crate) type WarmTrial<C> = (C, Vec<f64>);
+
+/// Reads a result row of the experiment's metrics type as an outcome.
+type ReadRow = fn(&Spec, &[f64]) -> Option<Outcome>;
 
 /// A searcher made of the shared bookkeeping and one algorithm.
 #[derive(Debug)]
@@ -117,21 +156,41 @@ pub(crate) struct ModelSearcher<C, A> {
     pub(crate) algo: A,
     points: Vec<C>,
     next_point: usize,
+    warm: Vec<WarmTrial<C>>,
+    /// Reads a warm trial's row once the metrics type is known (in `set_objective`).
+    warm_outcome: Option<ReadRow>,
     num_samples: usize,
     suggested: usize,
     seed: Option<u64>,
-    objective: Option<Objective>,
+    spec: Option<Spec>,
     rng: ChaCha8Rng,
+    start: Start,
+    sobol_seed: u32,
+    sobol_next: u32,
     pending: BTreeMap<u32, Vec<f64>>,
-    done: Vec<(Vec<f64>, f64)>,
+    done: Vec<Obs>,
     /// `done` in rank order, kept up to date as trials finish (not sorted per suggestion).
     ranked: Vec<usize>,
 }
 
-/// Indices of `done`, smallest loss first, ties in index order.
-fn rank(done: &[(Vec<f64>, f64)]) -> Vec<usize> {
+/// What [`ModelSearcher`] saves.
+#[derive(Serialize, Deserialize)]
+struct Saved<S> {
+    suggested: usize,
+    next_point: usize,
+    rng: ChaCha8Rng,
+    #[serde(default)]
+    sobol_next: u32,
+    #[serde(with = "nonfinite")]
+    pending: Vec<(u32, Vec<f64>)>,
+    done: Vec<Obs>,
+    algo: S,
+}
+
+/// Indices of `done`, best first, ties in index order.
+fn rank(done: &[Obs]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..done.len()).collect();
-    order.sort_by(|a, b| done[*a].1.total_cmp(&done[*b].1));
+    order.sort_by(|a, b| rank_cmp(&done[*a], &done[*b]));
     order
 }
 
@@ -142,11 +201,16 @@ impl<C: Space, A: Algo> ModelSearcher<C, A> {
             algo,
             points: Vec::new(),
             next_point: 0,
+            warm: Vec::new(),
+            warm_outcome: None,
             num_samples: usize::MAX,
             suggested: 0,
             seed: None,
-            objective: None,
+            spec: None,
             rng: ChaCha8Rng::seed_from_u64(0),
+            start: Start::Prior,
+            sobol_seed: 0,
+            sobol_next: 0,
             pending: BTreeMap::new(),
             done: Vec::new(),
             ranked: Vec::new(),
@@ -161,53 +225,60 @@ impl<C: Space, A: Algo> ModelSearcher<C, A> {
         self.seed = Some(seed);
     }
 
+    pub(crate) fn set_start(&mut self, start: Start) {
+        self.start = start;
+    }
+
+    pub(crate) fn add_warm<M: Metrics>(&mut self, trials: Vec<WarmTrial<C>>) {
+        self.warm.extend(trials);
+        self.warm_outcome = Some(|spec, row| spec.of_row::<M>(row));
+    }
+
+    /// Puts the warm-start trials in `done` (again), now that the objectives are known.
+    fn absorb_warm(&mut self) {
+        let (Some(spec), Some(read)) = (&self.spec, self.warm_outcome) else { return };
+        if self.suggested > 0 {
+            return;
+        }
+        let mut done = Vec::with_capacity(self.warm.len());
+        for (config, row) in &self.warm {
+            if let Some(o) = read(spec, row) {
+                let point = self.codec.encode_unit(&config.encode());
+                done.push(Obs { point, losses: o.losses, cons: o.cons });
+            }
+        }
+        self.ranked = rank(&done);
+        self.done = done;
+    }
+
     fn record(&mut self, trial: u32, config: &C) {
         self.pending.insert(trial, self.codec.encode_unit(&config.encode()));
     }
 
-    fn finish(&mut self, trial: u32, value: Option<f64>) {
+    fn finish(&mut self, trial: u32, outcome: Option<Outcome>) {
         let point = self.pending.remove(&trial);
-        let loss = match (self.objective, value) {
-            (Some(o), Some(v)) if v.is_finite() => Some(o.loss(v)),
+        let obs = match (point, outcome) {
+            (Some(point), Some(o)) => Some(Obs { point, losses: o.losses, cons: o.cons }),
             _ => None,
         };
-        if let (Some(p), Some(l)) = (point, loss) {
-            // After every equal loss: the same order as a stable sort of `done`.
-            let at = self.ranked.partition_point(|&i| self.done[i].1.total_cmp(&l).is_le());
+        if let Some(obs) = &obs {
+            // After every equal key: the same order as a stable sort of `done`.
+            let at = self
+                .ranked
+                .partition_point(|&i| rank_cmp(&self.done[i], obs) != std::cmp::Ordering::Greater);
             self.ranked.insert(at, self.done.len());
-            self.done.push((p, l));
+            self.done.push(obs.clone());
         }
-        self.algo.tell(trial, loss);
+        self.algo.tell(trial, obs.as_ref());
     }
-}
 
-fn opt_vec(v: &[f64]) -> Value {
-    Value::Array(v.iter().map(|x| if x.is_finite() { json!(x) } else { Value::Null }).collect())
-}
-
-fn vec_opt(v: &Value) -> Result<Vec<f64>, String> {
-    let a = v.as_array().ok_or("expected an array of numbers")?;
-    Ok(a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect())
-}
-
-/// Saves a ChaCha8 generator's position.
-pub(crate) fn save_rng(rng: &ChaCha8Rng) -> Value {
-    json!({
-        "seed": rng.get_seed().to_vec(),
-        "stream": rng.get_stream(),
-        "word_pos": rng.get_word_pos().to_string(),
-    })
-}
-
-/// Restores what [`save_rng`] saved.
-pub(crate) fn restore_rng(v: &Value) -> Result<ChaCha8Rng, String> {
-    let seed: [u8; 32] = serde_json::from_value(v["seed"].clone()).map_err(|e| e.to_string())?;
-    let mut rng = ChaCha8Rng::from_seed(seed);
-    rng.set_stream(v["stream"].as_u64().ok_or("missing `stream`")?);
-    let pos: u128 =
-        v["word_pos"].as_str().and_then(|s| s.parse().ok()).ok_or("missing `word_pos`")?;
-    rng.set_word_pos(pos);
-    Ok(rng)
+    /// One objective's value as an outcome (constraints cannot be read from it).
+    fn outcome_of_value(&self, value: Option<f64>) -> Option<Outcome> {
+        let spec = self.spec.as_ref()?;
+        let v = value.filter(|v| v.is_finite())?;
+        let losses = vec![spec.loss(v)];
+        Some(Outcome { losses, cons: vec![0.0; spec.num_constraints()] })
+    }
 }
 
 impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
@@ -216,14 +287,29 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
         self.num_samples = num_samples;
         self.suggested = 0;
         self.next_point = 0;
+        self.sobol_next = 0;
         self.pending.clear();
         self.done.clear();
         self.ranked.clear();
+        if self.start == Start::Sobol {
+            self.sobol_seed = self.rng.random();
+        }
         self.algo.setup(&self.codec, num_samples, &mut self.rng);
+        self.absorb_warm();
     }
 
     fn set_objective(&mut self, metric: Key<M>, mode: Mode) {
-        self.objective = Some(Objective::new(metric, mode));
+        self.spec = Some(Spec::single(metric, mode));
+        self.absorb_warm();
+    }
+
+    fn set_objectives(&mut self, objectives: &Objectives<M>) -> Result<(), UnsupportedObjectives> {
+        self.algo
+            .supports(objectives.len(), objectives.constraints().len())
+            .map_err(|reason| UnsupportedObjectives { searcher: A::NAME, reason })?;
+        self.spec = Some(Spec::new(objectives));
+        self.absorb_warm();
+        Ok(())
     }
 
     fn suggest(&mut self, trial: TrialId) -> Suggestion<C> {
@@ -235,7 +321,15 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
             self.next_point += 1;
             self.points[self.next_point - 1].clone()
         } else {
-            let proposal = if self.done.len() < self.algo.startup() || self.objective.is_none() {
+            let starting = self.done.len() < self.algo.startup() || self.spec.is_none();
+            let proposal = if starting && self.start == Start::Sobol {
+                self.sobol_next += 1;
+                Proposal::Point(super::qmc::point(
+                    &self.codec,
+                    self.sobol_next - 1,
+                    self.sobol_seed,
+                ))
+            } else if starting {
                 Proposal::Prior
             } else {
                 let project = |u: &[f64]| -> Option<Vec<f64>> {
@@ -249,6 +343,7 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
                     pending: self.pending.values().map(Vec::as_slice).collect(),
                     project: &project,
                     trial: id,
+                    goals: self.spec.as_ref().map_or(1, Spec::num_goals),
                 };
                 self.algo.propose(&ctx, &mut self.rng)
             };
@@ -272,138 +367,63 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
     }
 
     fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) {
-        let (Some(o), Some(p)) = (self.objective, self.pending.get(&trial.0)) else { return };
-        let v = o.value(result);
+        let (Some(spec), Some(p)) = (&self.spec, self.pending.get(&trial.0)) else { return };
+        let v = spec.value(result);
         if v.is_finite() {
-            self.algo.observe(trial.0, p, result.training_iteration, o.loss(v));
+            self.algo.observe(trial.0, p, result.training_iteration, spec.loss(v));
         }
     }
 
     fn on_trial_complete(&mut self, trial: TrialId, last: Option<&TrialResult<M>>, error: bool) {
-        let value = match (self.objective, last) {
-            (Some(o), Some(r)) if !error => Some(o.value(r)),
+        let outcome = match (&self.spec, last) {
+            (Some(spec), Some(r)) if !error => spec.of_result(r),
             _ => None,
         };
-        self.finish(trial.0, value);
+        self.finish(trial.0, outcome);
     }
 
     fn on_trial_complete_value(&mut self, trial: TrialId, value: Option<f64>) {
-        self.finish(trial.0, value);
+        let outcome = self.outcome_of_value(value);
+        self.finish(trial.0, outcome);
     }
 
     fn save_state(&self) -> Value {
-        json!({
-            "suggested": self.suggested,
-            "next_point": self.next_point,
-            "rng": save_rng(&self.rng),
-            "pending": self.pending.iter().map(|(k, v)| json!([k, opt_vec(v)])).collect::<Vec<_>>(),
-            "done": self.done.iter().map(|(p, l)| json!([opt_vec(p), l])).collect::<Vec<_>>(),
-            "algo": self.algo.save(),
-        })
+        let saved = Saved {
+            suggested: self.suggested,
+            next_point: self.next_point,
+            rng: self.rng.clone(),
+            sobol_next: self.sobol_next,
+            pending: self.pending.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            done: self.done.clone(),
+            algo: self.algo.save(),
+        };
+        state::save(A::NAME, &saved)
     }
 
-    fn restore_state(&mut self, state: Value) -> Result<(), String> {
-        let count =
-            |k: &str| state[k].as_u64().map(|n| n as usize).ok_or_else(|| format!("missing `{k}`"));
-        let suggested = count("suggested")?;
-        let next_point = count("next_point")?;
-        let rng = restore_rng(&state["rng"])?;
-        let mut pending = BTreeMap::new();
-        for e in state["pending"].as_array().ok_or("missing `pending`")? {
-            let id = e[0].as_u64().ok_or("bad `pending` entry")? as u32;
-            pending.insert(id, vec_opt(&e[1])?);
+    fn restore_state(&mut self, state: Value) -> Result<(), StateError> {
+        let s: Saved<A::State> = state::load(A::NAME, state)?;
+        let d = self.codec.len();
+        let bad = |p: &[f64]| p.len() != d;
+        if s.pending.iter().any(|(_, p)| bad(p)) || s.done.iter().any(|o| bad(&o.point)) {
+            return Err(state::mismatch(
+                A::NAME,
+                format!("the saved points do not have the {d} dimensions of this space"),
+            ));
         }
-        let mut done = Vec::new();
-        for e in state["done"].as_array().ok_or("missing `done`")? {
-            done.push((vec_opt(&e[0])?, e[1].as_f64().ok_or("bad `done` entry")?));
+        if s.done.iter().any(|o| o.losses.is_empty()) {
+            return Err(state::malformed(A::NAME, "done", "a finished trial has no loss"));
         }
-        self.algo.restore(&state["algo"])?;
-        self.suggested = suggested;
-        self.next_point = next_point;
-        self.rng = rng;
-        self.pending = pending;
-        self.ranked = rank(&done);
-        self.done = done;
+        self.algo.restore(s.algo)?;
+        self.suggested = s.suggested;
+        self.next_point = s.next_point;
+        self.rng = s.rng;
+        self.sobol_next = s.sobol_next;
+        self.pending = s.pending.into_iter().collect();
+        self.ranked = rank(&s.done);
+        self.done = s.done;
         Ok(())
     }
 }
-
-/// Declares a public searcher type wrapping `ModelSearcher<C, $algo>`.
-macro_rules! searcher_type {
-    ($(#[$meta:meta])* $name:ident, $algo:ty) => {
-        $(#[$meta])*
-        pub struct $name<C> {
-            pub(crate) inner: $crate::searcher::core::ModelSearcher<C, $algo>,
-        }
-
-        impl<C: $crate::space::Space> ::std::fmt::Debug for $name<C> {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.debug_struct(stringify!($name)).field("algo", &self.inner.algo).finish()
-            }
-        }
-
-        impl<C: $crate::space::Space> $name<C> {
-            /// Configs to try first, in order, before any the algorithm picks (Ray Tune's
-            /// `points_to_evaluate`). Their results count like any other.
-            pub fn points_to_evaluate(mut self, points: Vec<C>) -> Self {
-                self.inner.set_points(points);
-                self
-            }
-
-            /// A seed of its own instead of the experiment's.
-            pub fn seed(mut self, seed: u64) -> Self {
-                self.inner.set_seed(seed);
-                self
-            }
-        }
-
-        impl<C: $crate::space::Space, M: $crate::metrics::Metrics>
-            $crate::searcher::Searcher<C, M> for $name<C>
-        {
-            fn setup(&mut self, num_samples: usize, seed: u64) {
-                <_ as $crate::searcher::Searcher<C, M>>::setup(&mut self.inner, num_samples, seed)
-            }
-            fn set_objective(&mut self, metric: $crate::trial::Key<M>, mode: $crate::trial::Mode) {
-                self.inner.set_objective(metric, mode)
-            }
-            fn suggest(&mut self, trial: $crate::trial::TrialId) -> $crate::searcher::Suggestion<C> {
-                <_ as $crate::searcher::Searcher<C, M>>::suggest(&mut self.inner, trial)
-            }
-            fn total_trials(&self) -> Option<usize> {
-                <_ as $crate::searcher::Searcher<C, M>>::total_trials(&self.inner)
-            }
-            fn on_trial_result(
-                &mut self,
-                trial: $crate::trial::TrialId,
-                result: &$crate::trial::TrialResult<M>,
-            ) {
-                self.inner.on_trial_result(trial, result)
-            }
-            fn on_trial_complete(
-                &mut self,
-                trial: $crate::trial::TrialId,
-                last: Option<&$crate::trial::TrialResult<M>>,
-                error: bool,
-            ) {
-                self.inner.on_trial_complete(trial, last, error)
-            }
-            fn on_trial_complete_value(&mut self, trial: $crate::trial::TrialId, value: Option<f64>) {
-                <_ as $crate::searcher::Searcher<C, M>>::on_trial_complete_value(
-                    &mut self.inner,
-                    trial,
-                    value,
-                )
-            }
-            fn save_state(&self) -> ::serde_json::Value {
-                <_ as $crate::searcher::Searcher<C, M>>::save_state(&self.inner)
-            }
-            fn restore_state(&mut self, state: ::serde_json::Value) -> Result<(), String> {
-                <_ as $crate::searcher::Searcher<C, M>>::restore_state(&mut self.inner, state)
-            }
-        }
-    };
-}
-pub(crate) use searcher_type;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -434,5 +454,26 @@ mod tests {
         let mut b = Tpe::<Cont2>::new();
         <_ as Searcher<Cont2, Score>>::restore_state(&mut b, state).unwrap();
         assert_eq!(b.inner.ranked, inner.ranked);
+    }
+
+    #[test]
+    fn infeasible_trials_rank_after_feasible_ones_by_violation() {
+        let obs = |l: f64, c: f64| Obs { point: vec![0.5], losses: vec![l], cons: vec![c] };
+        let done = vec![obs(1.0, 0.0), obs(-5.0, 2.0), obs(3.0, -1.0), obs(-9.0, 0.5)];
+        assert_eq!(rank(&done), vec![0, 2, 3, 1]);
+    }
+
+    #[test]
+    fn restore_refuses_another_searcher_or_space() {
+        let mut s = Tpe::<Cont2>::new();
+        <_ as Searcher<Cont2, Score>>::setup(&mut s, 10, 3);
+        let state = <_ as Searcher<Cont2, Score>>::save_state(&s);
+        let mut g = crate::searcher::GpBo::<Cont2>::new();
+        let e = <_ as Searcher<Cont2, Score>>::restore_state(&mut g, state.clone()).unwrap_err();
+        assert!(matches!(e, StateError::WrongKind { expected: "GpBo", .. }), "{e}");
+        let mut bad = state;
+        bad["state"]["pending"] = serde_json::json!([[1, [0.5]]]);
+        let e = <_ as Searcher<Cont2, Score>>::restore_state(&mut s, bad).unwrap_err();
+        assert!(matches!(e, StateError::Mismatch { .. }), "{e}");
     }
 }

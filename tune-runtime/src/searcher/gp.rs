@@ -4,9 +4,11 @@ use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::core::{Algo, Ctx, Proposal, searcher_type};
+use super::core::{Algo, Ctx, Obs, Proposal};
+use super::macros::searcher_type;
 use super::unit::{Codec, Kind, norm_cdf, norm_pdf};
 use crate::space::Space;
+use crate::state::StateError;
 
 /// The GP's inputs: continuous dimensions as they are in the unit cube, categorical ones
 /// one-hot (so options are unordered and equally far apart); an inactive dimension sits
@@ -177,9 +179,61 @@ fn perturb(codec: &Codec, u: &[f64], s: f64, rng: &mut ChaCha8Rng) -> Vec<f64> {
     out
 }
 
+/// Standardized values (mean 0, sd 1; a constant set stays centred).
+fn standardize(raw: &[f64]) -> Vec<f64> {
+    let n = raw.len().max(1) as f64;
+    let mean = raw.iter().sum::<f64>() / n;
+    let sd = (raw.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let sd = if sd > 0.0 && sd.is_finite() { sd } else { 1.0 };
+    raw.iter().map(|y| (y - mean) / sd).collect()
+}
+
+/// ParEGO's scalarization (Knowles 2006) of several losses: each objective scaled to
+/// `[0, 1]` over the finished trials, then the augmented Chebyshev norm with weights
+/// `lambda`: `max_i λ_i f_i + 0.05 Σ λ_i f_i`.
+pub(crate) fn parego(losses: &[&[f64]], lambda: &[f64]) -> Vec<f64> {
+    let k = lambda.len();
+    let lo: Vec<f64> =
+        (0..k).map(|m| losses.iter().map(|l| l[m]).fold(f64::INFINITY, f64::min)).collect();
+    let hi: Vec<f64> =
+        (0..k).map(|m| losses.iter().map(|l| l[m]).fold(f64::NEG_INFINITY, f64::max)).collect();
+    losses
+        .iter()
+        .map(|l| {
+            let f: Vec<f64> = (0..k)
+                .map(|m| {
+                    let span = hi[m] - lo[m];
+                    if span > 0.0 { lambda[m] * (l[m] - lo[m]) / span } else { 0.0 }
+                })
+                .collect();
+            f.iter().copied().fold(0.0, f64::max) + 0.05 * f.iter().sum::<f64>()
+        })
+        .collect()
+}
+
+/// Weights drawn uniformly from the simplex.
+fn simplex_weights(k: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    let e: Vec<f64> = (0..k).map(|_| -(1.0 - rng.random::<f64>()).ln()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|x| x / s).collect()
+}
+
 impl Algo for GpAlgo {
+    const NAME: &'static str = "GpBo";
+    type State = ();
+
     fn startup(&self) -> usize {
         self.startup
+    }
+
+    fn supports(&self, _goals: usize, _constraints: usize) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn save(&self) {}
+
+    fn restore(&mut self, _state: ()) -> Result<(), StateError> {
+        Ok(())
     }
 
     fn propose(&mut self, ctx: &Ctx<'_>, rng: &mut ChaCha8Rng) -> Proposal {
@@ -187,18 +241,40 @@ impl Algo for GpAlgo {
         if n < 2 {
             return Proposal::Prior;
         }
-        let raw: Vec<f64> = ctx.done.iter().map(|(_, y)| *y).collect();
-        let mean = raw.iter().sum::<f64>() / n as f64;
-        let sd = (raw.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
-        let sd = if sd > 0.0 { sd } else { 1.0 };
-        let mut ys: Vec<f64> = raw.iter().map(|y| (y - mean) / sd).collect();
-        let best = ys.iter().copied().fold(f64::INFINITY, f64::min);
-        let mut xs: Vec<Vec<f64>> = ctx.done.iter().map(|(u, _)| features(ctx.codec, u)).collect();
+        let raw: Vec<f64> = if ctx.goals > 1 {
+            let lambda = simplex_weights(ctx.goals, rng);
+            let losses: Vec<&[f64]> = ctx.done.iter().map(|o| o.losses.as_slice()).collect();
+            parego(&losses, &lambda)
+        } else {
+            ctx.done.iter().map(Obs::loss).collect()
+        };
+        let mut ys = standardize(&raw);
+        let feasible = |i: usize| ctx.done[i].violation() <= 0.0;
+        // The incumbent: the best feasible value (all of them count without constraints).
+        let best = (0..n).filter(|i| feasible(*i)).map(|i| ys[i]).fold(f64::INFINITY, f64::min);
+        let mut xs: Vec<Vec<f64>> =
+            ctx.done.iter().map(|o| features(ctx.codec, &o.point)).collect();
+        let n_cons = ctx.done[0].cons.len();
+        // One GP per constraint on its values; a candidate's expected improvement is
+        // weighed by its probability of meeting every bound (Gardner et al. 2014).
+        let cons_gps: Vec<(Gp, f64)> = (0..n_cons)
+            .filter_map(|c| {
+                let raw: Vec<f64> = ctx.done.iter().map(|o| o.cons[c].min(1e300)).collect();
+                let mean = raw.iter().sum::<f64>() / n as f64;
+                let sd = (raw.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+                let sd = if sd > 0.0 && sd.is_finite() { sd } else { 1.0 };
+                let ys: Vec<f64> = raw.iter().map(|y| (y - mean) / sd).collect();
+                // The bound 0 in standardized units.
+                Gp::fit(xs.clone(), &ys).map(|g| (g, -mean / sd))
+            })
+            .collect();
         // Constant liar (the best value so far): a running trial's neighbourhood promises
         // no improvement, so parallel suggestions go elsewhere.
+        let lie =
+            if best.is_finite() { best } else { ys.iter().copied().fold(f64::INFINITY, f64::min) };
         for p in &ctx.pending {
             xs.push(features(ctx.codec, p));
-            ys.push(best);
+            ys.push(lie);
         }
         let Some(gp) = Gp::fit(xs, &ys) else { return Proposal::Prior };
         self.last_fit = Some((gp.ell, gp.noise));
@@ -206,16 +282,28 @@ impl Algo for GpAlgo {
         let add = |cands: Vec<Vec<f64>>, pool: &mut Vec<(f64, Vec<f64>)>| {
             let cands: Vec<Vec<f64>> = cands.iter().filter_map(|u| (ctx.project)(u)).collect();
             let feats: Vec<Vec<f64>> = cands.iter().map(|u| features(ctx.codec, u)).collect();
-            for ((m, s), u) in gp.predict_many(&feats).into_iter().zip(cands) {
-                pool.push((expected_improvement(m, s, best), u));
+            let mut pof = vec![1.0; cands.len()];
+            for (g, bound) in &cons_gps {
+                for (p, (m, s)) in pof.iter_mut().zip(g.predict_many(&feats)) {
+                    *p *=
+                        if s > 1e-12 { norm_cdf((bound - m) / s) } else { f64::from(m <= *bound) };
+                }
+            }
+            for (((m, s), u), p) in gp.predict_many(&feats).into_iter().zip(cands).zip(pof) {
+                // With no feasible trial yet, look for feasibility alone.
+                let a = if best.is_finite() { expected_improvement(m, s, best) * p } else { p };
+                pool.push((a, u));
             }
         };
         let mut cands: Vec<Vec<f64>> =
             (0..self.candidates).map(|_| ctx.codec.sample_prior(rng)).collect();
-        for &i in ctx.ranked.iter().take(5) {
+        // Around the five best trials (by the scalarized value with several objectives).
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|a, b| feasible(*b).cmp(&feasible(*a)).then(raw[*a].total_cmp(&raw[*b])));
+        for &i in order.iter().take(5) {
             for s in [0.02, 0.08] {
                 for _ in 0..10 {
-                    cands.push(perturb(ctx.codec, &ctx.done[i].0, s, rng));
+                    cands.push(perturb(ctx.codec, &ctx.done[i].point, s, rng));
                 }
             }
         }
@@ -280,6 +368,14 @@ impl<C: Space> GpBo<C> {
     /// Random candidates scored per suggestion (before local refinement).
     pub fn n_candidates(mut self, n: usize) -> Self {
         self.inner.algo.candidates = n.max(1);
+        self
+    }
+
+    /// Draw the startup configs from a scrambled Sobol sequence instead of the prior
+    /// (default false).
+    pub fn qmc_startup(mut self, on: bool) -> Self {
+        use super::core::Start;
+        self.inner.set_start(if on { Start::Sobol } else { Start::Prior });
         self
     }
 }

@@ -1,11 +1,12 @@
 //! Grid search over every dimension of a space.
 
 use rand_chacha::ChaCha8Rng;
-use serde_json::Value;
 
-use super::core::{Algo, Ctx, Proposal, searcher_type};
+use super::core::{Algo, Ctx, Proposal};
+use super::macros::searcher_type;
 use super::unit::{Codec, Kind};
 use crate::space::{DimKind, Space};
+use crate::state::StateError;
 
 #[derive(Debug)]
 pub(crate) struct Grid {
@@ -65,6 +66,14 @@ impl Grid {
 }
 
 impl Algo for Grid {
+    const NAME: &'static str = "GridSearch";
+    /// The grid is rebuilt by `setup`; only the position is state.
+    type State = usize;
+
+    fn supports(&self, _goals: usize, _constraints: usize) -> Result<(), String> {
+        Ok(())
+    }
+
     fn setup(&mut self, codec: &Codec, _num_samples: usize, _rng: &mut ChaCha8Rng) {
         self.points = Self::enumerate(codec, self.per_dim);
         self.next = 0;
@@ -88,12 +97,12 @@ impl Algo for Grid {
         false
     }
 
-    fn save(&self) -> Value {
-        serde_json::json!({ "next": self.next })
+    fn save(&self) -> usize {
+        self.next
     }
 
-    fn restore(&mut self, state: &Value) -> Result<(), String> {
-        self.next = state["next"].as_u64().ok_or("missing `next`")? as usize;
+    fn restore(&mut self, next: usize) -> Result<(), StateError> {
+        self.next = next;
         Ok(())
     }
 }

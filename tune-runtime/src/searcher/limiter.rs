@@ -2,11 +2,14 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::{Searcher, Suggestion};
+use super::{Searcher, Suggestion, UnsupportedObjectives};
 use crate::metrics::Metrics;
+use crate::objectives::Objectives;
 use crate::space::Space;
+use crate::state::{self, StateError};
 use crate::trial::{Key, Mode, TrialId, TrialResult};
 
 /// Caps the number of unfinished trials suggested by the wrapped searcher at `max`
@@ -48,6 +51,10 @@ impl<C: Space, M: Metrics, S: Searcher<C, M>> Searcher<C, M> for ConcurrencyLimi
         self.inner.set_objective(metric, mode);
     }
 
+    fn set_objectives(&mut self, objectives: &Objectives<M>) -> Result<(), UnsupportedObjectives> {
+        self.inner.set_objectives(objectives)
+    }
+
     fn suggest(&mut self, trial: TrialId) -> Suggestion<C> {
         if self.live.len() >= self.max {
             return Suggestion::NotNow;
@@ -78,20 +85,24 @@ impl<C: Space, M: Metrics, S: Searcher<C, M>> Searcher<C, M> for ConcurrencyLimi
     }
 
     fn save_state(&self) -> Value {
-        json!({ "live": self.live.iter().map(|t| t.0).collect::<Vec<_>>(), "inner": self.inner.save_state() })
+        let saved =
+            Saved { live: self.live.iter().map(|t| t.0).collect(), inner: self.inner.save_state() };
+        state::save("ConcurrencyLimiter", &saved)
     }
 
-    fn restore_state(&mut self, state: Value) -> Result<(), String> {
-        let live = state["live"]
-            .as_array()
-            .ok_or("missing `live`")?
-            .iter()
-            .map(|v| v.as_u64().map(|t| TrialId(t as u32)).ok_or("bad trial id"))
-            .collect::<Result<_, _>>()?;
-        self.inner.restore_state(state["inner"].clone())?;
-        self.live = live;
+    fn restore_state(&mut self, value: Value) -> Result<(), StateError> {
+        let saved: Saved = state::load("ConcurrencyLimiter", value)?;
+        self.inner.restore_state(saved.inner)?;
+        self.live = saved.live.into_iter().map(TrialId).collect();
         Ok(())
     }
+}
+
+/// What [`ConcurrencyLimiter`] saves: its unfinished trials and the inner state.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    live: Vec<u32>,
+    inner: Value,
 }
 
 #[cfg(test)]

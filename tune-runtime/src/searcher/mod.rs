@@ -1,33 +1,57 @@
 //! Searchers: where the configs of new trials come from.
 
+mod ask_tell;
 mod basic;
 mod bohb;
 mod cmaes;
 pub(crate) mod core;
 mod gp;
 mod grid;
+pub(crate) mod importance;
 mod limiter;
+mod macros;
+mod nsga;
+pub(crate) mod pareto;
+pub(crate) mod parzen;
+mod qmc;
 mod random;
 mod repeater;
 mod tpe;
-mod unit;
+pub(crate) mod unit;
+pub(crate) mod warm;
 
 #[cfg(test)]
 mod test_support;
 
+pub use ask_tell::{AskTell, Asked};
 pub use basic::BasicVariantGenerator;
 pub use bohb::Bohb;
 pub use cmaes::CmaEs;
 pub use gp::GpBo;
 pub use grid::GridSearch;
 pub use limiter::ConcurrencyLimiter;
+pub use nsga::Nsga2;
+pub use qmc::SobolSearch;
 pub use random::{LatinHypercube, RandomSearch};
 pub use repeater::Repeater;
 pub use tpe::Tpe;
 
 use crate::metrics::Metrics;
+use crate::objectives::Objectives;
 use crate::space::Space;
+use crate::state::StateError;
 use crate::trial::{Key, Mode, TrialId, TrialResult};
+
+/// A searcher that cannot optimize the experiment's objectives (several of them, or
+/// constraints), reported by [`Tuner::run`](crate::Tuner::run) before any trial starts.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{searcher} cannot optimize these objectives: {reason}")]
+pub struct UnsupportedObjectives {
+    /// The searcher, e.g. `CmaEs`.
+    pub searcher: &'static str,
+    /// Why, and what to use instead.
+    pub reason: String,
+}
 
 /// A searcher that cannot work on a space, reported when it is built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -72,6 +96,16 @@ pub trait Searcher<C: Space, M: Metrics>: Send {
         let _ = (metric, mode);
     }
 
+    /// Called after [`Searcher::set_objective`] when the experiment has several objectives
+    /// or constraints ([`Tuner::objectives`](crate::Tuner::objectives)); the first
+    /// objective is the one given to `set_objective`. A searcher that cannot optimize them
+    /// says so and the experiment does not start. The default accepts them and optimizes
+    /// the first objective alone.
+    fn set_objectives(&mut self, objectives: &Objectives<M>) -> Result<(), UnsupportedObjectives> {
+        let _ = objectives;
+        Ok(())
+    }
+
     /// A config for the new trial `trial`, or why there is none.
     fn suggest(&mut self, trial: TrialId) -> Suggestion<C>;
 
@@ -109,7 +143,7 @@ pub trait Searcher<C: Space, M: Metrics>: Send {
     }
 
     /// Restores what [`Searcher::save_state`] returned.
-    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), StateError> {
         let _ = state;
         Ok(())
     }

@@ -3,16 +3,30 @@
 use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde_json::Value;
 
-use super::core::{Algo, Ctx, Proposal, searcher_type};
+use super::core::{Algo, Ctx, Proposal};
+use super::macros::searcher_type;
 use super::unit::{Codec, Kind};
 use crate::space::Space;
+use crate::state::StateError;
 
 #[derive(Debug, Default)]
 pub(crate) struct Prior;
 
 impl Algo for Prior {
+    const NAME: &'static str = "RandomSearch";
+    type State = ();
+
+    fn supports(&self, _goals: usize, _constraints: usize) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn save(&self) {}
+
+    fn restore(&mut self, _state: ()) -> Result<(), StateError> {
+        Ok(())
+    }
+
     fn propose(&mut self, _ctx: &Ctx<'_>, _rng: &mut ChaCha8Rng) -> Proposal {
         Proposal::Prior
     }
@@ -80,6 +94,14 @@ impl Lhs {
 }
 
 impl Algo for Lhs {
+    const NAME: &'static str = "LatinHypercube";
+    /// The design is rebuilt by `setup` from the same seed; only the position is state.
+    type State = usize;
+
+    fn supports(&self, _goals: usize, _constraints: usize) -> Result<(), String> {
+        Ok(())
+    }
+
     fn setup(&mut self, codec: &Codec, num_samples: usize, rng: &mut ChaCha8Rng) {
         self.build(codec, num_samples, rng);
     }
@@ -104,13 +126,12 @@ impl Algo for Lhs {
         Proposal::Point(u)
     }
 
-    fn save(&self) -> Value {
-        // The design is rebuilt by `setup` from the same seed; only the position is state.
-        serde_json::json!({ "next": self.next })
+    fn save(&self) -> usize {
+        self.next
     }
 
-    fn restore(&mut self, state: &Value) -> Result<(), String> {
-        self.next = state["next"].as_u64().ok_or("missing `next`")? as usize;
+    fn restore(&mut self, next: usize) -> Result<(), StateError> {
+        self.next = next;
         Ok(())
     }
 }

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::core::Objective;
-use super::{Searcher, Suggestion};
+use super::{Searcher, Suggestion, UnsupportedObjectives};
 use crate::metrics::Metrics;
+use crate::objectives::{Objectives, Spec};
 use crate::space::Space;
+use crate::state::{self, StateError, nonfinite};
 use crate::trial::{Key, Mode, TrialId, TrialResult};
 
 /// Runs each config of the wrapped searcher `repeat` times (Ray Tune's `Repeater`), for
@@ -24,7 +26,7 @@ use crate::trial::{Key, Mode, TrialId, TrialResult};
 pub struct Repeater<C, S> {
     inner: S,
     repeat: usize,
-    objective: Option<Objective>,
+    objective: Option<Spec>,
     /// The config being repeated, its group (the first trial) and repeats left to suggest.
     current: Option<(C, TrialId, usize)>,
     group_of: BTreeMap<TrialId, TrialId>,
@@ -86,8 +88,22 @@ impl<C: Space, M: Metrics, S: Searcher<C, M>> Searcher<C, M> for Repeater<C, S> 
     }
 
     fn set_objective(&mut self, metric: Key<M>, mode: Mode) {
-        self.objective = Some(Objective::new(metric, mode));
+        self.objective = Some(Spec::single(metric, mode));
         self.inner.set_objective(metric, mode);
+    }
+
+    /// Only one objective without constraints: the mean of several values of one metric is
+    /// what the wrapped searcher sees.
+    fn set_objectives(&mut self, objectives: &Objectives<M>) -> Result<(), UnsupportedObjectives> {
+        if objectives.len() != 1 || !objectives.constraints().is_empty() {
+            return Err(UnsupportedObjectives {
+                searcher: "Repeater",
+                reason: "it averages one objective over the repeats; use one objective and no \
+                         constraints, or drop the Repeater"
+                    .into(),
+            });
+        }
+        self.inner.set_objectives(objectives)
     }
 
     fn suggest(&mut self, trial: TrialId) -> Suggestion<C> {
@@ -114,7 +130,7 @@ impl<C: Space, M: Metrics, S: Searcher<C, M>> Searcher<C, M> for Repeater<C, S> 
     }
 
     fn on_trial_complete(&mut self, trial: TrialId, last: Option<&TrialResult<M>>, error: bool) {
-        let value = match (self.objective, last) {
+        let value = match (&self.objective, last) {
             (Some(o), Some(r)) if !error => Some(o.value(r)),
             _ => None,
         };
@@ -126,40 +142,38 @@ impl<C: Space, M: Metrics, S: Searcher<C, M>> Searcher<C, M> for Repeater<C, S> 
     }
 
     fn save_state(&self) -> Value {
-        json!({
-            "current": self.current.as_ref().map(|(c, g, l)| json!([c.to_json_value(), g.0, l])),
-            "group_of": self.group_of.iter().map(|(t, g)| json!([t.0, g.0])).collect::<Vec<_>>(),
-            "results": self.results.iter().map(|(g, v)| json!([g.0, v])).collect::<Vec<_>>(),
-            "inner": self.inner.save_state(),
-        })
+        let saved = Saved {
+            current: self.current.as_ref().map(|(c, g, l)| (c.clone(), g.0, *l)),
+            group_of: self.group_of.iter().map(|(t, g)| (t.0, g.0)).collect(),
+            results: self.results.iter().map(|(g, v)| (g.0, v.clone())).collect(),
+            inner: self.inner.save_state(),
+        };
+        state::save("Repeater", &saved)
     }
 
-    fn restore_state(&mut self, state: Value) -> Result<(), String> {
-        let id = |v: &Value| v.as_u64().map(|t| TrialId(t as u32)).ok_or("bad trial id");
-        let current = match &state["current"] {
-            Value::Null => None,
-            v => Some((
-                C::from_json_value(v[0].clone()).map_err(|e| e.to_string())?,
-                id(&v[1])?,
-                v[2].as_u64().ok_or("bad count")? as usize,
-            )),
-        };
-        let mut group_of = BTreeMap::new();
-        for e in state["group_of"].as_array().ok_or("missing `group_of`")? {
-            group_of.insert(id(&e[0])?, id(&e[1])?);
+    fn restore_state(&mut self, value: Value) -> Result<(), StateError> {
+        let saved: Saved<C> = state::load("Repeater", value)?;
+        if let Some((c, _, _)) = &saved.current {
+            c.validate().map_err(|e| state::malformed("Repeater", "current", &e.to_string()))?;
         }
-        let mut results = BTreeMap::new();
-        for e in state["results"].as_array().ok_or("missing `results`")? {
-            let vals: Vec<Option<f64>> =
-                serde_json::from_value(e[1].clone()).map_err(|e| e.to_string())?;
-            results.insert(id(&e[0])?, vals);
-        }
-        self.inner.restore_state(state["inner"].clone())?;
-        self.current = current;
-        self.group_of = group_of;
-        self.results = results;
+        self.inner.restore_state(saved.inner)?;
+        self.current = saved.current.map(|(c, g, l)| (c, TrialId(g), l));
+        self.group_of = saved.group_of.into_iter().map(|(t, g)| (TrialId(t), TrialId(g))).collect();
+        self.results = saved.results.into_iter().map(|(g, v)| (TrialId(g), v)).collect();
         Ok(())
     }
+}
+
+/// What [`Repeater`] saves: the config being repeated, each trial's group, the values of
+/// finished repeats, and the inner state.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "C: Space")]
+struct Saved<C> {
+    current: Option<(C, u32, usize)>,
+    group_of: Vec<(u32, u32)>,
+    #[serde(with = "nonfinite")]
+    results: Vec<(u32, Vec<Option<f64>>)>,
+    inner: Value,
 }
 
 #[cfg(test)]

@@ -154,3 +154,79 @@ pub fn round_trip<C: Space, S: Searcher<C, Score>>(make: impl Fn() -> S, loss: f
     assert!(run.configs.len() > before, "nothing suggested after the save");
     assert_eq!(run.configs[before..], run_b.configs[..], "the restored searcher diverged");
 }
+
+/// Two losses, for the multi-objective searchers.
+#[derive(Debug, Clone)]
+pub struct Two {
+    pub f: [f64; 3],
+}
+
+impl crate::metrics::Metrics for Two {
+    const NAMES: &'static [&'static str] = &["f1", "f2", "g"];
+    fn value(&self, index: usize) -> f64 {
+        self.f[index]
+    }
+}
+
+pub const F1: crate::metrics::Metric<Two> = crate::metrics::Metric::new(0, "f1");
+pub const F2: crate::metrics::Metric<Two> = crate::metrics::Metric::new(1, "f2");
+pub const G: crate::metrics::Metric<Two> = crate::metrics::Metric::new(2, "g");
+
+/// Runs `n` trials minimizing both values of `f` (a third value, when `f` gives one, is a
+/// constraint `<= 0`), `concurrency` at a time; returns every suggested config in order.
+pub fn drive_multi<C: Space, S: Searcher<C, Two>>(
+    s: &mut S,
+    n: usize,
+    concurrency: usize,
+    seed: u64,
+    f: fn(&C) -> Vec<f64>,
+) -> Vec<C> {
+    let mut o = crate::objectives::Objectives::new().minimize(F1).minimize(F2);
+    if let Some(c) =
+        C::sample(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0))
+            .pipe(|c| f(&c).get(2).copied())
+    {
+        let _ = c;
+        o = o.constraint(crate::objectives::Constraint::at_most(G, 0.0));
+    }
+    s.setup(n, seed);
+    s.set_objective(F1.into(), Mode::Min);
+    s.set_objectives(&o).unwrap();
+    let mut running: VecDeque<(u32, C)> = VecDeque::new();
+    let mut configs = Vec::new();
+    let mut next = 0u32;
+    let mut finished = false;
+    loop {
+        while !finished && running.len() < concurrency {
+            match s.suggest(TrialId(next)) {
+                Suggestion::Config(c) => {
+                    running.push_back((next, c.clone()));
+                    configs.push(c);
+                    next += 1;
+                }
+                Suggestion::NotNow => break,
+                Suggestion::Finished => finished = true,
+            }
+        }
+        let Some((id, c)) = running.pop_front() else { break };
+        let v = f(&c);
+        let r = TrialResult {
+            metrics: Two { f: [v[0], v[1], v.get(2).copied().unwrap_or(0.0)] },
+            trial_id: TrialId(id),
+            training_iteration: 1,
+            time_this_iter_s: 0.0,
+            time_total_s: 0.0,
+            timestamp: 0,
+            done: false,
+        };
+        s.on_trial_complete(TrialId(id), Some(&r), false);
+    }
+    configs
+}
+
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}

@@ -146,6 +146,176 @@ fn run_with(trials: usize, stop: Stop<Score>, results: u64, logging: bool) -> (D
     (elapsed, n)
 }
 
+/// Wraps a searcher and clocks the time spent inside it, and when each trial was
+/// suggested, so that the runner's own cost per trial can be told apart.
+struct Timed<S> {
+    inner: S,
+    inside: std::sync::Arc<std::sync::Mutex<Clock>>,
+}
+
+#[derive(Default)]
+struct Clock {
+    /// Seconds spent in the searcher so far, and when each suggestion was asked.
+    spent: f64,
+    asked: Vec<(Instant, f64)>,
+}
+
+impl<S: tune_runtime::Searcher<Cfg, Score>> tune_runtime::Searcher<Cfg, Score> for Timed<S> {
+    fn setup(&mut self, n: usize, seed: u64) {
+        self.inner.setup(n, seed);
+    }
+    fn set_objective(&mut self, metric: tune_runtime::Key<Score>, mode: tune_runtime::Mode) {
+        self.inner.set_objective(metric, mode);
+    }
+    fn suggest(&mut self, trial: tune_runtime::TrialId) -> tune_runtime::Suggestion<Cfg> {
+        let t0 = Instant::now();
+        let s = self.inner.suggest(trial);
+        let mut c = self.inside.lock().expect("clock");
+        c.spent += t0.elapsed().as_secs_f64();
+        let spent = c.spent;
+        c.asked.push((t0, spent));
+        s
+    }
+    fn on_trial_result(&mut self, trial: tune_runtime::TrialId, r: &tune_runtime::TrialResult<Score>) {
+        let t0 = Instant::now();
+        self.inner.on_trial_result(trial, r);
+        self.inside.lock().expect("clock").spent += t0.elapsed().as_secs_f64();
+    }
+    fn on_trial_complete(
+        &mut self,
+        trial: tune_runtime::TrialId,
+        last: Option<&tune_runtime::TrialResult<Score>>,
+        error: bool,
+    ) {
+        let t0 = Instant::now();
+        self.inner.on_trial_complete(trial, last, error);
+        self.inside.lock().expect("clock").spent += t0.elapsed().as_secs_f64();
+    }
+    fn save_state(&self) -> serde_json::Value {
+        let t0 = Instant::now();
+        let s = self.inner.save_state();
+        self.inside.lock().expect("clock").spent += t0.elapsed().as_secs_f64();
+        s
+    }
+}
+
+/// 10,000 TPE trials of 1 result through the `Tuner`, files and journal on: the journal's
+/// size and the runner's cost per trial (wall time minus the searcher's) by thousand.
+fn tpe_10k() {
+    let dir = bench_dir();
+    let clock = std::sync::Arc::new(std::sync::Mutex::new(Clock::default()));
+    let searcher = Timed { inner: tune_runtime::Tpe::new(), inside: std::sync::Arc::clone(&clock) };
+    let t0 = Instant::now();
+    let analysis = Tuner::<Trivial>::new()
+        .num_samples(10_000)
+        .stop(Stop::iterations(1))
+        .searcher(searcher)
+        .metric(SCORE, tune_runtime::Mode::Max)
+        .max_concurrent_trials(1)
+        .local_dir(dir.path())
+        .name("bench")
+        .seed(0)
+        .verbose(0)
+        .run()
+        .expect("run");
+    let total = t0.elapsed();
+    assert_eq!(analysis.trials().len(), 10_000);
+    let journal = std::fs::metadata(dir.path().join("bench").join(tune_runtime::JOURNAL_FILE))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let c = clock.lock().expect("clock");
+    let per_k: Vec<f64> = (0..10)
+        .map(|k| {
+            let (a, b) = (&c.asked[k * 1000], c.asked.get((k + 1) * 1000).copied());
+            let (end, spent_end) = b.unwrap_or((t0 + total, c.spent));
+            let wall = end.duration_since(a.0).as_secs_f64();
+            (wall - (spent_end - a.1)) / 1000.0 * 1e6
+        })
+        .collect();
+    println!(
+        "tpe-10k: 10,000 TPE trials x 1 result, one at a time, files on: {:.2} s wall ({:.2} s in \
+         the searcher); journal {:.2} MB; runner cost per trial by thousand (µs): {}; last/first \
+         {:.2}",
+        total.as_secs_f64(),
+        c.spent,
+        journal as f64 / 1e6,
+        per_k.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" "),
+        per_k[9] / per_k[0]
+    );
+}
+
+/// 1,000 trials of 1 result, one at a time, file logging off: the hand-offs per trial.
+fn sequential_1k() {
+    let dir = bench_dir();
+    let t0 = Instant::now();
+    let analysis = Tuner::<Trivial>::new()
+        .num_samples(1_000)
+        .stop(Stop::iterations(1))
+        .max_concurrent_trials(1)
+        .file_logging(false)
+        .local_dir(dir.path())
+        .name("bench")
+        .seed(0)
+        .verbose(0)
+        .run()
+        .expect("run");
+    let t = t0.elapsed();
+    assert_eq!(analysis.trials().len(), 1_000);
+    println!(
+        "sequential-1k: 1,000 trials x 1 result, one at a time, file logging off: {:.4} s wall \
+         ({:.1} µs per trial)",
+        t.as_secs_f64(),
+        t.as_secs_f64() * 1e3
+    );
+}
+
+/// Runs an experiment, keeps it, then loads it with `Analysis::from_dir` in a child
+/// process: the peak memory of each.
+fn load(trials: usize, results: u64) {
+    let dir = bench_dir();
+    let rss0 = status_kib("VmRSS:");
+    let t0 = Instant::now();
+    let analysis = Tuner::<Trivial>::new()
+        .num_samples(trials)
+        .stop(Stop::iterations(results))
+        .local_dir(dir.path())
+        .name("bench")
+        .seed(0)
+        .verbose(0)
+        .run()
+        .expect("run");
+    let t = t0.elapsed();
+    let hwm = status_kib("VmHWM:");
+    drop(analysis);
+    let exe = std::env::current_exe().expect("current exe");
+    let out = std::process::Command::new(exe)
+        .arg("from-dir")
+        .arg(dir.path().join("bench"))
+        .output()
+        .expect("spawn");
+    let child = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "load {trials} trials x {results} results: run {:.2} s, peak RSS {hwm} KiB (start {rss0} \
+         KiB); {}",
+        t.as_secs_f64(),
+        child.trim()
+    );
+}
+
+fn from_dir(path: &str) {
+    let rss0 = status_kib("VmRSS:");
+    let t0 = Instant::now();
+    let a = tune_runtime::Analysis::<Cfg, Score>::from_dir(path).expect("from_dir");
+    let t = t0.elapsed();
+    let n: usize = a.trials().iter().map(|t| t.num_results()).sum();
+    let hwm = status_kib("VmHWM:");
+    println!(
+        "from_dir: {} trials, {n} results in {:.2} s, peak RSS {hwm} KiB (start {rss0} KiB)",
+        a.trials().len(),
+        t.as_secs_f64()
+    );
+}
+
 fn workload(name: &str) {
     let rss0 = status_kib("VmRSS:");
     match name {
@@ -245,11 +415,17 @@ fn workload(name: &str) {
                 .run()
                 .expect("run");
         }
+        "sequential-1k" => sequential_1k(),
+        "tpe-10k" => tpe_10k(),
+        "load-100k" => load(100_000, 1),
+        "load-4x1m" => load(4, 1_000_000),
         other => eprintln!("unknown workload `{other}`"),
     }
 }
 
-const ALL: [&str; 8] = [
+const ALL: [&str; 10] = [
+    "sequential-1k",
+    "tpe-10k",
     "trials-10k",
     "results-off",
     "results-on",
@@ -262,6 +438,9 @@ const ALL: [&str; 8] = [
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    if args.first().map(String::as_str) == Some("from-dir") {
+        return from_dir(&args[1]);
+    }
     if !args.is_empty() {
         for a in &args {
             workload(a);

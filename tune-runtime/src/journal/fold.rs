@@ -73,8 +73,6 @@ pub struct TrialLog<C = Value> {
     pub(crate) width: usize,
     pub(crate) checkpoints: Vec<CheckpointInfo>,
     pub(crate) failures: Vec<String>,
-    /// Replay bookkeeping (see `Fold::replay`).
-    pub(crate) replay: TrialReplay,
 }
 
 /// What a resume needs to know of a trial beyond its record.
@@ -107,7 +105,6 @@ impl TrialLog<()> {
             width,
             checkpoints: Vec::new(),
             failures: Vec::new(),
-            replay: TrialReplay::default(),
         }
     }
 }
@@ -198,7 +195,6 @@ impl<C> TrialLog<C> {
             width: self.width,
             checkpoints: self.checkpoints,
             failures: self.failures,
-            replay: self.replay,
         }
     }
 
@@ -290,6 +286,8 @@ pub struct ExperimentLog<C = Value> {
     pub(crate) searcher: Option<Value>,
     pub(crate) scheduler: Option<Value>,
     pub(crate) events: Events,
+    /// What a resume needs to know of each trial beyond its record (a resume's fold only).
+    pub(crate) replay: Vec<TrialReplay>,
 }
 
 impl ExperimentLog<Value> {
@@ -423,6 +421,7 @@ impl<'a, C> Fold<'a, C> {
                 searcher: None,
                 scheduler: None,
                 events: Events::default(),
+                replay: Vec::new(),
             },
             decode,
             replay,
@@ -492,6 +491,7 @@ impl<'a, C> Fold<'a, C> {
                 self.log.searcher = None;
                 self.log.scheduler = None;
                 self.log.events = Events::default();
+                self.log.replay.clear();
                 self.unsaved.clear();
             }
             Record::Trial { trial, dir, config, searcher, .. } => {
@@ -534,19 +534,23 @@ impl<'a, C> Fold<'a, C> {
                     width: self.width,
                     checkpoints: Vec::new(),
                     failures: Vec::new(),
-                    replay: TrialReplay::default(),
                 });
+                if self.replay {
+                    self.log.replay.push(TrialReplay::default());
+                }
             }
             Record::Status { trial, status, error } => {
                 let replay = self.replay;
-                let t = self.trial(trial)?;
+                self.trial(trial)?;
+                let t = &mut self.log.trials[trial as usize];
                 t.status = status;
                 if error.is_some() {
                     t.error = error;
                 }
                 if replay && status.is_finished() {
                     let width = t.width;
-                    let last = t.replay.last.and_then(|(pos, done)| {
+                    let r = &self.log.replay[trial as usize];
+                    let last = r.last.and_then(|(pos, done)| {
                         let row = t.history.get(pos * width..(pos + 1) * width)?;
                         Some((row.to_vec(), done))
                     });
@@ -555,6 +559,7 @@ impl<'a, C> Fold<'a, C> {
                 }
             }
             Record::Result { trial, v, done } => {
+                self.trial(trial)?;
                 let width = self.width;
                 if v.len() != width {
                     return Err(format!(
@@ -571,16 +576,17 @@ impl<'a, C> Fold<'a, C> {
                 }
                 let iteration = v[width - Auto::ALL.len()] as u64;
                 let replay = self.replay;
-                let t = self.trial(trial)?;
+                let t = &mut self.log.trials[trial as usize];
                 let pos = t.num_results();
                 t.history.extend_from_slice(&v);
-                if done {
-                    t.replay.done_pos = Some(pos);
-                }
                 if replay {
-                    let first_unsaved = t.replay.unsaved == 0;
-                    t.replay.unsaved = t.replay.unsaved.max(iteration);
-                    t.replay.last = Some((pos, done));
+                    let r = &mut self.log.replay[trial as usize];
+                    if done {
+                        r.done_pos = Some(pos);
+                    }
+                    let first_unsaved = r.unsaved == 0;
+                    r.unsaved = r.unsaved.max(iteration);
+                    r.last = Some((pos, done));
                     if first_unsaved {
                         self.unsaved.push(trial);
                     }
@@ -631,8 +637,8 @@ impl<'a, C> Fold<'a, C> {
                         epoch,
                     });
                 }
-                t.replay.exploited = true;
                 if self.replay {
+                    self.log.replay[trial as usize].exploited = true;
                     self.log.events.push(Event::Exploited { trial });
                 }
             }
@@ -650,9 +656,9 @@ impl<'a, C> Fold<'a, C> {
                     self.log.events.cut_scheduler();
                     // Rollbacks do not lower it: the state keeps what the scheduler saw.
                     for k in self.unsaved.drain(..) {
-                        if let Some(t) = self.log.trials.get_mut(k as usize) {
-                            t.replay.sched_seen = t.replay.sched_seen.max(t.replay.unsaved);
-                            t.replay.unsaved = 0;
+                        if let Some(r) = self.log.replay.get_mut(k as usize) {
+                            r.sched_seen = r.sched_seen.max(r.unsaved);
+                            r.unsaved = 0;
                         }
                     }
                 }
@@ -718,8 +724,9 @@ impl<'a, C> Fold<'a, C> {
             // Version 2 numbered checkpoints by iteration alone.
             (None, None) => t.checkpoints.retain(|c| c.iteration <= iteration),
         }
-        t.replay.done_pos = t.replay.done_pos.filter(|&d| d < keep);
         if replay {
+            let r = &mut self.log.replay[trial as usize];
+            r.done_pos = r.done_pos.filter(|&d| d < keep);
             // A retry (`Failure` right before the `Rollback`) happens within a run: the
             // searcher and the scheduler saw the results it rolls back, and an uninterrupted
             // run sees them too (then the new results for the same iterations), so they stay
@@ -743,7 +750,8 @@ impl<'a, C> Fold<'a, C> {
                 }
             }
             // `Live::last`: a retry clears it; after a resume it is the last result kept.
-            t.replay.last = match t.replay.last {
+            let r = &mut self.log.replay[trial as usize];
+            r.last = match r.last {
                 _ if retry => None,
                 Some((pos, done)) if pos < keep => Some((pos, done)),
                 Some(_) => keep.checked_sub(1).map(|pos| (pos, false)),

@@ -74,15 +74,14 @@ impl Driver {
                 log.fresh_runs
             ));
         }
-        let ExperimentLog { trials, searcher, scheduler, events, .. } = log;
+        let ExperimentLog { trials, searcher, scheduler, events, replay, .. } = log;
         let mut got = Recovered::default();
         // Trials found to have ended although the journal lacks their final status.
         let mut ended = Vec::new();
         let names = self.model.metric_names();
-        for (index, mut rt) in trials.into_iter().enumerate() {
+        for (index, (mut rt, r)) in trials.into_iter().zip(replay).enumerate() {
             let id = TrialId(index as u32);
-            let (done_pos, exploited, sched_seen) =
-                (rt.replay.done_pos, rt.replay.exploited, rt.replay.sched_seen);
+            let (done_pos, exploited, sched_seen) = (r.done_pos, r.exploited, r.sched_seen);
             let config = std::mem::take(&mut rt.config);
             let earlier = std::mem::take(&mut rt.earlier);
             self.model

@@ -176,7 +176,11 @@ impl<S: tune_runtime::Searcher<Cfg, Score>> tune_runtime::Searcher<Cfg, Score> f
         c.asked.push((t0, spent));
         s
     }
-    fn on_trial_result(&mut self, trial: tune_runtime::TrialId, r: &tune_runtime::TrialResult<Score>) {
+    fn on_trial_result(
+        &mut self,
+        trial: tune_runtime::TrialId,
+        r: &tune_runtime::TrialResult<Score>,
+    ) {
         let t0 = Instant::now();
         self.inner.on_trial_result(trial, r);
         self.inside.lock().expect("clock").spent += t0.elapsed().as_secs_f64();

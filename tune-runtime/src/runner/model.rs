@@ -21,8 +21,15 @@ use crate::trial::TrialId;
 
 /// A config of the user's type, on its way to a worker.
 pub(crate) type AnyConfig = Box<dyn Any + Send>;
-/// A metrics value of the user's type, on its way back from a worker.
-pub(crate) type AnyMetrics = Box<dyn Any + Send>;
+/// Results of a task: a queue of metrics of the user's type (`VecDeque<M>`), made by the
+/// model and reused from task to task, so that a result costs no allocation.
+pub(crate) type AnyBatch = Box<dyn Any + Send>;
+
+/// The results of a task and the time each step took, lent to a worker and given back.
+pub(crate) struct Results {
+    pub metrics: AnyBatch,
+    pub dts: Vec<f64>,
+}
 
 /// Where and what to checkpoint after a step (or at the end of a trial).
 #[derive(Debug, Clone)]
@@ -37,7 +44,8 @@ pub(crate) struct CheckpointRequest {
 
 /// A trainable instance, type-erased, as workers hold it.
 pub(crate) trait Instance: Send {
-    fn step(&mut self) -> TrainResult<AnyMetrics>;
+    /// Runs a step and appends its metrics to `out` (a batch the model made).
+    fn step(&mut self, out: &mut (dyn Any + Send)) -> TrainResult<()>;
     /// `reset_config` with a config of the trainable's type (`reuse_actors`).
     fn reset_config(&mut self, config: &(dyn Any + Send), ctx: &TrialContext) -> TrainResult<bool>;
     /// Writes a checkpoint (state, own files, metadata, manifest) through `store`;
@@ -123,13 +131,17 @@ pub(crate) trait Model: Send {
     fn on_trial_add(&mut self, id: TrialId);
 
     // Results.
-    /// Applies a result: writes its row (metrics then the automatic fields) into `row`,
+    /// An empty batch of results of the trainable's metrics type.
+    fn new_batch(&self) -> AnyBatch;
+    /// Drops what is left in a batch.
+    fn clear_batch(&self, batch: &mut (dyn Any + Send));
+    /// Applies the next result of the batch `metrics`: writes its row (metrics then the automatic fields) into `row`,
     /// asks the stop criteria and the scheduler (as `ask` says), tells the searcher, and
     /// keeps it as the trial's last result. `Err` names a non-finite metric.
     fn on_result(
         &mut self,
         id: TrialId,
-        metrics: AnyMetrics,
+        metrics: &mut (dyn Any + Send),
         auto: AutoFields,
         ask: Ask,
         row: &mut Vec<f64>,

@@ -2,7 +2,7 @@
 //! worker run before it must see a result.
 
 use super::driver::Driver;
-use super::model::{AnyMetrics, Ask, AutoFields, Instance, Verdict};
+use super::model::{Ask, AutoFields, Instance, Results, Verdict};
 use super::state::{End, Live, Phase};
 use super::worker::{Ending, Failure, Work};
 use crate::checkpoint::SaveError;
@@ -19,7 +19,7 @@ impl Driver {
         &mut self,
         id: TrialId,
         inst: Option<Box<dyn Instance>>,
-        mut results: Vec<(AnyMetrics, f64)>,
+        mut results: Results,
         failure: Option<Failure>,
         checkpoint: Option<Result<(), SaveError>>,
         ended: Option<Option<Result<(), SaveError>>>,
@@ -30,8 +30,8 @@ impl Driver {
         }
         let mut decision = Decision::Continue;
         let mut invalid = None;
-        for (metrics, dt) in results.drain(..) {
-            match self.apply(id, metrics, dt) {
+        for k in 0..results.dts.len() {
+            match self.apply(id, &mut *results.metrics, results.dts[k]) {
                 Ok(v) => decision = v.decision,
                 Err(message) => {
                     invalid = Some(message);
@@ -44,9 +44,9 @@ impl Driver {
                 break;
             }
         }
-        results.clear();
+        self.model.clear_batch(&mut *results.metrics);
         if let Some(live) = self.trials[i].live.as_mut() {
-            live.batch = results;
+            live.batch = Some(results);
         }
         if let Some(message) = invalid {
             return match inst {
@@ -97,7 +97,12 @@ impl Driver {
 
     /// Records one result: its row in the history, the trial's files and the journal.
     /// `Err` when the result is invalid (the trial must end in ERROR).
-    fn apply(&mut self, id: TrialId, metrics: AnyMetrics, dt: f64) -> Result<Verdict, String> {
+    fn apply(
+        &mut self,
+        id: TrialId,
+        metrics: &mut (dyn std::any::Any + Send),
+        dt: f64,
+    ) -> Result<Verdict, String> {
         let t = &mut self.trials[id.index()];
         let Some(live) = t.live.as_mut() else {
             return Err("internal: a result of an ended trial".into());
@@ -161,11 +166,14 @@ impl Driver {
     /// iteration alone, no checkpoint due), the checkpoint after them, and whether the
     /// trial certainly ends there (then the worker ends it in the same task).
     pub fn work(&mut self, id: TrialId, live: &mut Live) -> Work {
-        let buf = std::mem::take(&mut live.batch);
+        let results = live
+            .batch
+            .take()
+            .unwrap_or_else(|| Results { metrics: self.model.new_batch(), dts: Vec::new() });
         let steps = self.batch_len(id, live);
         let checkpoint = if steps == 1 { self.checkpoint_request(id, live) } else { None };
         let then = (checkpoint.is_none()).then(|| self.planned_end(id, live, steps)).flatten();
-        Work { steps, checkpoint, then, buf }
+        Work { steps, checkpoint, then, results }
     }
 
     fn batch_len(&self, id: TrialId, live: &Live) -> u32 {

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::model::{AnyMetrics, Instance};
+use super::model::{Instance, Results};
 use crate::journal::{CheckpointInfo, TrialLog};
 use crate::logger::TrialLogger;
 use crate::resources::Grant;
@@ -88,8 +88,8 @@ pub(crate) struct Live {
     pub rejected: Option<PathBuf>,
     /// The configs of its earlier epochs (before each exploit), oldest first.
     pub earlier: Vec<Value>,
-    /// Result buffer lent to workers, reused from task to task.
-    pub batch: Vec<(AnyMetrics, f64)>,
+    /// Result buffers lent to workers, reused from task to task.
+    pub batch: Option<Results>,
 }
 
 impl Live {
@@ -111,7 +111,7 @@ impl Live {
             ending: None,
             rejected: None,
             earlier: Vec::new(),
-            batch: Vec::new(),
+            batch: None,
         }
     }
 

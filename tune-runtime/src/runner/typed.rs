@@ -3,14 +3,14 @@
 //! runner code a user's crate instantiates, so it stays small: each method forwards.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
 use super::model::{
-    AnyConfig, AnyMetrics, Ask, AutoFields, CheckpointRequest, Factory, Instance, Model, Suggested,
+    AnyBatch, AnyConfig, Ask, AutoFields, CheckpointRequest, Factory, Instance, Model, Suggested,
     Verdict,
 };
 use crate::analysis::{Analysis, TrialInfo};
@@ -32,8 +32,15 @@ type M<T> = <T as TrainableSpec>::Metrics;
 pub(crate) struct Inst<T>(pub T);
 
 impl<T: Trainable> Instance for Inst<T> {
-    fn step(&mut self) -> TrainResult<AnyMetrics> {
-        self.0.step().map(|m| Box::new(m) as AnyMetrics)
+    fn step(&mut self, out: &mut (dyn Any + Send)) -> TrainResult<()> {
+        let m = self.0.step()?;
+        match out.downcast_mut::<VecDeque<M<T>>>() {
+            Some(queue) => {
+                queue.push_back(m);
+                Ok(())
+            }
+            None => Err(crate::TrainError::msg("internal: a result batch of another type")),
+        }
     }
 
     fn reset_config(&mut self, config: &(dyn Any + Send), ctx: &TrialContext) -> TrainResult<bool> {
@@ -102,8 +109,9 @@ pub(crate) struct TypedModel<T: Trainable> {
     configs: Vec<C<T>>,
     /// Configs of exploits the scheduler asked for and the driver has not carried out.
     exploits: HashMap<u32, C<T>>,
-    /// The last result of each live trial.
-    last: HashMap<u32, TrialResult<M<T>>>,
+    /// The last result of each live trial (few: at most the trials running or paused),
+    /// looked up by a linear search, which beats hashing at this size.
+    last: Vec<(u32, TrialResult<M<T>>)>,
 }
 
 impl<T: Trainable> TypedModel<T> {
@@ -123,7 +131,7 @@ impl<T: Trainable> TypedModel<T> {
             objectives: None,
             configs: Vec::new(),
             exploits: HashMap::new(),
-            last: HashMap::new(),
+            last: Vec::new(),
         }
     }
 
@@ -134,6 +142,19 @@ impl<T: Trainable> TypedModel<T> {
     ) -> Self {
         self.objectives = objectives;
         self
+    }
+
+    /// Keeps `result` as the trial's last one.
+    fn keep_last(&mut self, id: TrialId, result: TrialResult<M<T>>) {
+        match self.last.iter_mut().find(|(t, _)| *t == id.0) {
+            Some(slot) => slot.1 = result,
+            None => self.last.push((id.0, result)),
+        }
+    }
+
+    fn take_last(&mut self, id: TrialId) -> Option<TrialResult<M<T>>> {
+        let k = self.last.iter().position(|(t, _)| *t == id.0)?;
+        Some(self.last.swap_remove(k).1)
     }
 
     fn config(&self, id: TrialId) -> Option<&C<T>> {
@@ -254,17 +275,27 @@ impl<T: Trainable> Model for TypedModel<T> {
         }
     }
 
+    fn new_batch(&self) -> AnyBatch {
+        Box::new(VecDeque::<M<T>>::new())
+    }
+
+    fn clear_batch(&self, batch: &mut (dyn Any + Send)) {
+        if let Some(queue) = batch.downcast_mut::<VecDeque<M<T>>>() {
+            queue.clear();
+        }
+    }
+
     fn on_result(
         &mut self,
         id: TrialId,
-        metrics: AnyMetrics,
+        metrics: &mut (dyn Any + Send),
         auto: AutoFields,
         ask: Ask,
         row: &mut Vec<f64>,
     ) -> Result<Verdict, String> {
-        let metrics = match metrics.downcast::<M<T>>() {
-            Ok(m) => *m,
-            Err(_) => return Err("internal: metrics of another type".into()),
+        let Some(metrics) = metrics.downcast_mut::<VecDeque<M<T>>>().and_then(VecDeque::pop_front)
+        else {
+            return Err("internal: a result missing from its batch".into());
         };
         let mut result = TrialResult {
             metrics,
@@ -298,18 +329,18 @@ impl<T: Trainable> Model for TypedModel<T> {
         result.done = decision == Decision::Stop;
         row.clear();
         result.write_row(row);
-        self.last.insert(id.0, result);
+        self.keep_last(id, result);
         Ok(Verdict { decision, natural })
     }
 
     fn clear_last(&mut self, id: TrialId) {
-        self.last.remove(&id.0);
+        self.take_last(id);
     }
 
     fn set_last(&mut self, id: TrialId, row: &[f64], done: bool) -> bool {
         match Self::rebuild(id, row, done) {
             Some(r) => {
-                self.last.insert(id.0, r);
+                self.keep_last(id, r);
                 true
             }
             None => false,
@@ -317,7 +348,7 @@ impl<T: Trainable> Model for TypedModel<T> {
     }
 
     fn on_trial_complete(&mut self, id: TrialId, failed: bool) {
-        let last = self.last.remove(&id.0);
+        let last = self.take_last(id);
         self.scheduler.on_trial_complete(id, last.as_ref(), failed);
         self.searcher.on_trial_complete(id, last.as_ref(), failed);
         self.exploits.remove(&id.0);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::model::{AnyConfig, AnyMetrics, CheckpointRequest, Factory, Instance};
+use super::model::{AnyConfig, CheckpointRequest, Factory, Instance, Results};
 use crate::checkpoint::{CheckpointStore, SaveError};
 use crate::trainable::TrialContext;
 
@@ -25,7 +25,7 @@ pub(crate) struct Work {
     /// same task, when all steps ran, which saves the driver a round trip per trial.
     pub then: Option<Ending>,
     /// Where the results go (lent by the driver, reused from task to task).
-    pub buf: Vec<(AnyMetrics, f64)>,
+    pub results: Results,
 }
 
 /// How a trial ends on a worker.
@@ -93,7 +93,7 @@ pub(crate) enum Outcome {
     /// is gone then), the checkpoint after the last step, and the ending when the work's
     /// `then` ran (the instance comes back only when kept for reuse).
     Stepped {
-        results: Vec<(AnyMetrics, f64)>,
+        results: Results,
         failure: Option<Failure>,
         checkpoint: Option<Result<(), SaveError>>,
         ended: Option<Option<Result<(), SaveError>>>,
@@ -209,18 +209,9 @@ fn save(
         .unwrap_or_else(|panic| Err(SaveError::Trial(panic)))
 }
 
-fn failed(trial: u32, ticket: u64, failure: Failure) -> Done {
-    Done {
-        trial: Some(trial),
-        ticket,
-        inst: None,
-        out: Outcome::Stepped {
-            results: Vec::new(),
-            failure: Some(failure),
-            checkpoint: None,
-            ended: None,
-        },
-    }
+fn failed(trial: u32, ticket: u64, results: Results, failure: Failure) -> Done {
+    let out = Outcome::Stepped { results, failure: Some(failure), checkpoint: None, ended: None };
+    Done { trial: Some(trial), ticket, inst: None, out }
 }
 
 /// What ending a trial on a worker gives back: the instance when kept, and how its
@@ -249,17 +240,17 @@ fn steps(
     mut inst: Box<dyn Instance>,
     work: Work,
 ) -> Done {
-    let Work { steps, checkpoint, then, mut buf } = work;
-    buf.clear();
+    let Work { steps, checkpoint, then, mut results } = work;
+    results.dts.clear();
     let start = Instant::now();
     let mut t0 = start;
     for _ in 0..steps {
-        match guard("step", || inst.step()) {
-            Ok(Ok(metrics)) => {
+        match guard("step", || inst.step(&mut *results.metrics)) {
+            Ok(Ok(())) => {
                 let now = Instant::now();
-                buf.push((metrics, now.duration_since(t0).as_secs_f64()));
+                results.dts.push(now.duration_since(t0).as_secs_f64());
                 t0 = now;
-                if buf.len() < steps as usize && now.duration_since(start) >= BATCH_TIME {
+                if results.dts.len() < steps as usize && now.duration_since(start) >= BATCH_TIME {
                     break;
                 }
             }
@@ -271,7 +262,7 @@ fn steps(
                 };
                 let _ = guard("cleanup", || inst.cleanup());
                 let out = Outcome::Stepped {
-                    results: buf,
+                    results,
                     failure: Some(failure),
                     checkpoint: None,
                     ended: None,
@@ -281,7 +272,7 @@ fn steps(
             // The instance may be half-updated: drop it without calling into it again.
             Err(message) => {
                 let out = Outcome::Stepped {
-                    results: buf,
+                    results,
                     failure: Some(Failure::Step(message)),
                     checkpoint: None,
                     ended: None,
@@ -290,8 +281,8 @@ fn steps(
             }
         }
     }
-    let all = buf.len() == steps as usize;
-    let elapsed: f64 = buf.iter().map(|(_, dt)| dt).sum();
+    let all = results.dts.len() == steps as usize;
+    let elapsed: f64 = results.dts.iter().sum();
     let checkpoint = checkpoint.filter(|_| all).map(|r| save(store, &*inst, &r, elapsed));
     let (inst, ended) = match then.filter(|_| all) {
         Some(ending) => {
@@ -300,7 +291,7 @@ fn steps(
         }
         None => (Some(inst), None),
     };
-    let out = Outcome::Stepped { results: buf, failure: None, checkpoint, ended };
+    let out = Outcome::Stepped { results, failure: None, checkpoint, ended };
     Done { trial: Some(trial), ticket, inst, out }
 }
 
@@ -328,7 +319,9 @@ fn run_task(task: Task, factory: &dyn Factory, store: &dyn CheckpointStore) -> D
             };
             let mut inst = match inst {
                 Ok(inst) => inst,
-                Err(message) => return failed(trial, ticket, Failure::Setup(message)),
+                Err(message) => {
+                    return failed(trial, ticket, work.results, Failure::Setup(message));
+                }
             };
             if let Some(path) = restore {
                 let restored = store
@@ -337,7 +330,7 @@ fn run_task(task: Task, factory: &dyn Factory, store: &dyn CheckpointStore) -> D
                     .and_then(|local| guard("restore", || inst.restore(&local)).and_then(|r| r));
                 if let Err(message) = restored {
                     let _ = guard("cleanup", || inst.cleanup());
-                    return failed(trial, ticket, Failure::Restore { path, message });
+                    return failed(trial, ticket, work.results, Failure::Restore { path, message });
                 }
             }
             steps(store, trial, ticket, inst, work)

@@ -277,6 +277,20 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
         Self::from_log(log, failed, dir)
     }
 
+    /// Loads an experiment from a journal shared by several processes (a PostgreSQL
+    /// journal): what it holds now, finished or still running. `dir` is the experiment's
+    /// local directory its checkpoint paths are relative to.
+    pub fn from_shared(
+        journal: &mut dyn crate::journal::shared::SharedJournal,
+        dir: impl AsRef<Path>,
+    ) -> Result<Self, AnalysisError> {
+        let dir = dir.as_ref();
+        let mut failed = None;
+        let log = crate::journal::fold_shared(journal, dir, false, &mut decoder::<C>(&mut failed))
+            .map(|(log, _)| log);
+        Self::from_log(log, failed, dir)
+    }
+
     fn from_log(
         log: Result<ExperimentLog<C>, JournalError>,
         failed: Option<(u32, String)>,

@@ -53,6 +53,8 @@ pub use checkpoint::{
 pub use error::{
     CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult,
 };
+/// Journals shared by several tuner processes (experiments that span machines).
+pub use journal::shared;
 pub use journal::{
     ExperimentLog, FileJournal, Header, JOURNAL_FILE, JournalError, JournalStore, MAX_RECORD_BYTES,
     Record, Run, TrialLog, read_journal,

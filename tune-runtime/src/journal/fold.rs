@@ -374,6 +374,22 @@ pub(crate) fn fold_store<C>(
     finish(fold, read.map(|()| super::store::Tail::Clean), failure, &dir.join(super::JOURNAL_FILE))
 }
 
+/// Folds the records of a shared journal (another process may be appending meanwhile:
+/// the fold stops at the end it saw).
+pub(crate) fn fold_shared<C>(
+    journal: &mut dyn super::shared::SharedJournal,
+    dir: &Path,
+    replay: bool,
+    decode: &mut Decode<'_, C>,
+) -> Result<(ExperimentLog<C>, u64), JournalError> {
+    let mut fold = Fold::new(dir, replay, decode);
+    let mut failure = None;
+    let read = journal.read_from(0, &mut |_, _, line| fold.line(line, &mut failure));
+    let next = *read.as_ref().unwrap_or(&0);
+    let log = finish(fold, read.map(|_| ()), failure, &dir.join(super::JOURNAL_FILE))?;
+    Ok((log, next))
+}
+
 fn finish<C, T>(
     fold: Fold<'_, C>,
     read: std::io::Result<T>,

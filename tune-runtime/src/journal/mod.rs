@@ -8,6 +8,7 @@
 
 mod fold;
 mod record;
+pub mod shared;
 mod store;
 
 use std::io::{self, Write};
@@ -15,7 +16,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 pub use fold::{CheckpointInfo, ExperimentLog, Header, Run, TrialLog};
-pub(crate) use fold::{Event, Events, fold_file, fold_store};
+pub(crate) use fold::{Event, Events, fold_file, fold_shared, fold_store};
 pub(crate) use record::JOURNAL_VERSION;
 pub use record::Record;
 pub use store::{FileJournal, JOURNAL_FILE, JournalStore, MAX_RECORD_BYTES};

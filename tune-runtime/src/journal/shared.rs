@@ -84,6 +84,10 @@ pub enum SharedError {
     Io(#[from] io::Error),
 }
 
+/// What [`SharedJournal::read_from`] calls with each record: its sequence number, the
+/// process that wrote it, and its bytes.
+pub type Visit<'a> = dyn FnMut(u64, &ProcessId, &[u8]) -> ControlFlow<()> + 'a;
+
 /// A journal shared by the processes of one experiment. See the module documentation.
 pub trait SharedJournal: Send {
     /// Registers this process, with a lease of `lease` from now on the store's clock.
@@ -97,11 +101,7 @@ pub trait SharedJournal: Send {
     /// Calls `visit` with every record from sequence number `from` on, in order, with the
     /// process that wrote it, until it returns `Break`; returns the sequence number after
     /// the last record given.
-    fn read_from(
-        &mut self,
-        from: u64,
-        visit: &mut dyn FnMut(u64, &ProcessId, &[u8]) -> ControlFlow<()>,
-    ) -> io::Result<u64>;
+    fn read_from(&mut self, from: u64, visit: &mut Visit<'_>) -> io::Result<u64>;
 
     /// Waits until a record at or after `seq` exists, or `timeout` passes.
     fn wait_for(&mut self, seq: u64, timeout: Duration) -> io::Result<()>;
@@ -222,11 +222,7 @@ impl SharedJournal for MemoryShared {
         Ok(first)
     }
 
-    fn read_from(
-        &mut self,
-        from: u64,
-        visit: &mut dyn FnMut(u64, &ProcessId, &[u8]) -> ControlFlow<()>,
-    ) -> io::Result<u64> {
+    fn read_from(&mut self, from: u64, visit: &mut Visit<'_>) -> io::Result<u64> {
         let log = self.lock()?;
         let mut next = from;
         for (seq, (p, r)) in log.records.iter().enumerate().skip(from as usize) {

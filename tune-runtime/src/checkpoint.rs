@@ -56,6 +56,13 @@ pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
     fn open(&self, dir: &Path) -> io::Result<PathBuf> {
         Ok(dir.to_path_buf())
     }
+    /// Called once when a run starts, with its experiment directory: checkpoint
+    /// directories are inside it, and a remote store names its objects by their path
+    /// relative to it (so processes with different local directories share them).
+    fn attach(&self, experiment_dir: &Path) -> io::Result<()> {
+        let _ = experiment_dir;
+        Ok(())
+    }
 }
 
 /// Checkpoints on the local file system: written into `.<name>.tmp` and renamed, so a

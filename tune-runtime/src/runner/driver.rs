@@ -77,6 +77,9 @@ pub(crate) fn run(
         let path = path.to_path_buf();
         move |source| RunError::LocalDir { path, source }
     };
+    s.checkpoint_store
+        .attach(&s.experiment_dir)
+        .map_err(|source| RunError::LocalDir { path: s.experiment_dir.clone(), source })?;
     let mut lock = None;
     let mut journal = None;
     let mut log = None;

@@ -102,6 +102,22 @@ pub enum RunError {
     /// The trainable's declared resources can never be granted.
     #[error("{0}")]
     Resources(String),
+    /// The shared journal of an experiment that spans machines failed, or refused this
+    /// process (another trainable or search space).
+    #[error("shared experiment: {0}")]
+    Shared(String),
+    /// This process lost its lease on a shared experiment (it stopped answering for longer
+    /// than the lease: a network partition, a SIGSTOP): the other processes took its trials
+    /// over and nothing it reported afterwards was counted. Start it again to rejoin.
+    #[error(
+        "this process lost its lease on the shared experiment `{}`; its trials continue in \
+         the other processes. Start the program again to rejoin the experiment",
+        experiment_dir.display()
+    )]
+    Fenced {
+        /// The experiment's local directory.
+        experiment_dir: PathBuf,
+    },
     /// The `restore` checkpoint cannot be used.
     #[error("cannot restore: {0}")]
     Restore(String),
@@ -212,6 +228,8 @@ pub struct Tuner<T: Trainable> {
     isolate: bool,
     step_timeout: Option<Duration>,
     interrupt_grace: Duration,
+    shared: Option<Box<dyn crate::journal::shared::SharedJournal>>,
+    lease: Duration,
     // -- objectives and constraints (issue #14) --
     objectives: Option<Objectives<Mets<T>>>,
 }
@@ -275,6 +293,8 @@ impl<T: Trainable> Tuner<T> {
             isolate: false,
             step_timeout: None,
             interrupt_grace: Duration::from_secs(30),
+            shared: None,
+            lease: Duration::from_secs(30),
             objectives: None,
         }
     }
@@ -576,6 +596,29 @@ impl<T: Trainable> Tuner<T> {
         self
     }
 
+    /// Runs this process as a peer of an experiment shared by several processes (on one or
+    /// several machines), through a journal they all reach: a PostgreSQL database in
+    /// production (`PostgresJournal`, feature `postgres`). Every process runs the same
+    /// program with the same experiment; each runs trials on its own resources, and they
+    /// share the searcher's history, the scheduler's data and `num_samples`. Checkpoints
+    /// must be where every process reads them (`checkpoint_store`, an object store) for a
+    /// trial to continue in another process when its own dies. See `docs/distributed.md`.
+    pub fn shared_journal(
+        mut self,
+        journal: impl crate::journal::shared::SharedJournal + 'static,
+    ) -> Self {
+        self.shared = Some(Box::new(journal));
+        self
+    }
+
+    /// In a shared experiment: how long this process may go without renewing its lease
+    /// before the other processes take its trials over (it renews it every quarter of
+    /// this). Default 30 s.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
     /// Validates every option, then runs the experiment on this thread (the driver) and
     /// a pool of worker threads. Returns the analysis, which lists errored trials; an
     /// `Err` means the experiment could not run or could not write its results.
@@ -700,6 +743,9 @@ impl<T: Trainable> Tuner<T> {
                 step_timeout: self.step_timeout,
                 interrupt_grace: self.interrupt_grace,
             },
+            shared: self.shared,
+            lease: self.lease,
+            space: space_fingerprint::<Config<T>>(),
         };
         let model =
             TypedModel::<T>::new(self.searcher, self.scheduler, self.stop, metric, self.resources)
@@ -758,6 +804,14 @@ impl<T: Trainable> Tuner<T> {
         apply_overrides(&sample, &map).map_err(RunError::ConfigOverride)?;
         Ok(Some(map))
     }
+}
+
+/// A fingerprint of a search space: a CRC-32 of its dimensions (names, kinds, bounds).
+fn space_fingerprint<C: Space>() -> String {
+    let mut dims = Vec::new();
+    C::describe(&mut dims, "", None);
+    let text = format!("{dims:?}");
+    format!("{:08x}", crc32fast::hash(text.as_bytes()))
 }
 
 fn default_local_dir() -> PathBuf {

@@ -222,8 +222,8 @@ pub(crate) enum Event {
     /// the scheduler saw it, and the history no longer holds it.
     Result { trial: u32, pos: usize, done: bool, retried: Option<Vec<f64>> },
     /// The exploit the scheduler asked for after the trial's previous result was carried
-    /// out (population based training).
-    Exploited { trial: u32 },
+    /// out (population based training): the trial now has `config`.
+    Exploited { trial: u32, config: Value },
     /// The trial ended (TERMINATED, or ERROR when `error`); `last` is its last result, as
     /// the driver held it, and whether the trial ended after that result.
     End { trial: u32, error: bool, last: Option<(Vec<f64>, bool)> },
@@ -345,6 +345,31 @@ impl<C> ExperimentLog<C> {
     }
 }
 
+/// Where the fold keeps the trials: the experiment log's own list, or the driver's
+/// trials when it follows a journal other processes append to.
+pub(crate) trait Book<C> {
+    fn count(&self) -> usize;
+    fn at(&mut self, index: usize) -> Option<&mut TrialLog<C>>;
+    fn add(&mut self, trial: TrialLog<C>);
+    /// Forgets every trial (a journal holding several fresh runs).
+    fn forget(&mut self);
+}
+
+impl<C> Book<C> for Vec<TrialLog<C>> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn at(&mut self, index: usize) -> Option<&mut TrialLog<C>> {
+        self.get_mut(index)
+    }
+    fn add(&mut self, trial: TrialLog<C>) {
+        self.push(trial);
+    }
+    fn forget(&mut self) {
+        self.clear();
+    }
+}
+
 /// Turns a trial's config from JSON into `C`; the error says what is wrong.
 pub(crate) type Decode<'a, C> = dyn FnMut(u32, Value) -> Result<C, String> + 'a;
 
@@ -412,10 +437,23 @@ fn finish<C, T>(
     Ok(fold.log)
 }
 
-struct Fold<'a, C> {
+/// The replay bookkeeping of `trial` (made on first use: a fold that follows a shared
+/// journal sees only the other processes' records of some trials).
+fn replay_of(table: &mut Vec<TrialReplay>, trial: u32) -> &mut TrialReplay {
+    let i = trial as usize;
+    if table.len() <= i {
+        table.resize_with(i + 1, TrialReplay::default);
+    }
+    &mut table[i]
+}
+
+pub(crate) struct Fold<'a, C> {
     log: ExperimentLog<C>,
     decode: &'a mut Decode<'a, C>,
     replay: bool,
+    /// Following a shared journal: records are applied as they come, the events drained
+    /// after each batch, and saved states (another process's) ignored.
+    follow: bool,
     /// Values per result row (metrics + automatic fields).
     width: usize,
     /// The trial of the previous record when it was a `Failure`.
@@ -441,6 +479,7 @@ impl<'a, C> Fold<'a, C> {
             },
             decode,
             replay,
+            follow: false,
             width: 0,
             failed: None,
             unsaved: Vec::new(),
@@ -448,11 +487,38 @@ impl<'a, C> Fold<'a, C> {
         }
     }
 
+    /// A fold that follows a shared journal into the driver's trials: configs are left to
+    /// the caller (they arrive in the events), and the events are taken after each batch.
+    pub(crate) fn follow(dir: &Path) -> Fold<'static, ()> {
+        let decode: &'static mut Decode<'static, ()> = Box::leak(Box::new(|_, _| Ok(())));
+        let mut fold = Fold::new(dir, true, decode);
+        fold.follow = true;
+        fold
+    }
+
+    /// The events since the last call (following a shared journal).
+    pub(crate) fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.log.events.list)
+    }
+
     /// One line of the journal; a failure is kept in `failure` and stops the read.
     fn line(&mut self, bytes: &[u8], failure: &mut Option<JournalError>) -> ControlFlow<()> {
+        let mut trials = std::mem::take(&mut self.log.trials);
+        let flow = self.line_into(&mut trials, bytes, failure);
+        self.log.trials = trials;
+        flow
+    }
+
+    /// [`Fold::line`] into another book of trials.
+    pub(crate) fn line_into(
+        &mut self,
+        book: &mut dyn Book<C>,
+        bytes: &[u8],
+        failure: &mut Option<JournalError>,
+    ) -> ControlFlow<()> {
         self.line += 1;
         let result = match serde_json::from_slice::<Record>(bytes) {
-            Ok(record) => self.record(record),
+            Ok(record) => self.record(book, record),
             Err(e) => Err(e.to_string()),
         };
         match result {
@@ -465,10 +531,8 @@ impl<'a, C> Fold<'a, C> {
         }
     }
 
-    fn trial(&mut self, t: u32) -> Result<&mut TrialLog<C>, String> {
-        self.log
-            .trials
-            .get_mut(t as usize)
+    fn trial(book: &mut dyn Book<C>, t: u32) -> Result<&mut TrialLog<C>, String> {
+        book.at(t as usize)
             .ok_or_else(|| format!("the record names trial {t}, which the journal never created"))
     }
 
@@ -483,13 +547,13 @@ impl<'a, C> Fold<'a, C> {
         }
     }
 
-    fn record(&mut self, record: Record) -> Result<(), String> {
+    fn record(&mut self, book: &mut dyn Book<C>, record: Record) -> Result<(), String> {
         let after_failure = self.failed.take();
         if self.log.header.is_none() && !matches!(record, Record::Experiment { .. }) {
             return Err("the journal does not start with an `experiment` record".into());
         }
         match record {
-            Record::Experiment { version, name, trainable, metrics, seed, started } => {
+            Record::Experiment { version, name, trainable, metrics, seed, started, .. } => {
                 if version > super::JOURNAL_VERSION {
                     return Err(format!(
                         "the journal has format version {version}; this build reads versions up \
@@ -503,7 +567,7 @@ impl<'a, C> Fold<'a, C> {
                 self.log.header = Some(Header { version, name, trainable, metrics, seed, started });
                 self.log.fresh_runs += 1;
                 self.log.runs = vec![Run { started, ended: None, resumed: false }];
-                self.log.trials.clear();
+                book.forget();
                 self.log.searcher = None;
                 self.log.scheduler = None;
                 self.log.events = Events::default();
@@ -511,10 +575,10 @@ impl<'a, C> Fold<'a, C> {
                 self.unsaved.clear();
             }
             Record::Trial { trial, dir, config, searcher, .. } => {
-                if trial as usize != self.log.trials.len() {
+                if trial as usize != book.count() {
                     return Err(format!(
                         "trial {trial} is out of order: {} trials were created before it",
-                        self.log.trials.len()
+                        book.count()
                     ));
                 }
                 let dir = match dir {
@@ -539,7 +603,7 @@ impl<'a, C> Fold<'a, C> {
                 }
                 let config =
                     (self.decode)(trial, config).map_err(|e| format!("trial {trial:05}: {e}"))?;
-                self.log.trials.push(TrialLog {
+                book.add(TrialLog {
                     index: trial,
                     dir,
                     config,
@@ -552,20 +616,19 @@ impl<'a, C> Fold<'a, C> {
                     failures: Vec::new(),
                 });
                 if self.replay {
-                    self.log.replay.push(TrialReplay::default());
+                    replay_of(&mut self.log.replay, trial);
                 }
             }
             Record::Status { trial, status, error } => {
                 let replay = self.replay;
-                self.trial(trial)?;
-                let t = &mut self.log.trials[trial as usize];
+                let t = Self::trial(book, trial)?;
                 t.status = status;
                 if error.is_some() {
                     t.error = error;
                 }
                 if replay && status.is_finished() {
                     let width = t.width;
-                    let r = &self.log.replay[trial as usize];
+                    let r = replay_of(&mut self.log.replay, trial);
                     let last = r.last.and_then(|(pos, done)| {
                         let row = t.history.get(pos * width..(pos + 1) * width)?;
                         Some((row.to_vec(), done))
@@ -575,7 +638,6 @@ impl<'a, C> Fold<'a, C> {
                 }
             }
             Record::Result { trial, v, done } => {
-                self.trial(trial)?;
                 let width = self.width;
                 if v.len() != width {
                     return Err(format!(
@@ -592,11 +654,11 @@ impl<'a, C> Fold<'a, C> {
                 }
                 let iteration = v[width - Auto::ALL.len()] as u64;
                 let replay = self.replay;
-                let t = &mut self.log.trials[trial as usize];
+                let t = Self::trial(book, trial)?;
                 let pos = t.num_results();
                 t.history.extend_from_slice(&v);
                 if replay {
-                    let r = &mut self.log.replay[trial as usize];
+                    let r = replay_of(&mut self.log.replay, trial);
                     if done {
                         r.done_pos = Some(pos);
                     }
@@ -611,7 +673,7 @@ impl<'a, C> Fold<'a, C> {
             }
             Record::Checkpoint { trial, iteration, path } => {
                 let path = self.path(&path)?;
-                let t = self.trial(trial)?;
+                let t = Self::trial(book, trial)?;
                 let (rows, epoch) = (t.num_results(), t.epoch());
                 // The same directory written again replaces the older checkpoint.
                 t.checkpoints.retain(|c| c.path != path);
@@ -619,18 +681,19 @@ impl<'a, C> Fold<'a, C> {
             }
             Record::CheckpointDeleted { trial, path } => {
                 let path = self.path(&path)?;
-                let t = self.trial(trial)?;
+                let t = Self::trial(book, trial)?;
                 t.checkpoints.retain(|c| c.path != path);
             }
             Record::Failure { trial, error, .. } => {
-                self.trial(trial)?.failures.push(error);
+                Self::trial(book, trial)?.failures.push(error);
                 self.failed = Some(trial);
             }
             Record::Exploit { trial, source_iteration, new_config, checkpoint, .. } => {
+                let json = self.replay.then(|| new_config.clone());
                 let config = (self.decode)(trial, new_config)
                     .map_err(|e| format!("trial {trial:05}: {e}"))?;
                 let path = checkpoint.map(|p| self.path(&p)).transpose()?;
-                let t = self.trial(trial)?;
+                let t = Self::trial(book, trial)?;
                 // The checkpoint the trial goes on from: named by version 3; in version 2 the
                 // latest one at the source's iteration (the copy was journaled just before).
                 let from = match path {
@@ -654,17 +717,18 @@ impl<'a, C> Fold<'a, C> {
                     });
                 }
                 if self.replay {
-                    self.log.replay[trial as usize].exploited = true;
-                    self.log.events.push(Event::Exploited { trial });
+                    replay_of(&mut self.log.replay, trial).exploited = true;
+                    let config = json.unwrap_or_default();
+                    self.log.events.push(Event::Exploited { trial, config });
                 }
             }
             Record::Rollback { trial, iteration, rows, checkpoint } => {
                 let path = checkpoint.map(|p| self.path(&p)).transpose()?;
                 let retry = after_failure == Some(trial);
-                self.rollback(trial, iteration, rows, path, retry)?;
+                self.rollback(book, trial, iteration, rows, path, retry)?;
             }
             Record::State { searcher, scheduler } => {
-                if !self.replay {
+                if !self.replay || self.follow {
                     return Ok(());
                 }
                 if !scheduler.is_null() {
@@ -699,6 +763,7 @@ impl<'a, C> Fold<'a, C> {
     /// dropped, and its config goes back to the checkpoint's epoch.
     fn rollback(
         &mut self,
+        book: &mut dyn Book<C>,
         trial: u32,
         iteration: u64,
         rows: Option<u64>,
@@ -706,7 +771,7 @@ impl<'a, C> Fold<'a, C> {
         retry: bool,
     ) -> Result<(), String> {
         let replay = self.replay;
-        let Some(t) = self.log.trials.get_mut(trial as usize) else {
+        let Some(t) = book.at(trial as usize) else {
             return Err(format!("the record names trial {trial}, which the journal never created"));
         };
         let n = t.num_results();
@@ -741,7 +806,7 @@ impl<'a, C> Fold<'a, C> {
             (None, None) => t.checkpoints.retain(|c| c.iteration <= iteration),
         }
         if replay {
-            let r = &mut self.log.replay[trial as usize];
+            let r = replay_of(&mut self.log.replay, trial);
             r.done_pos = r.done_pos.filter(|&d| d < keep);
             // A retry (`Failure` right before the `Rollback`) happens within a run: the
             // searcher and the scheduler saw the results it rolls back, and an uninterrupted
@@ -766,7 +831,7 @@ impl<'a, C> Fold<'a, C> {
                 }
             }
             // `Live::last`: a retry clears it; after a resume it is the last result kept.
-            let r = &mut self.log.replay[trial as usize];
+            let r = replay_of(&mut self.log.replay, trial);
             r.last = match r.last {
                 _ if retry => None,
                 Some((pos, done)) if pos < keep => Some((pos, done)),

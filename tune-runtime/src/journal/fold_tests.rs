@@ -13,6 +13,7 @@ fn experiment() -> Record {
         metrics: vec!["score".into()],
         seed: 7,
         started: 100,
+        space: None,
     }
 }
 

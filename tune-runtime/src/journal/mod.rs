@@ -15,32 +15,115 @@ use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
+pub(crate) use fold::{Book, Event, Events, Fold, fold_file, fold_shared, fold_store};
 pub use fold::{CheckpointInfo, ExperimentLog, Header, Run, TrialLog};
-pub(crate) use fold::{Event, Events, fold_file, fold_shared, fold_store};
 pub(crate) use record::JOURNAL_VERSION;
 pub use record::Record;
 pub use store::{FileJournal, JOURNAL_FILE, JournalStore, MAX_RECORD_BYTES};
 
-/// Appends records to a store, formatting results without allocating.
+/// Appends records to a store, formatting results without allocating: a local journal,
+/// or a journal shared by several processes (records are batched until `flush`, each
+/// batch one transaction, fenced by the trials it is about).
 pub(crate) struct Journal {
-    store: Box<dyn JournalStore>,
+    out: Out,
     buf: Vec<u8>,
+}
+
+enum Out {
+    Solo(Box<dyn JournalStore>),
+    Shared(Box<SharedOut>),
+}
+
+/// The batch of records not yet appended to a shared journal.
+struct SharedOut {
+    journal: Box<dyn shared::SharedJournal>,
+    records: Vec<Vec<u8>>,
+    /// For each record, the trial it is about.
+    about: Vec<Option<u32>>,
+    ends: Vec<u32>,
+}
+
+/// Why records could not be appended.
+#[derive(Debug)]
+pub(crate) enum FlushError {
+    Io(io::Error),
+    /// Another process took this trial over: its records were dropped from the batch.
+    NotOwner(u32),
+    /// This process lost its lease: nothing it appends is accepted any more.
+    LeaseExpired,
+}
+
+impl FlushError {
+    /// The error as an I/O error (for messages).
+    pub fn into_io(self) -> io::Error {
+        match self {
+            FlushError::Io(e) => e,
+            FlushError::NotOwner(t) => {
+                io::Error::other(format!("trial {t} belongs to another process"))
+            }
+            FlushError::LeaseExpired => {
+                io::Error::other("this process lost its lease on the experiment")
+            }
+        }
+    }
+}
+
+impl From<io::Error> for FlushError {
+    fn from(e: io::Error) -> Self {
+        FlushError::Io(e)
+    }
+}
+
+impl From<shared::SharedError> for FlushError {
+    fn from(e: shared::SharedError) -> Self {
+        match e {
+            shared::SharedError::NotOwner { trial } => FlushError::NotOwner(trial),
+            shared::SharedError::LeaseExpired => FlushError::LeaseExpired,
+            shared::SharedError::Io(e) => FlushError::Io(e),
+            other => FlushError::Io(io::Error::other(other.to_string())),
+        }
+    }
 }
 
 impl Journal {
     pub fn new(store: Box<dyn JournalStore>) -> Self {
-        Self { store, buf: Vec::with_capacity(256) }
+        Self { out: Out::Solo(store), buf: Vec::with_capacity(256) }
+    }
+
+    /// A writer to a shared journal the process has joined.
+    pub fn shared(journal: Box<dyn shared::SharedJournal>) -> Self {
+        let out = SharedOut { journal, records: Vec::new(), about: Vec::new(), ends: Vec::new() };
+        Self { out: Out::Shared(Box::new(out)), buf: Vec::with_capacity(256) }
+    }
+
+    /// The shared journal, when it is one.
+    pub fn shared_journal(&mut self) -> Option<&mut dyn shared::SharedJournal> {
+        match &mut self.out {
+            Out::Shared(o) => Some(&mut *o.journal),
+            Out::Solo(_) => None,
+        }
     }
 
     /// Appends a record; returns its size in bytes.
     pub fn record(&mut self, record: &Record) -> io::Result<usize> {
         self.buf.clear();
         serde_json::to_writer(&mut self.buf, record).map_err(io::Error::other)?;
-        self.append()
+        if let (Out::Shared(o), Record::Status { trial, status, .. }) = (&mut self.out, record) {
+            if status.is_finished() {
+                o.ends.push(*trial);
+            }
+        }
+        self.append(record.trial())
     }
 
-    fn append(&mut self) -> io::Result<usize> {
-        self.store.append(&self.buf)?;
+    fn append(&mut self, trial: Option<u32>) -> io::Result<usize> {
+        match &mut self.out {
+            Out::Solo(store) => store.append(&self.buf)?,
+            Out::Shared(o) => {
+                o.records.push(self.buf.clone());
+                o.about.push(trial);
+            }
+        }
         Ok(self.buf.len() + 1)
     }
 
@@ -54,11 +137,82 @@ impl Journal {
             crate::number::write_f64(&mut self.buf, *v);
         }
         self.buf.extend_from_slice(if done { b"],\"done\":true}" } else { b"]}" });
-        self.append()
+        self.append(Some(trial))
     }
 
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.store.flush()
+    /// Makes every record appended so far durable (a local journal), or appends the batch
+    /// to the shared journal in one transaction. A trial another process took over has its
+    /// records dropped from the batch ([`FlushError::NotOwner`]: flush again for the rest).
+    pub fn flush(&mut self) -> Result<(), FlushError> {
+        match &mut self.out {
+            Out::Solo(store) => Ok(store.flush()?),
+            Out::Shared(o) => o.flush(),
+        }
+    }
+
+    /// Creates trial `index` with its `trial` record in a shared journal: appended (after
+    /// the pending batch) only if no other process created trial `index` first. Returns
+    /// whether it was. A local journal just records it.
+    pub fn create(&mut self, record: &Record, index: u32) -> Result<bool, FlushError> {
+        if let Out::Solo(_) = self.out {
+            self.record(record)?;
+            return Ok(true);
+        }
+        self.flush()?;
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, record).map_err(io::Error::other)?;
+        let Out::Shared(o) = &mut self.out else { return Ok(true) };
+        let records = [self.buf.clone()];
+        let claims = [format!("trial:{index}")];
+        let append = shared::Append {
+            records: &records,
+            claims: &claims,
+            creates: &[index],
+            ..Default::default()
+        };
+        match o.journal.append(append) {
+            Ok(_) => Ok(true),
+            Err(shared::SharedError::Claimed { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl SharedOut {
+    fn flush(&mut self) -> Result<(), FlushError> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        let mut trials: Vec<u32> = self.about.iter().flatten().copied().collect();
+        trials.sort_unstable();
+        trials.dedup();
+        let append = shared::Append {
+            records: &self.records,
+            trials: &trials,
+            ends: &self.ends,
+            ..Default::default()
+        };
+        match self.journal.append(append) {
+            Ok(_) => {
+                self.records.clear();
+                self.about.clear();
+                self.ends.clear();
+                Ok(())
+            }
+            Err(shared::SharedError::NotOwner { trial }) => {
+                let mut k = 0;
+                let about = std::mem::take(&mut self.about);
+                self.records.retain(|_| {
+                    let keep = about[k] != Some(trial);
+                    k += 1;
+                    keep
+                });
+                self.about = about.into_iter().filter(|t| *t != Some(trial)).collect();
+                self.ends.retain(|t| *t != trial);
+                Err(FlushError::NotOwner(trial))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -28,6 +28,10 @@ pub enum Record {
         seed: u64,
         /// Unix time of the start.
         started: u64,
+        /// A fingerprint of the search space (its dimensions), so that a process with
+        /// another space cannot join a shared experiment. Absent before version 3.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        space: Option<String>,
     },
     /// A trial was created.
     Trial {
@@ -147,4 +151,24 @@ pub enum Record {
         /// Unix time of the end.
         ended: u64,
     },
+}
+
+impl Record {
+    /// The trial the record is about, if it is about one.
+    pub(crate) fn trial(&self) -> Option<u32> {
+        match self {
+            Record::Trial { trial, .. }
+            | Record::Status { trial, .. }
+            | Record::Result { trial, .. }
+            | Record::Checkpoint { trial, .. }
+            | Record::CheckpointDeleted { trial, .. }
+            | Record::Exploit { trial, .. }
+            | Record::Failure { trial, .. }
+            | Record::Rollback { trial, .. } => Some(*trial),
+            Record::Experiment { .. }
+            | Record::State { .. }
+            | Record::Resume { .. }
+            | Record::End { .. } => None,
+        }
+    }
 }

@@ -11,11 +11,14 @@ use crossbeam_channel::RecvTimeoutError;
 
 use super::model::{Factory, Instance, Model};
 use super::settings::Settings;
+use super::shared::Follow;
 use super::snapshot::Snapshot;
 use super::state::{Phase, Trial};
 use super::worker::{Done, Outcome, Pool};
 use super::{files, interrupt, resume, unix_now};
-use crate::journal::{FileJournal, JOURNAL_FILE, JOURNAL_VERSION, Journal, JournalStore, Record};
+use crate::journal::{
+    FileJournal, FlushError, JOURNAL_FILE, JOURNAL_VERSION, Journal, JournalStore, Record,
+};
 use crate::logger::LogError;
 use crate::reporter::{Reporter, STATUSES};
 use crate::resources::ResourcePool;
@@ -65,6 +68,12 @@ pub(crate) struct Driver {
     pub abandoned: usize,
     /// The lock on the experiment directory, held for the whole run.
     pub _lock: Option<files::DirLock>,
+    /// This process's view of a shared experiment (`None`: the experiment is ours alone).
+    pub follow: Option<Follow>,
+    /// This process lost its lease on the shared experiment.
+    pub fenced: bool,
+    /// The shared journal failed for good.
+    pub shared_error: Option<RunError>,
 }
 
 /// Runs an experiment; see [`crate::Tuner::run`]. Returns the typed analysis, boxed.
@@ -83,7 +92,25 @@ pub(crate) fn run(
     let mut lock = None;
     let mut journal = None;
     let mut log = None;
-    if s.file_logging {
+    let mut follow = None;
+    let header = |s: &Settings| Record::Experiment {
+        version: JOURNAL_VERSION,
+        name: s.name.clone(),
+        trainable: model.trainable().to_string(),
+        metrics: model.metric_names().iter().map(|n| n.to_string()).collect(),
+        seed: s.seed,
+        started: unix_now(),
+        space: Some(s.space.clone()),
+    };
+    if let Some(mut shared) = s.shared.take() {
+        // A peer of a shared experiment: the log is the store's; local files are this
+        // process's trials only.
+        std::fs::create_dir_all(&s.experiment_dir).map_err(dir_err(&s.experiment_dir))?;
+        let (f, seed) = super::shared::join(&mut *shared, &header(&s), s.lease, &s.experiment_dir)?;
+        s.seed = seed;
+        follow = Some(f);
+        journal = Some(Journal::shared(shared));
+    } else if s.file_logging {
         std::fs::create_dir_all(&s.experiment_dir).map_err(dir_err(&s.experiment_dir))?;
         lock = Some(files::DirLock::take(&s.experiment_dir)?);
         let mut store: Box<dyn JournalStore> = match s.journal_store.take() {
@@ -110,16 +137,11 @@ pub(crate) fn run(
         let mut j = Journal::new(store);
         let first = match &log {
             Some(_) => Record::Resume { started: unix_now() },
-            None => Record::Experiment {
-                version: JOURNAL_VERSION,
-                name: s.name.clone(),
-                trainable: model.trainable().to_string(),
-                metrics: model.metric_names().iter().map(|n| n.to_string()).collect(),
-                seed: s.seed,
-                started: unix_now(),
-            },
+            None => header(&s),
         };
-        j.record(&first).and_then(|_| j.flush()).map_err(dir_err(&journal_path))?;
+        j.record(&first).map_err(dir_err(&journal_path))?;
+        j.flush()
+            .map_err(|e| RunError::LocalDir { path: journal_path.clone(), source: e.into_io() })?;
         journal = Some(j);
     }
     model.setup(s.num_samples, s.seed);
@@ -158,10 +180,15 @@ pub(crate) fn run(
         snapshot: Snapshot::default(),
         abandoned: 0,
         _lock: lock,
+        follow,
+        fenced: false,
+        shared_error: None,
     };
     if let Some(log) = log {
         d.resume_from(log)?;
     }
+    // A peer catches up with the experiment before it starts anything.
+    d.sync()?;
     d.watch = interrupt::Watch::start(d.s.faults.handle_sigint);
     // A panic in driver-side user code (a stop closure, the searcher, the scheduler) ends
     // the run; flush what was recorded before passing it on.
@@ -188,8 +215,15 @@ impl Driver {
                 first = false;
                 self.tick();
             }
-            if self.in_flight == 0 {
+            if self.in_flight == self.abandoned {
                 if progressed {
+                    continue;
+                }
+                if self.is_shared() && !self.stopping && self.shared_work_left() {
+                    // Other processes still run trials: follow them (and take over those
+                    // whose process dies) until the experiment is over.
+                    self.shared_wait();
+                    self.shared_tick(Instant::now());
                     continue;
                 }
                 // Nothing runs and nothing could start: the experiment is over (or its
@@ -205,6 +239,9 @@ impl Driver {
                         wake = wake.min(d);
                     }
                     if let Some(t) = self.next_step_deadline() {
+                        wake = wake.min(t);
+                    }
+                    if let Some(t) = self.shared_wake() {
                         wake = wake.min(t);
                     }
                     if self.s.faults.handle_sigint || self.interrupted.is_some() {
@@ -233,6 +270,7 @@ impl Driver {
                 self.interrupt();
             }
             self.check_hung(now);
+            self.shared_tick(now);
             if now >= next_tick {
                 next_tick = now + self.s.status_interval;
                 self.tick();
@@ -263,11 +301,25 @@ impl Driver {
     }
 
     pub fn flush_journal(&mut self) {
-        if let Some(j) = &mut self.journal {
-            if let Err(source) = j.flush() {
-                let path = self.s.experiment_dir.join(JOURNAL_FILE);
-                self.fatal.get_or_insert(LogError { path, source });
-                self.journal = None;
+        loop {
+            let Some(j) = &mut self.journal else { return };
+            match j.flush() {
+                Ok(()) => {
+                    if let Some(f) = self.follow.as_mut() {
+                        f.last_flush = Instant::now();
+                    }
+                    return;
+                }
+                // Another process took the trial over: its records were dropped, the rest
+                // goes on.
+                Err(FlushError::NotOwner(trial)) => self.lose_trial(TrialId(trial)),
+                Err(FlushError::LeaseExpired) => return self.fenced(),
+                Err(e) => {
+                    let path = self.s.experiment_dir.join(JOURNAL_FILE);
+                    self.fatal.get_or_insert(LogError { path, source: e.into_io() });
+                    self.journal = None;
+                    return;
+                }
             }
         }
     }
@@ -286,9 +338,13 @@ impl Driver {
     }
 
     pub fn set_status(&mut self, id: TrialId, status: TrialStatus, error: Option<String>) {
-        let t = &mut self.trials[id.index()].log;
-        self.counts[status_slot(t.status)] -= 1;
+        let trial = &mut self.trials[id.index()];
+        if let Some(before) = trial.counted {
+            self.counts[status_slot(before)] -= 1;
+        }
         self.counts[status_slot(status)] += 1;
+        trial.counted = Some(status);
+        let t = &mut trial.log;
         t.status = status;
         if error.is_some() {
             t.error.clone_from(&error);
@@ -348,15 +404,23 @@ impl Driver {
             }
         }
         self.save_state(true);
-        if self.interrupted.is_none() {
+        if self.interrupted.is_none() && !self.is_shared() {
             self.journal(&Record::End { ended: unix_now() });
         }
         self.flush_journal();
+        self.leave_shared();
         self.summary();
         let interrupted = self.interrupted.is_some();
         let abandoned = self.abandoned > 0;
-        let Driver { workers, trials, fatal, s, model, .. } = self;
+        let fenced = self.fenced;
+        let Driver { workers, trials, fatal, s, model, shared_error, .. } = self;
         workers.join(abandoned);
+        if fenced {
+            return Err(RunError::Fenced { experiment_dir: s.experiment_dir });
+        }
+        if let Some(e) = shared_error {
+            return Err(e);
+        }
         if let Some(LogError { path, source }) = fatal {
             return Err(RunError::Logging { path, source, experiment_dir: s.experiment_dir });
         }

@@ -9,7 +9,7 @@ use super::splitmix64;
 use super::state::{End, Live, Phase, Trial};
 use super::worker::{Ending, Task};
 use crate::checkpoint::SaveError;
-use crate::journal::{Record, TrialLog};
+use crate::journal::{FlushError, Record, TrialLog};
 use crate::logger::{self, TrialLogger};
 use crate::resources::Grant;
 use crate::scheduler::Decision;
@@ -29,11 +29,25 @@ impl Driver {
                 return started;
             }
             if self.pending.is_empty() && !self.searcher_done && !self.searcher_waiting {
+                if self.is_shared() {
+                    // Catch up with the other processes first, so that the new trial's id
+                    // is free and the searcher knows their trials.
+                    if let Err(e) = self.sync() {
+                        self.shared_failed(e);
+                        return started;
+                    }
+                    if self.model.total_trials().is_some_and(|n| self.trials.len() >= n) {
+                        self.searcher_done = true;
+                        self.model.on_no_more_trials();
+                        continue;
+                    }
+                }
                 let id = TrialId(self.trials.len() as u32);
                 match self.model.suggest(id) {
                     Suggested::Config => {
-                        self.create(id);
-                        started = true;
+                        // `false`: another process created this trial first; the next turn
+                        // catches up with it and suggests again.
+                        started |= self.create(id);
                         continue;
                     }
                     Suggested::NotNow => self.searcher_waiting = true,
@@ -61,16 +75,19 @@ impl Driver {
         }
     }
 
-    /// A new trial with the config the searcher just suggested.
-    fn create(&mut self, id: TrialId) {
+    /// A new trial with the config the searcher just suggested. Returns false when another
+    /// process of a shared experiment created that trial first.
+    fn create(&mut self, id: TrialId) -> bool {
         let overridden = match &self.s.overrides {
             Some(over) => self.model.override_config(id, over),
             None => Ok(()),
         };
-        self.push_trial(id);
+        if !self.push_trial(id) {
+            return false;
+        }
         if let Err(e) = overridden {
             self.end_trial(id, End::Error(format!("config overrides: {e}")));
-            return;
+            return true;
         }
         self.model.on_trial_add(id);
         let why =
@@ -79,19 +96,37 @@ impl Driver {
             Some(why) => self.end_trial(id, End::Error(why)),
             None => self.pending.push(id),
         }
+        true
     }
 
-    fn push_trial(&mut self, id: TrialId) {
+    /// Records the new trial (in a shared experiment, only if no other process created
+    /// trial `id` first: returns whether it did).
+    fn push_trial(&mut self, id: TrialId) -> bool {
         let json = self.model.config_json(id);
         let rel_dir = logger::trial_dir_name(self.model.trainable(), id, &json);
         let dir = self.s.experiment_dir.join(&rel_dir);
-        self.journal(&Record::Trial {
+        let record = Record::Trial {
             trial: id.0,
             id: id.to_string(),
             dir: Some(rel_dir.clone()),
             config: json,
             searcher: None,
-        });
+        };
+        if let Some(j) = &mut self.journal {
+            match j.create(&record, id.0) {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(FlushError::LeaseExpired) => {
+                    self.fenced();
+                    return false;
+                }
+                Err(e) => {
+                    let path = self.s.experiment_dir.join(crate::journal::JOURNAL_FILE);
+                    self.fatal.get_or_insert(crate::logger::LogError { path, source: e.into_io() });
+                    self.journal = None;
+                }
+            }
+        }
         let mut log = TrialLog::empty(id.0, self.width);
         log.dir = self.s.file_logging.then(|| dir.clone());
         self.counts[status_slot(TrialStatus::Pending)] += 1;
@@ -101,7 +136,12 @@ impl Driver {
             live.iteration = meta.iteration;
             live.time_total = meta.time_total_s;
         }
-        self.trials.push(Trial { log, live: Some(Box::new(live)) });
+        self.trials.push(Trial {
+            log,
+            live: Some(Box::new(live)),
+            counted: Some(TrialStatus::Pending),
+        });
+        true
     }
 
     pub fn context(&self, id: TrialId, live: &Live, gpu_ids: Vec<usize>) -> TrialContext {

@@ -20,6 +20,7 @@
 //! | `snapshot.rs` | when the searcher's and scheduler's state is saved |
 //! | `status.rs` | the status table and the summary |
 //! | `files.rs` | the experiment directory: lock, links, leftovers, file repair |
+//! | `shared.rs` | experiments shared by several processes: following, claims, takeovers |
 //! | `state.rs` | a trial's record, live state and phase |
 //! | `worker.rs` | worker threads and their tasks |
 //! | `isolation.rs` | trials in child processes |
@@ -37,6 +38,7 @@ mod results;
 mod resume;
 mod rollback;
 pub(crate) mod settings;
+mod shared;
 mod snapshot;
 mod state;
 mod status;

@@ -129,6 +129,12 @@ pub(crate) trait Model: Send {
     fn resources(&self, id: TrialId) -> Resources;
     fn start_config(&self, id: TrialId) -> AnyConfig;
     fn on_trial_add(&mut self, id: TrialId);
+    /// Another process of a shared experiment created trial `id` with `config`: the
+    /// searcher learns of it, the scheduler too when it shares trials.
+    fn foreign_added(&mut self, id: TrialId, config: Value) -> Result<(), String>;
+    /// Whether the scheduler is given other processes' trials (see
+    /// `Scheduler::shares_trials`).
+    fn shares_trials(&self) -> bool;
 
     // Results.
     /// An empty batch of results of the trainable's metrics type.

@@ -116,7 +116,7 @@ impl Driver {
                         }
                     }
                 }
-                self.trials.push(Trial { log, live: None });
+                self.trials.push(Trial { log, live: None, counted: Some(status) });
                 continue;
             }
             got.unfinished += 1;
@@ -131,7 +131,7 @@ impl Driver {
             );
             live.retries = retries;
             live.earlier = earlier;
-            self.trials.push(Trial { log, live: Some(Box::new(live)) });
+            self.trials.push(Trial { log, live: Some(Box::new(live)), counted: Some(status) });
             let back =
                 if restart && errored == Errored::Restart { Back::Start } else { Back::Latest };
             self.rewind(id, back);
@@ -248,7 +248,7 @@ impl Driver {
                     let id = TrialId(trial);
                     let carried_out = matches!(
                         list.peek(),
-                        Some((_, Event::Exploited { trial: t })) if *t == trial
+                        Some((_, Event::Exploited { trial: t, .. })) if *t == trial
                     );
                     let row: Option<Vec<f64>> = match retried {
                         Some(row) => Some(row),

@@ -9,6 +9,18 @@ use crate::journal::Record;
 use crate::logger::{self, TrialLogger};
 use crate::trial::{TrialId, TrialStatus};
 
+/// A rollback decided: back to the checkpoint of the lineage at `keep` (or the run's
+/// `restore` checkpoint, or the start), keeping `rows` results, in config epoch `epoch`.
+#[derive(Debug, Clone)]
+pub(crate) struct Rewind {
+    pub keep: Option<usize>,
+    pub from: Option<PathBuf>,
+    pub iteration: u64,
+    pub time_total: f64,
+    pub rows: usize,
+    pub epoch: usize,
+}
+
 /// Where a rollback may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Back {
@@ -64,58 +76,91 @@ impl Driver {
     /// files, its config goes back to the checkpoint's epoch, and it waits as pending.
     /// Nothing is deleted from disk.
     pub fn rewind(&mut self, id: TrialId, back: Back) {
-        let i = id.index();
-        let rejected = self.trials[i].live.as_mut().and_then(|l| l.rejected.take());
-        let t = &self.trials[i];
+        let rejected = self.trials[id.index()].live.as_mut().and_then(|l| l.rejected.take());
+        let plan = self.plan_rewind(id, back, rejected.as_deref());
+        let record = self.rollback_record(id, &plan);
+        self.journal(&record);
+        self.apply_rewind(id, plan);
+    }
+
+    /// Where a rollback of the trial goes (reads and verifies checkpoints, changes nothing).
+    pub fn plan_rewind(
+        &mut self,
+        id: TrialId,
+        back: Back,
+        rejected: Option<&std::path::Path>,
+    ) -> Rewind {
+        let t = &self.trials[id.index()];
         let mut candidates: Vec<usize> = match back {
             Back::Start => Vec::new(),
             Back::Latest => (0..t.log.checkpoints.len()).collect(),
         };
-        if let Some(bad) = &rejected {
-            if let Some(k) = t.log.checkpoints.iter().rposition(|c| &c.path == bad) {
+        if let Some(bad) = rejected {
+            if let Some(k) = t.log.checkpoints.iter().rposition(|c| c.path == bad) {
                 candidates.truncate(k);
             }
         }
-        let mut chosen = None;
         for k in candidates.into_iter().rev() {
-            let path = self.trials[i].log.checkpoints[k].path.clone();
+            let c = &self.trials[id.index()].log.checkpoints[k];
+            let (path, iteration, rows, epoch) = (c.path.clone(), c.iteration, c.rows, c.epoch);
             match self.verify_checkpoint(id, &path) {
                 Ok(time_total) => {
-                    chosen = Some((k, time_total));
-                    break;
+                    return Rewind {
+                        keep: Some(k),
+                        from: Some(path),
+                        iteration,
+                        time_total,
+                        rows,
+                        epoch,
+                    };
                 }
                 Err(e) => self.warn(&format!("{e}; trying an older checkpoint")),
             }
         }
-        let (from, iteration, time_total, rows, epoch): (Option<PathBuf>, u64, f64, usize, usize) =
-            match chosen {
-                Some((k, time_total)) => {
-                    let t = &mut self.trials[i].log;
-                    t.checkpoints.truncate(k + 1);
-                    let c = &t.checkpoints[k];
-                    (Some(c.path.clone()), c.iteration, time_total, c.rows, c.epoch)
-                }
-                None => {
-                    self.trials[i].log.checkpoints.clear();
-                    match (&self.s.restore, back) {
-                        (Some((dir, meta)), Back::Latest) => {
-                            (Some(dir.clone()), meta.iteration, meta.time_total_s, 0, 0)
-                        }
-                        _ => (None, 0, 0.0, 0, 0),
-                    }
-                }
-            };
-        let rel = from
-            .as_ref()
+        match (&self.s.restore, back) {
+            (Some((dir, meta)), Back::Latest) => Rewind {
+                keep: None,
+                from: Some(dir.clone()),
+                iteration: meta.iteration,
+                time_total: meta.time_total_s,
+                rows: 0,
+                epoch: 0,
+            },
+            _ => {
+                Rewind { keep: None, from: None, iteration: 0, time_total: 0.0, rows: 0, epoch: 0 }
+            }
+        }
+    }
+
+    /// The journal's record of a rollback.
+    pub fn rollback_record(&self, id: TrialId, plan: &Rewind) -> Record {
+        let checkpoint = plan
+            .keep
+            .and(plan.from.as_ref())
             .and_then(|p| p.strip_prefix(&self.s.experiment_dir).ok())
             .map(|p| p.to_string_lossy().into_owned());
+        Record::Rollback {
+            trial: id.0,
+            iteration: plan.iteration,
+            rows: Some(plan.rows as u64),
+            checkpoint,
+        }
+    }
+
+    /// Carries out a planned rollback (its record is journaled already).
+    pub fn apply_rewind(&mut self, id: TrialId, plan: Rewind) {
+        let i = id.index();
         let t = &mut self.trials[i];
-        t.log.truncate(rows);
-        if epoch < t.log.epoch() {
-            t.log.back_to_epoch(epoch);
+        match plan.keep {
+            Some(k) => t.log.checkpoints.truncate(k + 1),
+            None => t.log.checkpoints.clear(),
+        }
+        t.log.truncate(plan.rows);
+        if plan.epoch < t.log.epoch() {
+            t.log.back_to_epoch(plan.epoch);
             let config = t.live.as_mut().and_then(|l| {
-                let c = l.earlier.get(epoch).cloned();
-                l.earlier.truncate(epoch);
+                let c = l.earlier.get(plan.epoch).cloned();
+                l.earlier.truncate(plan.epoch);
                 c
             });
             if let Some(config) = config {
@@ -124,26 +169,20 @@ impl Driver {
                 }
             }
         }
-        self.journal(&Record::Rollback {
-            trial: id.0,
-            iteration,
-            rows: Some(rows as u64),
-            checkpoint: rel.filter(|_| chosen.is_some()),
-        });
         self.model.clear_last(id);
         let file_logging = self.s.file_logging;
         let names = self.model.metric_names();
         let config = self.model.config_json(id);
         let t = &mut self.trials[i];
         let Some(live) = t.live.as_mut() else { return };
-        live.iteration = iteration;
-        live.time_total = time_total;
+        live.iteration = plan.iteration;
+        live.time_total = plan.time_total;
         live.ending = None;
-        live.phase = Phase::Pending { from };
+        live.phase = Phase::Pending { from: plan.from };
         if let Some(mut l) = live.logger.take() {
             let _ = l.flush();
         }
-        if file_logging && (rows > 0 || live.dir.join("result.json").exists()) {
+        if file_logging && (plan.rows > 0 || live.dir.join("result.json").exists()) {
             match TrialLogger::rewrite(&live.dir, names, &config, &t.log.history, id, false) {
                 Ok(l) => live.logger = Some(l),
                 Err(e) => {

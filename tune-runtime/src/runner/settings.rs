@@ -72,4 +72,10 @@ pub(crate) struct Settings {
     pub journal_store: Option<Box<dyn JournalStore>>,
     pub checkpoint_store: Arc<dyn CheckpointStore>,
     pub faults: FaultSettings,
+    /// A journal shared with other processes (the experiment spans machines), and the
+    /// lease this process keeps on it.
+    pub shared: Option<Box<dyn crate::journal::shared::SharedJournal>>,
+    pub lease: Duration,
+    /// A fingerprint of the search space, recorded in the experiment's first record.
+    pub space: String,
 }

@@ -37,7 +37,12 @@ impl Driver {
     /// of a run or after a resume) and changed. Never while a pause checkpoint is being
     /// written: the journal records a checkpoint before any state that depends on it.
     pub fn save_state(&mut self, force: bool) {
-        if self.journal.is_none() || self.any_phase(|p| matches!(p, Phase::PausingToDisk { .. })) {
+        // A shared experiment saves no state: each process's searcher and scheduler are its
+        // own, and a process joining replays the whole log.
+        if self.journal.is_none()
+            || self.is_shared()
+            || self.any_phase(|p| matches!(p, Phase::PausingToDisk { .. }))
+        {
             return;
         }
         if !force && self.snapshot.since < self.snapshot.size {

@@ -136,6 +136,8 @@ pub(crate) fn checkpoint_name(iteration: u64) -> String {
 pub(crate) struct Trial {
     pub log: TrialLog<()>,
     pub live: Option<Box<Live>>,
+    /// The status the driver's counts hold for it (`None` before it is counted).
+    pub counted: Option<crate::trial::TrialStatus>,
 }
 
 impl Trial {

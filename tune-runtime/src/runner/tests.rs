@@ -22,6 +22,7 @@ fn experiment() -> Record {
         metrics: vec!["score".into()],
         seed: 1,
         started: 0,
+        space: None,
     }
 }
 

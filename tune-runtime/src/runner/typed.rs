@@ -285,6 +285,20 @@ impl<T: Trainable> Model for TypedModel<T> {
         }
     }
 
+    fn foreign_added(&mut self, id: TrialId, config: Value) -> Result<(), String> {
+        let config: C<T> = decode(config)?;
+        self.searcher.on_trial_added(id, &config);
+        if self.scheduler.shares_trials() {
+            self.scheduler.on_trial_add(id, &config);
+        }
+        self.put(id, config);
+        Ok(())
+    }
+
+    fn shares_trials(&self) -> bool {
+        self.scheduler.shares_trials()
+    }
+
     fn on_result(
         &mut self,
         id: TrialId,

@@ -186,6 +186,11 @@ impl<M: Metrics> HyperBandBuilder<M> {
 }
 
 impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBand<M> {
+    fn shares_trials(&self) -> bool {
+        // Brackets are per process: another process's trials fill its own brackets.
+        false
+    }
+
     fn name(&self) -> &str {
         "HyperBand"
     }
@@ -217,6 +222,11 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBand<M> {
 }
 
 impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBandForBohb<M> {
+    fn shares_trials(&self) -> bool {
+        // Brackets are per process: another process's trials fill its own brackets.
+        false
+    }
+
     fn name(&self) -> &str {
         "HyperBandForBOHB"
     }

@@ -100,6 +100,15 @@ pub trait Scheduler<C: Space, M: Metrics>: Send {
         let _ = (trial, config);
     }
 
+    /// Whether, in an experiment shared by several processes, this scheduler is also given
+    /// the other processes' trials (their creation, results and ends), to decide on this
+    /// process's trials with the whole experiment's data (ASHA's rungs, the median rule,
+    /// PBT's population). Its decisions on other processes' trials are not acted on.
+    /// `false` keeps it to this process's trials (HyperBand's brackets). Default true.
+    fn shares_trials(&self) -> bool {
+        true
+    }
+
     /// Whether [`Scheduler::on_trial_result`] always answers [`Decision::Continue`]. When
     /// true (FIFO), the runner may let a trial run several steps before their results
     /// reach the scheduler (still in order), which saves a driver round trip per result.

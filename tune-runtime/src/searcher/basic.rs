@@ -12,8 +12,11 @@ use crate::trial::TrialId;
 /// `grid` fields), every other field sampled at random. With no grid field this is plain
 /// random search with `num_samples` trials.
 ///
-/// Configs come from a ChaCha8 generator seeded from the experiment's seed, so a seeded
-/// experiment suggests the same configs every time.
+/// The config of trial `k` is grid point `k % grid size` with its other fields drawn from
+/// a ChaCha8 generator seeded from the experiment's seed, on stream `k`: a seeded
+/// experiment suggests the same configs every time, and every process of a shared
+/// experiment suggests the same config for trial `k` (so the process that creates it first
+/// wins, and no config runs twice).
 #[derive(Debug, Clone)]
 pub struct BasicVariantGenerator {
     rng: ChaCha8Rng,
@@ -43,13 +46,15 @@ impl<C: Space, M: Metrics> Searcher<C, M> for BasicVariantGenerator {
         self.next = 0;
     }
 
-    fn suggest(&mut self, _trial: TrialId) -> Suggestion<C> {
-        if self.next >= self.num_samples.saturating_mul(self.grid_size) {
+    fn suggest(&mut self, trial: TrialId) -> Suggestion<C> {
+        let k = trial.index();
+        if k >= self.num_samples.saturating_mul(self.grid_size) {
             return Suggestion::Finished;
         }
-        let grid_index = self.next % self.grid_size;
-        self.next += 1;
-        Suggestion::Config(C::sample_at(&mut self.rng, grid_index))
+        let mut rng = self.rng.clone();
+        rng.set_stream(k as u64);
+        self.next = self.next.max(k + 1);
+        Suggestion::Config(C::sample_at(&mut rng, k % self.grid_size))
     }
 
     fn total_trials(&self) -> Option<usize> {
@@ -88,9 +93,10 @@ mod tests {
         let mut g = BasicVariantGenerator::new();
         <BasicVariantGenerator as Searcher<Cfg, Score>>::setup(&mut g, 2, seed);
         let mut out = Vec::new();
-        while let Suggestion::Config(c) =
-            <BasicVariantGenerator as Searcher<Cfg, Score>>::suggest(&mut g, TrialId(0))
-        {
+        while let Suggestion::Config(c) = <BasicVariantGenerator as Searcher<Cfg, Score>>::suggest(
+            &mut g,
+            TrialId(out.len() as u32),
+        ) {
             out.push(c);
         }
         out

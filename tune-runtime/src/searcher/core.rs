@@ -366,6 +366,13 @@ impl<C: Space, M: Metrics, A: Algo> Searcher<C, M> for ModelSearcher<C, A> {
         self.algo.total(self.num_samples)
     }
 
+    fn on_trial_added(&mut self, trial: TrialId, config: &C) {
+        if !self.pending.contains_key(&trial.0) {
+            self.suggested += 1;
+        }
+        self.record(trial.0, config);
+    }
+
     fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) {
         let (Some(spec), Some(p)) = (&self.spec, self.pending.get(&trial.0)) else { return };
         let v = spec.value(result);

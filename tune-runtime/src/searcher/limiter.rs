@@ -42,6 +42,10 @@ impl<S> ConcurrencyLimiter<S> {
 }
 
 impl<C: Space, M: Metrics, S: Searcher<C, M>> Searcher<C, M> for ConcurrencyLimiter<S> {
+    fn on_trial_added(&mut self, trial: TrialId, config: &C) {
+        self.inner.on_trial_added(trial, config);
+    }
+
     fn setup(&mut self, num_samples: usize, seed: u64) {
         self.live.clear();
         self.inner.setup(num_samples, seed);

@@ -119,6 +119,16 @@ pub trait Searcher<C: Space, M: Metrics>: Send {
         let _ = (trial, result);
     }
 
+    /// A trial this searcher did not suggest was created with `config`: in an experiment
+    /// shared by several processes, another process's trial (or the one that won when two
+    /// processes created the same trial at once, replacing this searcher's suggestion for
+    /// that id). Its results and end follow through the other methods. A model-based
+    /// searcher counts it as pending (so that this process suggests something else) and
+    /// towards `num_samples`. Default: nothing.
+    fn on_trial_added(&mut self, trial: TrialId, config: &C) {
+        let _ = (trial, config);
+    }
+
     /// Observes the end of a trial: its last result, `None` when it errored before any.
     fn on_trial_complete(&mut self, trial: TrialId, last: Option<&TrialResult<M>>, error: bool) {
         let _ = (trial, last, error);

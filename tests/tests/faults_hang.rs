@@ -288,3 +288,150 @@ fn a_worker_stuck_in_a_step_does_not_outlive_its_killed_driver() {
     r.kill_all();
     assert!(left.is_empty(), "worker processes {left:?} outlived their killed driver");
 }
+
+// In process: calls into the trainable other than `step` that never return.
+
+use tune_runtime::prelude::*;
+use tune_runtime::{Decision, Pausing, Scheduler, TrialId, TrialResult, TrialStatus};
+
+search_space! {
+    pub struct StuckCfg {
+        k: i64 = grid([1, 2]),
+    }
+}
+
+#[derive(Metrics, Debug, Clone)]
+pub struct Iter {
+    iter: f64,
+}
+
+/// Its `cleanup` never returns; `reset_config` always reuses the instance.
+#[trainable(config = StuckCfg, metrics = Iter, test = false)]
+pub struct CleanupNeverReturns {
+    iter: u64,
+}
+
+impl Trainable for CleanupNeverReturns {
+    fn setup(_config: &StuckCfg, _ctx: &TrialContext) -> TrainResult<Self> {
+        Ok(Self { iter: 0 })
+    }
+    fn step(&mut self) -> TrainResult<Iter> {
+        self.iter += 1;
+        Ok(Iter { iter: self.iter as f64 })
+    }
+    fn reset_config(&mut self, _config: &StuckCfg, _ctx: &TrialContext) -> TrainResult<bool> {
+        self.iter = 0;
+        Ok(true)
+    }
+    fn cleanup(&mut self) {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
+/// Runs `run` on a thread of its own; fails the test when it does not return in 10 s.
+fn bounded<R: Send + 'static>(run: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run());
+    });
+    rx.recv_timeout(Duration::from_secs(10)).expect("the run did not end within 10 s")
+}
+
+#[test]
+fn a_cleanup_that_never_returns_ends_at_the_step_timeout() {
+    // Ended by the iteration criterion on the worker (cleanup in the trial's last task),
+    // by a metric criterion (cleanup in a task of its own), and with `reuse_actors` (the
+    // last instance's cleanup is left to the end of the run).
+    let stops = [
+        (Stop::iterations(3), false),
+        (Stop::at_least(Iter::ITER, 3.0), false),
+        (Stop::iterations(3), true),
+    ];
+    for (stop, reuse) in stops {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().to_path_buf();
+        let a = bounded(move || {
+            Tuner::<CleanupNeverReturns>::new()
+                .local_dir(local)
+                .name("exp")
+                .verbose(0)
+                .max_concurrent_trials(1)
+                .reuse_actors(reuse)
+                .stop(stop)
+                .step_timeout(Duration::from_millis(300))
+                .run()
+        })
+        .unwrap();
+        assert_eq!(a.count(TrialStatus::Terminated), 2, "reuse {reuse}");
+        assert!(a.trials().iter().all(|t| t.num_results() == 3), "reuse {reuse}");
+    }
+}
+
+/// Its step at iteration 3 never returns, the first time in this process.
+#[trainable(config = StuckCfg, metrics = Iter, test = false)]
+pub struct HangsOnceAtThree {
+    iter: u64,
+}
+
+static HUNG_AT_THREE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Trainable for HangsOnceAtThree {
+    fn setup(_config: &StuckCfg, _ctx: &TrialContext) -> TrainResult<Self> {
+        Ok(Self { iter: 0 })
+    }
+    fn step(&mut self) -> TrainResult<Iter> {
+        self.iter += 1;
+        if self.iter == 3 && !HUNG_AT_THREE.swap(true, Ordering::SeqCst) {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        Ok(Iter { iter: self.iter as f64 })
+    }
+}
+
+/// Pauses each trial once, at iteration 2, and resumes paused trials first.
+#[derive(Default)]
+struct PauseOnce(Vec<TrialId>);
+
+impl Scheduler<StuckCfg, Iter> for PauseOnce {
+    fn name(&self) -> &str {
+        "PauseOnce"
+    }
+    fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<Iter>) -> Decision {
+        if result.training_iteration == 2 && !self.0.contains(&trial) {
+            self.0.push(trial);
+            return Decision::Pause;
+        }
+        Decision::Continue
+    }
+    fn choose_trial_to_run(&mut self, pending: &[TrialId], paused: &[TrialId]) -> Option<TrialId> {
+        paused.first().or(pending.first()).copied()
+    }
+}
+
+#[test]
+fn a_step_resumed_from_a_pause_in_memory_has_the_step_timeout_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().to_path_buf();
+    let a = bounded(move || {
+        Tuner::<HangsOnceAtThree>::new()
+            .local_dir(local)
+            .name("exp")
+            .verbose(0)
+            .max_concurrent_trials(1)
+            .scheduler(PauseOnce::default())
+            .pausing(Pausing::Memory)
+            .stop(Stop::iterations(4))
+            .max_failures(1)
+            .step_timeout(Duration::from_millis(300))
+            .run()
+    })
+    .unwrap();
+    assert_eq!(a.count(TrialStatus::Terminated), 2);
+    let failures: Vec<usize> = a.trials().iter().map(|t| t.failures().len()).collect();
+    assert_eq!(failures.iter().sum::<usize>(), 1, "one step hung: {failures:?}");
+    assert!(a.trials().iter().all(|t| t.num_results() == 4));
+}

@@ -270,6 +270,12 @@ fn a_stopped_worker_is_killed_after_the_stopped_limit_or_at_the_step_timeout() {
         let errors = errors(&dir.path().join("exp"));
         assert_eq!(errors.matches(why).count(), 2, "{why}: {errors}");
     }
+    // A limit that is not a number of seconds is refused before anything runs.
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) = run(dir.path(), true, false, &[("TUNE_WORKER_STOPPED_LIMIT", "soon")]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`TUNE_WORKER_STOPPED_LIMIT` is `soon`"), "{stderr}");
+    assert!(!dir.path().join("exp").exists(), "nothing written");
 }
 
 #[test]

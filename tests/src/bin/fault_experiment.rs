@@ -130,7 +130,9 @@ fn hung_alive(dir: &Path) -> Vec<u32> {
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])))
+        .and_then(|s| {
+            s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+        })
         .unwrap_or(false)
 }
 

@@ -339,9 +339,11 @@ impl Driver {
         // Trials' tasks are bounded by `check_hung` (the step timeout, the grace period
         // after an interrupt); cleanups by the same limits, counted from here, or until a
         // Ctrl-C. Without either limit the run waits, as it would for a step.
-        let cleanup_limit = self.s.faults.step_timeout.or_else(|| {
-            self.interrupted.is_some().then_some(self.s.faults.interrupt_grace)
-        });
+        let cleanup_limit = self
+            .s
+            .faults
+            .step_timeout
+            .or_else(|| self.interrupted.is_some().then_some(self.s.faults.interrupt_grace));
         let cleanup_deadline = cleanup_limit.map(|limit| Instant::now() + limit);
         let watched = self.watch.interrupted();
         while self.in_flight > self.abandoned {

@@ -630,3 +630,23 @@ fn serve<T: Trainable>(addr: &str, token: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stopped_limit_is_seconds_or_off_and_anything_else_says_what_to_write() {
+        let parse = |v: &str| parse_stopped_limit(Some(v.to_string()));
+        assert_eq!(parse_stopped_limit(None), Ok(Some(STOPPED_LIMIT)));
+        assert_eq!(parse("0.5"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(parse(" 600 "), Ok(Some(Duration::from_secs(600))));
+        assert_eq!(parse("off"), Ok(None));
+        assert_eq!(parse("OFF"), Ok(None));
+        for bad in ["", "0", "-1", "soon", "NaN", "inf", "1e400", "30s"] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(STOPPED_LIMIT_ENV) && e.contains("`off`"), "{bad}: {e}");
+        }
+    }
+}

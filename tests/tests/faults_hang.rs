@@ -347,9 +347,9 @@ fn bounded<R: Send + 'static>(run: impl FnOnce() -> R + Send + 'static) -> R {
 
 #[test]
 fn a_cleanup_that_never_returns_ends_at_the_step_timeout() {
-    // Ended by the iteration criterion on the worker (cleanup in the trial's last task),
-    // by a metric criterion (cleanup in a task of its own), and with `reuse_actors` (the
-    // last instance's cleanup is left to the end of the run).
+    // Ended by the iteration criterion (which without a step timeout would end the trial
+    // in the task of its last step), by a metric criterion (a task of its own to end it),
+    // and with `reuse_actors` (the instances' cleanup is left to the end of the run).
     let stops = [
         (Stop::iterations(3), false),
         (Stop::at_least(Iter::ITER, 3.0), false),
@@ -363,10 +363,10 @@ fn a_cleanup_that_never_returns_ends_at_the_step_timeout() {
                 .local_dir(local)
                 .name("exp")
                 .verbose(0)
-                .max_concurrent_trials(1)
+                .max_concurrent_trials(2)
                 .reuse_actors(reuse)
                 .stop(stop)
-                .step_timeout(Duration::from_millis(300))
+                .step_timeout(Duration::from_secs(1))
                 .run()
         })
         .unwrap();
@@ -432,7 +432,7 @@ fn a_step_resumed_from_a_pause_in_memory_has_the_step_timeout_too() {
             .pausing(Pausing::Memory)
             .stop(Stop::iterations(4))
             .max_failures(1)
-            .step_timeout(Duration::from_millis(300))
+            .step_timeout(Duration::from_secs(1))
             .run()
     })
     .unwrap();

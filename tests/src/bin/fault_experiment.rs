@@ -13,8 +13,8 @@
 //! `HANG_HOW=sleep|stop`: the same, but the step never returns (it sleeps forever, or its
 //! process stops itself with SIGSTOP: run that with `--isolate`); the marker file
 //! (`hung-once`) holds the id of the process that hangs. `STEP_TIMEOUT_MS` and
-//! `INTERRUPT_GRACE_MS` set `Tuner::step_timeout` and `Tuner::interrupt_grace`. When
-//! `run()` returns, a process that hung and is still alive makes the exit status 4.
+//! `INTERRUPT_GRACE_MS` set `Tuner::step_timeout` and `Tuner::interrupt_grace`. A process
+//! that hung and is still alive 2 s after `run()` returned makes the exit status 4.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,14 +116,23 @@ impl Net {
     }
 }
 
-/// The processes that hung in a step (`HANG_AT`) and are still alive.
+/// The processes that hung in a step (`HANG_AT`) and are still alive after 2 s (a killed
+/// process takes a moment to end).
 fn hung_alive(dir: &Path) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    entries
+    let pids: Vec<u32> = entries
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("hung-once")).ok())
         .filter_map(|pid| pid.trim().parse::<u32>().ok())
-        .filter(|pid| *pid != std::process::id() && alive(*pid))
-        .collect()
+        .filter(|pid| *pid != std::process::id())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let alive: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if alive.is_empty() || std::time::Instant::now() > deadline {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Whether process `pid` exists and has not exited (a zombie has).

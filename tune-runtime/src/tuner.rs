@@ -527,11 +527,13 @@ impl<T: Trainable> Tuner<T> {
         self
     }
 
-    /// Handle Ctrl-C (SIGINT) during the run: the first stops gracefully (running trials
-    /// are checkpointed after their current step, files flushed, and `run` returns
-    /// [`RunError::Interrupted`] saying how to resume); the second exits the process at
-    /// once (still resumable). Not installed when the program has its own handler.
-    /// Default true.
+    /// Handle Ctrl-C (SIGINT) during the run, and SIGTERM and SIGHUP the same way (batch
+    /// schedulers and container runtimes send SIGTERM before SIGKILL): the first stops
+    /// gracefully (running trials are checkpointed after their current step, files
+    /// flushed, and `run` returns [`RunError::Interrupted`] saying how to resume; steps
+    /// still running after [`Tuner::interrupt_grace`] are given up on); the second exits
+    /// the process at once (still resumable). Not installed when the program has its own
+    /// handler. Default true.
     pub fn handle_sigint(mut self, yes: bool) -> Self {
         self.handle_sigint = yes;
         self
@@ -542,7 +544,10 @@ impl<T: Trainable> Tuner<T> {
     /// runs its `main` up to this `Tuner::<T>::run()` call, which then serves one trial and
     /// exits the process instead of returning. A trainable that aborts, segfaults, calls
     /// `exit` or is killed (the OOM killer) then ends only its own trial, in ERROR (or
-    /// retried, see [`Tuner::max_failures`]); results are the same as in process. Code
+    /// retried, see [`Tuner::max_failures`]); results are the same as in process. A worker
+    /// exits when the program that started it dies (even by SIGKILL); one stopped
+    /// (SIGSTOP) for 30 s is killed and its trial fails (the environment variable
+    /// `TUNE_WORKER_STOPPED_LIMIT` sets the seconds, or `off`). Code
     /// before `run()` in `main` runs in every worker: keep it cheap, or skip it when
     /// [`is_worker`](crate::is_worker) is true. The metrics type must derive `Metrics`.
     /// Default false.
@@ -551,17 +556,40 @@ impl<T: Trainable> Tuner<T> {
         self
     }
 
-    /// A `step` (or a trial's start) that runs longer than this fails its trial, which is
-    /// retried like any failure (`max_failures`); an isolated trial's process is killed.
-    /// A step that never returns otherwise blocks its worker thread forever. Default: no
-    /// limit.
+    /// A task of a trial on a worker that runs longer than this is given up on: a trial's
+    /// start (`setup`, the restore, the first step), a `step` with the checkpoint after it,
+    /// or a pause to disk fails its trial, which is retried like any failure
+    /// ([`Tuner::max_failures`]); a checkpoint at the end or a `cleanup` that hangs ends
+    /// the trial without them, as it was ending. An isolated trial's process is killed; an
+    /// in-process step that never returns keeps its thread until the program exits (the
+    /// run goes on with another). Without a limit such a step blocks the run until Ctrl-C.
+    /// Default: no limit.
+    ///
+    /// ```
+    /// # use tune_runtime::prelude::*;
+    /// # search_space! { pub struct Cfg { x: f64 = uniform(0.0, 1.0) } }
+    /// # #[derive(Metrics, Debug, Clone)] pub struct M { loss: f64 }
+    /// # #[trainable(config = Cfg, metrics = M, test = false)]
+    /// # pub struct Net { x: f64 }
+    /// # impl Trainable for Net {
+    /// #     fn setup(c: &Cfg, _: &TrialContext) -> TrainResult<Self> { Ok(Net { x: c.x }) }
+    /// #     fn step(&mut self) -> TrainResult<M> { Ok(M { loss: self.x }) }
+    /// # }
+    /// use std::time::Duration;
+    /// let tuner = Tuner::<Net>::new()
+    ///     .step_timeout(Duration::from_secs(600)) // a step takes seconds; 10 min is a hang
+    ///     .max_failures(2); // retried from its latest checkpoint
+    /// # let _ = tuner;
+    /// ```
     pub fn step_timeout(mut self, limit: Duration) -> Self {
         self.step_timeout = Some(limit);
         self
     }
 
     /// After Ctrl-C (or SIGTERM), how long running steps get to return before the run
-    /// stops without them (they continue from their latest checkpoint on a resume).
+    /// stops without them (they continue from their latest checkpoint on a resume; an
+    /// isolated trial's process is killed). Keep it under the time the scheduler leaves
+    /// between SIGTERM and SIGKILL (Kubernetes: 30 s by default; Slurm: `KillWait`).
     /// Default 30 s.
     pub fn interrupt_grace(mut self, grace: Duration) -> Self {
         self.interrupt_grace = grace;

@@ -9,7 +9,12 @@
 //! own kill points: `journal`, `checkpoint`, `result`), `MAX_FAILURES`, `PANIC_AT=<iter>`
 //! (every trial with `k == 2` panics once at that iteration, the first time only, recorded
 //! in a marker file), `DIE_AT=<iter>` with `DIE_HOW=abort|exit|kill|segv` (the same, but
-//! the whole process dies: run it with `--isolate`).
+//! the whole process dies: run it with `--isolate`). `HANG_AT=<iter>` with
+//! `HANG_HOW=sleep|stop`: the same, but the step never returns (it sleeps forever, or its
+//! process stops itself with SIGSTOP: run that with `--isolate`); the marker file
+//! (`hung-once`) holds the id of the process that hangs. `STEP_TIMEOUT_MS` and
+//! `INTERRUPT_GRACE_MS` set `Tuner::step_timeout` and `Tuner::interrupt_grace`. A process
+//! that hung and is still alive 2 s after `run()` returned makes the exit status 4.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,6 +90,15 @@ impl Trainable for Net {
             }
             std::thread::sleep(Duration::from_secs(10));
         }
+        if self.k == 2 && self.iter == env_u64("HANG_AT") && self.first_time("hung")? {
+            if std::env::var("HANG_HOW").as_deref() == Ok("stop") {
+                let pid = std::process::id().to_string();
+                let _ = std::process::Command::new("kill").args(["-STOP", &pid]).status();
+            }
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         Ok(Score { score: self.acc + self.iter as f64, iter_seen: self.iter as f64 })
     }
 }
@@ -97,9 +111,42 @@ impl Net {
         if marker.exists() {
             return Ok(false);
         }
-        std::fs::write(&marker, "")?;
+        std::fs::write(&marker, std::process::id().to_string())?;
         Ok(true)
     }
+}
+
+/// The processes that hung in a step (`HANG_AT`) and are still alive after 2 s (a killed
+/// process takes a moment to end).
+fn hung_alive(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let pids: Vec<u32> = entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("hung-once")).ok())
+        .filter_map(|pid| pid.trim().parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let alive: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if alive.is_empty() || std::time::Instant::now() > deadline {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+        })
+        .unwrap_or(false)
+}
+
+fn env_ms(name: &str) -> Option<Duration> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
 }
 
 /// One line per trial: what must be equal between an uninterrupted and a resumed run
@@ -144,7 +191,14 @@ fn main() {
         print!("{}", summary(&Path::new(local).join(name)));
         return;
     }
-    let result = Tuner::<Net>::new()
+    let mut tuner = Tuner::<Net>::new();
+    if let Some(limit) = env_ms("STEP_TIMEOUT_MS") {
+        tuner = tuner.step_timeout(limit);
+    }
+    if let Some(grace) = env_ms("INTERRUPT_GRACE_MS") {
+        tuner = tuner.interrupt_grace(grace);
+    }
+    let result = tuner
         .num_samples(2)
         .stop(Stop::iterations(10))
         .checkpoint_freq(3)
@@ -159,6 +213,13 @@ fn main() {
         .resume(args.iter().any(|a| a == "--resume"))
         .isolate_trials(args.iter().any(|a| a == "--isolate"))
         .run();
+    if !tune_runtime::is_worker() {
+        let alive = hung_alive(&Path::new(local).join(name));
+        if !alive.is_empty() {
+            eprintln!("processes that hung in a step are still alive: {alive:?}");
+            std::process::exit(4);
+        }
+    }
     match result {
         Ok(a) => {
             let done = a.trials().iter().all(|t| t.status() == TrialStatus::Terminated);

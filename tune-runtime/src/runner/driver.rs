@@ -40,8 +40,10 @@ pub(crate) struct Driver {
     /// Trials per status, in the order of [`STATUSES`].
     pub counts: [usize; 5],
     pub finished: usize,
-    /// Tasks on workers.
+    /// Tasks on workers, including abandoned ones and cleanups.
     pub in_flight: usize,
+    /// Of those, `Cleanup` tasks (instances no trial holds any more).
+    pub cleanups: usize,
     /// Trials holding resources.
     pub running: usize,
     pub searcher_done: bool,
@@ -164,6 +166,7 @@ pub(crate) fn run(
         counts: [0; 5],
         finished: 0,
         in_flight: 0,
+        cleanups: 0,
         running: 0,
         searcher_done: false,
         searcher_waiting: false,
@@ -215,7 +218,7 @@ impl Driver {
                 first = false;
                 self.tick();
             }
-            if self.in_flight == self.abandoned {
+            if self.in_flight == self.abandoned + self.cleanups {
                 if progressed {
                     continue;
                 }
@@ -226,8 +229,9 @@ impl Driver {
                     self.shared_tick(Instant::now());
                     continue;
                 }
-                // Nothing runs and nothing could start: the experiment is over (or its
-                // searcher and scheduler hold nothing runnable).
+                // No trial's task runs (only tasks the run gave up on, and cleanups, which
+                // `shutdown` waits for) and nothing could start: the experiment is over
+                // (or its searcher and scheduler hold nothing runnable).
                 break;
             }
             // A ready message is taken without reading the clock first.
@@ -360,7 +364,10 @@ impl Driver {
 
     fn handle(&mut self, msg: Done) {
         self.in_flight -= 1;
-        let Some(trial) = msg.trial else { return };
+        let Some(trial) = msg.trial else {
+            self.cleanups = self.cleanups.saturating_sub(1);
+            return;
+        };
         let id = TrialId(trial);
         let current = self.trials[id.index()].live.as_ref().is_some_and(|l| l.ticket == msg.ticket);
         if !current {
@@ -388,12 +395,35 @@ impl Driver {
         for inst in std::mem::take(&mut self.idle) {
             self.send_cleanup(inst);
         }
+        // Trials' tasks are bounded by `check_hung` (the step timeout, the grace period
+        // after an interrupt); cleanups by the same limits, counted from here, or until a
+        // Ctrl-C. Without either limit the run waits, as it would for a step.
+        let cleanup_limit = self
+            .s
+            .faults
+            .step_timeout
+            .or_else(|| self.interrupted.is_some().then_some(self.s.faults.interrupt_grace));
+        let cleanup_deadline = cleanup_limit.map(|limit| Instant::now() + limit);
+        let watched = self.watch.interrupted();
         while self.in_flight > self.abandoned {
-            let wait = match self.interrupted {
-                Some(_) => interrupt::POLL,
-                None => Duration::from_secs(3600),
-            };
-            match self.workers.done.recv_timeout(wait) {
+            let now = Instant::now();
+            let only_cleanups = self.in_flight == self.abandoned + self.cleanups;
+            let give_up = cleanup_deadline.is_some_and(|d| now >= d)
+                || (!watched && self.watch.interrupted());
+            if only_cleanups && give_up {
+                self.warn(&format!(
+                    "{} `cleanup` call(s) did not return; ending the run without them",
+                    self.cleanups
+                ));
+                self.abandoned += self.cleanups;
+                self.cleanups = 0;
+                break;
+            }
+            let mut wake = now + interrupt::POLL;
+            if let Some(d) = self.next_step_deadline() {
+                wake = wake.min(d);
+            }
+            match self.workers.done.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(msg) => self.handle(msg),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,

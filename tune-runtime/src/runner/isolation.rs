@@ -57,8 +57,41 @@ pub(crate) fn kill_worker_of(trial_id: &str) {
 }
 
 /// How long a worker process may stay stopped (SIGSTOP, a debugger) while the driver
-/// waits for it before it is killed and its trial fails.
+/// waits for it before it is killed and its trial fails, unless [`STOPPED_LIMIT_ENV`]
+/// says otherwise. Stopping the whole job (Ctrl-Z, a suspended batch job) stops the
+/// driver too, which then does not count.
 const STOPPED_LIMIT: Duration = Duration::from_secs(30);
+
+/// Overrides [`STOPPED_LIMIT`]: seconds (`0.5`, `600`), or `off` never to kill a stopped
+/// worker (to debug one). Read once per process.
+pub(crate) const STOPPED_LIMIT_ENV: &str = "TUNE_WORKER_STOPPED_LIMIT";
+
+/// The stopped limit in force (`None`: never), or why [`STOPPED_LIMIT_ENV`] is unusable.
+pub(crate) fn stopped_limit() -> Result<Option<Duration>, String> {
+    static LIMIT: OnceLock<Result<Option<Duration>, String>> = OnceLock::new();
+    LIMIT.get_or_init(|| parse_stopped_limit(std::env::var(STOPPED_LIMIT_ENV).ok())).clone()
+}
+
+fn parse_stopped_limit(value: Option<String>) -> Result<Option<Duration>, String> {
+    let Some(value) = value else { return Ok(Some(STOPPED_LIMIT)) };
+    if value.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "`{STOPPED_LIMIT_ENV}` is `{value}`: give how many seconds a stopped worker \
+                 process may stay stopped before it is killed (e.g. `30` or `0.5`), or `off` \
+                 never to kill one"
+            )
+        })
+}
 
 /// How often a waiting driver checks that its worker process is alive and running.
 const LIVENESS_POLL: Duration = Duration::from_millis(500);
@@ -159,6 +192,7 @@ fn read_message<T: serde::de::DeserializeOwned>(r: &mut impl BufRead) -> io::Res
 fn read_live<T: serde::de::DeserializeOwned>(r: &mut impl BufRead, pid: u32) -> io::Result<T> {
     let mut line = Vec::new();
     let mut stopped_since: Option<Instant> = None;
+    let limit = stopped_limit().unwrap_or(Some(STOPPED_LIMIT));
     loop {
         let left = (MAX_MESSAGE_BYTES + 1).saturating_sub(line.len() as u64);
         match io::Read::take(&mut *r, left).read_until(b'\n', &mut line) {
@@ -176,13 +210,14 @@ fn read_live<T: serde::de::DeserializeOwned>(r: &mut impl BufRead, pid: u32) -> 
                 if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                     return Err(io::Error::other("the worker process is gone"));
                 }
-                if is_stopped(pid) {
+                if let (true, Some(limit)) = (is_stopped(pid), limit) {
                     let since = *stopped_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= STOPPED_LIMIT {
+                    if since.elapsed() >= limit {
                         let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
                         return Err(io::Error::other(format!(
-                            "the worker process was stopped (SIGSTOP) for {} s and was killed",
-                            STOPPED_LIMIT.as_secs()
+                            "it was stopped (SIGSTOP) for {:.1} s and was killed; \
+                             `{STOPPED_LIMIT_ENV}` sets how long a worker may stay stopped",
+                            limit.as_secs_f64()
                         )));
                     }
                 } else {
@@ -594,4 +629,24 @@ fn serve<T: Trainable>(addr: &str, token: &str) -> io::Result<()> {
         write_message(&mut writer, &reply)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stopped_limit_is_seconds_or_off_and_anything_else_says_what_to_write() {
+        let parse = |v: &str| parse_stopped_limit(Some(v.to_string()));
+        assert_eq!(parse_stopped_limit(None), Ok(Some(STOPPED_LIMIT)));
+        assert_eq!(parse("0.5"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(parse(" 600 "), Ok(Some(Duration::from_secs(600))));
+        assert_eq!(parse("off"), Ok(None));
+        assert_eq!(parse("OFF"), Ok(None));
+        for bad in ["", "0", "-1", "soon", "NaN", "inf", "1e400", "30s"] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(STOPPED_LIMIT_ENV) && e.contains("`off`"), "{bad}: {e}");
+        }
+    }
 }

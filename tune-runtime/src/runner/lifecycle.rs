@@ -213,7 +213,6 @@ impl Driver {
         let ctx = self.context(id, live, gpu_ids);
         let work = self.work(id, live);
         live.ticket += 1;
-        live.sent = Some(Instant::now());
         Task::Start {
             trial: id.0,
             ticket: live.ticket,
@@ -226,11 +225,25 @@ impl Driver {
     }
 
     pub fn send(&mut self, task: Task) {
+        // A trial's task is timed from here (`Tuner::step_timeout`); cleanups of instances
+        // no trial holds are counted apart, for `shutdown`.
+        match &task {
+            Task::Start { trial, .. }
+            | Task::Run { trial, .. }
+            | Task::Finish { trial, .. }
+            | Task::Suspend { trial, .. } => {
+                if let Some(live) = self.trials[*trial as usize].live.as_mut() {
+                    live.sent = Some(Instant::now());
+                }
+            }
+            Task::Cleanup { .. } => self.cleanups += 1,
+        }
         self.in_flight += 1;
-        if self.in_flight > self.workers.threads() + self.abandoned {
+        if self.in_flight > self.workers.threads() {
             // Every task in flight gets a thread: fractional CPUs admit more trials than
-            // there are cores, and each must make progress.
-            let _ = self.workers.grow(self.in_flight - self.abandoned);
+            // there are cores, and each must make progress. Abandoned tasks (a step that
+            // never returned) are in flight and hold their thread.
+            let _ = self.workers.grow(self.in_flight);
         }
         if self.workers.tasks.send(task).is_err() {
             // Workers only exit when the queue closes, which happens after the loop.
@@ -250,7 +263,6 @@ impl Driver {
                 let Some(mut live) = self.trials[i].live.take() else { return };
                 let work = self.work(id, &mut live);
                 live.ticket += 1;
-                live.sent = Some(Instant::now());
                 live.phase = Phase::Busy;
                 let task = Task::Run { trial: id.0, ticket: live.ticket, inst, work };
                 self.trials[i].live = Some(live);

@@ -70,6 +70,9 @@ pub(crate) fn run<T: Trainable>(
     model: TypedModel<T>,
     isolate: bool,
 ) -> Result<Analysis<C<T>, M<T>>, RunError> {
+    if isolate {
+        isolation::stopped_limit().map_err(RunError::InvalidOption)?;
+    }
     let factory: Arc<dyn Factory> = if isolate {
         Arc::new(TypedFactory::<Isolated<T>>::new())
     } else {

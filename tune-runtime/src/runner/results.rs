@@ -188,9 +188,12 @@ impl Driver {
 
     /// How the trial ends after `steps` more steps, when that is certain: its stop
     /// criteria end it there whatever it reports, its scheduler never stops or pauses it,
-    /// and nothing else (Ctrl-C, a resume's earlier decisions) is pending.
+    /// and nothing else (Ctrl-C, a resume's earlier decisions) is pending. Not with a step
+    /// timeout: the end (checkpoint, `cleanup`) is then a task of its own, so that one
+    /// that hangs is told from a step that hangs.
     fn planned_end(&self, id: TrialId, live: &Live, steps: u32) -> Option<Ending> {
         if self.stopping
+            || self.s.faults.step_timeout.is_some()
             || live.ending.is_some()
             || live.seen_upto > live.iteration
             || !self.model.always_continues()

@@ -72,7 +72,7 @@ pub(crate) struct Live {
     /// Counts the tasks sent for the trial; a worker's answer carries the ticket of its
     /// task, so an answer to a task the driver gave up on (a hung step) is recognized.
     pub ticket: u64,
-    /// When its current `Start`/`Run` task was sent (for the step timeout).
+    /// When its current task was sent (for the step timeout).
     pub sent: Option<Instant>,
     /// Failed attempts retried so far (`max_failures`).
     pub retries: u32,

@@ -80,9 +80,24 @@ impl Driver {
                 .map(|(i, _)| TrialId(i as u32))
                 .collect();
             for id in hung {
-                self.give_up(id);
+                let what = match self.give_up(id) {
+                    // Ending anyway: its results are in; its checkpoint at the end or its
+                    // `cleanup` is what hung.
+                    Some(Phase::Finishing(end)) => {
+                        self.warn(&format!(
+                            "trial {}_{id}: its checkpoint or `cleanup` at the end did not \
+                             return within {} (`Tuner::step_timeout`); ending it without them",
+                            self.model.trainable(),
+                            human(timeout)
+                        ));
+                        self.end_trial(id, end);
+                        continue;
+                    }
+                    Some(Phase::PausingToDisk { .. }) => "its pause checkpoint",
+                    _ => "`step`",
+                };
                 let message = format!(
-                    "`step` did not return within {} (`Tuner::step_timeout`); the trial was \
+                    "{what} did not return within {} (`Tuner::step_timeout`); the trial was \
                      given up on",
                     human(timeout)
                 );
@@ -118,21 +133,26 @@ impl Driver {
             human(self.s.faults.interrupt_grace)
         ));
         for id in busy {
-            self.give_up(id);
-            self.end_trial(id, End::Suspended);
+            // A trial that failed keeps its failure; the others continue on a resume.
+            let end = match self.give_up(id) {
+                Some(Phase::Finishing(End::Error(e))) => End::Error(e),
+                _ => End::Suspended,
+            };
+            self.end_trial(id, end);
         }
     }
 
     /// Stops waiting for the trial's task: its answer, if it ever comes, is ignored, and
-    /// an isolated trial's process is killed.
-    fn give_up(&mut self, id: TrialId) {
-        if let Some(live) = self.trials[id.index()].live.as_mut() {
+    /// an isolated trial's process is killed. Returns the phase the trial was in.
+    fn give_up(&mut self, id: TrialId) -> Option<Phase> {
+        let phase = self.trials[id.index()].live.as_mut().map(|live| {
             live.ticket += 1;
             live.sent = None;
-            live.phase = Phase::Busy;
-        }
+            std::mem::replace(&mut live.phase, Phase::Busy)
+        });
         self.abandoned += 1;
         super::isolation::kill_worker_of(&id.to_string());
+        phase
     }
 }
 

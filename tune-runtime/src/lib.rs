@@ -13,13 +13,14 @@
 extern crate self as tune_runtime;
 
 mod analysis;
+pub mod callback;
 mod check;
 mod checkpoint;
 mod domain;
 mod error;
 mod faultpoint;
 mod journal;
-mod logger;
+pub mod logger;
 mod manifest;
 mod metrics;
 mod number;

@@ -94,15 +94,22 @@ fn tensorboard_and_pandas_read_the_trial_files() {
 
     // The retried trial: the results after its checkpoint were replaced, in both readers.
     let t1 = &read["Model_00001"];
-    let steps: Vec<u64> =
-        t1["scalars"]["ray/tune/loss"].as_array().unwrap().iter().map(|p| p[0].as_u64().unwrap()).collect();
+    let steps: Vec<u64> = t1["scalars"]["ray/tune/loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_u64().unwrap())
+        .collect();
     assert_eq!(steps, [1, 2, 3, 4]);
     let third = t1["scalars"]["ray/tune/loss"][2][1].as_f64().unwrap();
     assert!((third - 0.25).abs() < 1e-6, "iteration 3 is the retried result, got {third}");
     assert_eq!(t1["csv_iterations"], serde_json::json!([1, 2, 3, 4]));
     // The errored trial ends its HParams session as a failure.
     let t2 = &read["Model_00002"];
-    assert_eq!(t2["hparams"]["_hparams_/session_end_info"]["sessionEndInfo"]["status"], "STATUS_FAILURE");
+    assert_eq!(
+        t2["hparams"]["_hparams_/session_end_info"]["sessionEndInfo"]["status"],
+        "STATUS_FAILURE"
+    );
 
     // pandas: trial ids stay strings, `done` is a boolean, checkpoints are named per row.
     for t in [t0, t1, t2] {
@@ -114,12 +121,23 @@ fn tensorboard_and_pandas_read_the_trial_files() {
         assert_eq!(t["json_len"], t["csv_len"]);
     }
     assert_eq!(t0["json_trial_id"][0], tune_runtime::logger::trial_id("exp", support::STARTED, 0));
-    assert_eq!(t0["json_ckpt"], serde_json::json!([null, "checkpoint_000002", null, "checkpoint_000004"]));
+    assert_eq!(
+        t0["json_ckpt"],
+        serde_json::json!([null, "checkpoint_000002", null, "checkpoint_000004"])
+    );
     assert_eq!(t0["csv_done"], serde_json::json!([false, false, false, true]));
     assert_eq!(t0["json_config_lr"], 0.1);
     for col in [
-        "date", "pid", "hostname", "node_ip", "config", "time_since_restore",
-        "iterations_since_restore", "checkpoint_dir_name", "should_checkpoint", "trial_id",
+        "date",
+        "pid",
+        "hostname",
+        "node_ip",
+        "config",
+        "time_since_restore",
+        "iterations_since_restore",
+        "checkpoint_dir_name",
+        "should_checkpoint",
+        "trial_id",
     ] {
         assert!(t0["json_columns"].as_array().unwrap().iter().any(|c| c == col), "{col}");
     }

@@ -43,7 +43,8 @@ pub fn python_with(var: &str, modules: &str) -> Option<PathBuf> {
 
 /// Chromium (`TUNE_CHROMIUM`, default `chromium`).
 pub fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("TUNE_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "chromium".into());
+    let path =
+        std::env::var_os("TUNE_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "chromium".into());
     let ok = Command::new(&path).arg("--version").output().is_ok_and(|o| o.status.success());
     if ok {
         Some(path)
@@ -87,7 +88,8 @@ pub fn write_experiment(dir: &Path) -> PathBuf {
                 let name = checkpoint_dir_name(2);
                 let cps = [(2, name.as_str())];
                 let kept = &history[..2 * 6];
-                c.on_trial_reset(&t, &KeptView::new(kept, 6, false).with_checkpoints(&cps)).unwrap();
+                c.on_trial_reset(&t, &KeptView::new(kept, 6, false).with_checkpoints(&cps))
+                    .unwrap();
                 let cp = tdir.join(&name);
                 c.on_trial_start(&t, &StartView::restored(&cp, 2, 0.5)).unwrap();
                 for again in 3..=4 {

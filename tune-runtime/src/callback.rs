@@ -592,6 +592,48 @@ impl Callbacks {
     }
 }
 
+/// What [`Tuner`](crate::Tuner) holds for the callbacks and the status table until the
+/// runner takes it.
+#[derive(Debug)]
+pub(crate) struct ResultOptions {
+    /// The user's callbacks, called after the built-in loggers.
+    pub callbacks: Callbacks,
+    /// Write TensorBoard event files (default true).
+    pub tensorboard: bool,
+    /// The metrics shown in the status table (all when `None`).
+    pub metric_columns: Option<Vec<String>>,
+    /// The hyperparameters shown in the status table (all when `None`).
+    pub parameter_columns: Option<Vec<String>>,
+}
+
+impl Default for ResultOptions {
+    fn default() -> Self {
+        Self {
+            callbacks: Callbacks::new(),
+            tensorboard: true,
+            metric_columns: None,
+            parameter_columns: None,
+        }
+    }
+}
+
+impl ResultOptions {
+    /// Checks `metric_columns` against the metric names; the error says what to change.
+    #[allow(dead_code)] // Called by the driver once it is wired.
+    pub fn validate(&self, metric_names: &[&str]) -> Result<(), String> {
+        for c in self.metric_columns.iter().flatten() {
+            if !metric_names.contains(&c.as_str()) {
+                return Err(format!(
+                    "`metric_columns` names `{c}`, which the trainable does not report; \
+                     it reports: {}",
+                    metric_names.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -622,6 +664,14 @@ mod tests {
             c.on_trial_result(&t, &ResultView::new(&[1.0, 7.0, 0.0, 0.0, 0.0], false)).unwrap_err();
         assert_eq!(err.path, Path::new("sink"));
         assert_eq!(*seen.lock().unwrap(), ["x_00000 7", "x_00000 7"]);
+    }
+
+    #[test]
+    fn unknown_metric_columns_are_named() {
+        let o = ResultOptions { metric_columns: Some(vec!["acc".into()]), ..Default::default() };
+        assert!(o.validate(&["acc", "loss"]).is_ok());
+        let e = o.validate(&["loss"]).unwrap_err();
+        assert!(e.contains("`acc`") && e.contains("reports: loss"), "{e}");
     }
 
     #[test]

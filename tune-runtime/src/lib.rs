@@ -16,6 +16,8 @@ mod analysis;
 pub mod callback;
 mod check;
 mod checkpoint;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod domain;
 mod error;
 mod faultpoint;
@@ -24,6 +26,7 @@ pub mod logger;
 mod manifest;
 mod metrics;
 mod number;
+pub mod report;
 mod reporter;
 mod resources;
 mod runner;

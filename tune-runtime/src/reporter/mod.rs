@@ -12,7 +12,7 @@ use crate::trial::TrialStatus;
 
 mod table;
 
-#[allow(unused_imports)] // Used by the driver once it fills a `StatusReport`.
+#[allow(unused_imports)] // The driver fills a `StatusReport` once it is wired to it.
 pub(crate) use table::{BestTrial, StatusReport, TrialRow, render, render_line, sig6};
 
 /// Statuses in display order.

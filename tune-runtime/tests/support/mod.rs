@@ -122,3 +122,129 @@ pub fn write_experiment(dir: &Path) -> PathBuf {
     c.on_experiment_end(EndKind::Finished).unwrap();
     exp
 }
+
+/// A small experiment run by a real `Tuner`, for the tools that read journals.
+pub mod fixture {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use tune_runtime::prelude::*;
+
+    search_space! {
+        /// Two hyperparameters, one of them an enum.
+        pub struct FixCfg {
+            lr: f64 = grid([0.001, 0.01, 0.1]),
+            opt: FixOpt,
+        }
+
+        /// An optimizer with its own fields.
+        pub enum FixOpt {
+            Sgd { momentum: f64 = uniform(0.0, 0.9) },
+            Adam,
+        }
+    }
+
+    /// The metrics.
+    #[derive(Debug, Clone, Metrics)]
+    pub struct FixMetrics {
+        /// Falls with the iteration; lower for larger learning rates.
+        loss: f64,
+        /// Rises with the iteration.
+        acc: f64,
+    }
+
+    /// Reports `loss = 1 / (iter * lr * 100)`; the trial with `lr = 0.001` fails at its
+    /// second step. `TUNE_FIXTURE_SLEEP_MS` slows every step (for live tests). It fails on
+    /// purpose, so it has no generated save/restore test.
+    #[trainable(config = FixCfg, metrics = FixMetrics, test = false)]
+    pub struct Fix {
+        iter: u64,
+        #[checkpoint(skip)]
+        lr: f64,
+    }
+
+    impl Trainable for Fix {
+        fn setup(config: &FixCfg, _ctx: &TrialContext) -> TrainResult<Self> {
+            Ok(Self { iter: 0, lr: config.lr })
+        }
+
+        fn step(&mut self) -> TrainResult<FixMetrics> {
+            if let Some(ms) =
+                std::env::var("TUNE_FIXTURE_SLEEP_MS").ok().and_then(|v| v.parse().ok())
+            {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            self.iter += 1;
+            if self.lr < 0.005 && self.iter == 2 {
+                return Err(TrainError::msg("diverged"));
+            }
+            let loss = 1.0 / (self.iter as f64 * self.lr * 100.0);
+            Ok(FixMetrics { loss, acc: 1.0 - loss / 20.0 })
+        }
+    }
+
+    /// Runs the fixture experiment `name` in `dir`: 3 trials (one ends in ERROR), 4
+    /// iterations each, checkpoints every 2.
+    pub fn run(dir: &Path, name: &str, iterations: u64) -> PathBuf {
+        Tuner::<Fix>::new()
+            .local_dir(dir)
+            .name(name)
+            .seed(7)
+            .verbose(0)
+            .total_cpus(3.0)
+            .stop(Stop::iterations(iterations))
+            .checkpoint_freq(2)
+            .metric(FixMetrics::LOSS, Mode::Min)
+            .run()
+            .expect("the fixture experiment runs");
+        dir.join(name)
+    }
+}
+
+/// A plain HTTP/1.1 request to a loopback server: (status, body).
+pub fn http(method: &str, addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    // tiny_http answers with a fixed length or chunks; undo chunking.
+    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = body.as_str();
+        while let Some((len, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        out
+    } else {
+        body
+    };
+    (status, body)
+}
+
+/// Starts `tune dashboard ROOT --port 0` and returns the child and its address.
+pub fn start_dashboard(root: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tune"))
+        .args(["dashboard", &root.to_string_lossy(), "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_string();
+    (child, addr)
+}

@@ -124,7 +124,7 @@ fn ls_show_best_export_and_report() {
 fn the_dashboard_serves_experiments_read_only() {
     let root = tempfile::tempdir().unwrap();
     support::fixture::run(root.path(), "exp", 3);
-    let (mut child, addr) = support::start_dashboard(root.path());
+    let (_server, addr) = support::start_dashboard(root.path());
     let (status, list) = support::http("GET", &addr, "/api/experiments");
     assert_eq!(status, 200);
     let list: Value = serde_json::from_str(&list).unwrap();
@@ -147,6 +147,4 @@ fn the_dashboard_serves_experiments_read_only() {
     assert_eq!(support::http("GET", &addr, "/exp/..%2F..%2Fetc").0, 404);
     assert_eq!(support::http("GET", &addr, "/api/exp/nope").0, 404);
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

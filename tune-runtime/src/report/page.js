@@ -104,7 +104,7 @@
     var f = frame(c, extent(xs), extent(ys), 'training_iteration', S.metric);
     var x = c.x, bestT = null, bestV = null;
     x.lineWidth = 1;
-    x.globalAlpha = T.length > 500 ? 0.25 : 0.7;
+    x.globalAlpha = T.length > 500 ? 0.25 : T.length > 50 ? 0.6 : 1;
     T.forEach(function (t) {
       var v = t.c[m]; if (!v || !v.length) return;
       x.strokeStyle = t.status === 'ERROR' ? '#d62728' : t.status === 'RUNNING' ? '#2ca02c' : t.pruned ? '#aaaaaa' : '#4c72b0';

@@ -144,6 +144,9 @@ pub mod fixture {
         }
     }
 
+    /// Milliseconds every step sleeps (0 by default).
+    pub static SLEEP_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
     /// The metrics.
     #[derive(Debug, Clone, Metrics)]
     pub struct FixMetrics {
@@ -154,7 +157,7 @@ pub mod fixture {
     }
 
     /// Reports `loss = 1 / (iter * lr * 100)`; the trial with `lr = 0.001` fails at its
-    /// second step. `TUNE_FIXTURE_SLEEP_MS` slows every step (for live tests). It fails on
+    /// second step. [`SLEEP_MS`] slows every step (for live tests). It fails on
     /// purpose, so it has no generated save/restore test.
     #[trainable(config = FixCfg, metrics = FixMetrics, test = false)]
     pub struct Fix {
@@ -186,7 +189,13 @@ pub mod fixture {
     /// Runs the fixture experiment `name` in `dir`: 3 trials (one ends in ERROR), 4
     /// iterations each, checkpoints every 2.
     pub fn run(dir: &Path, name: &str, iterations: u64) -> PathBuf {
+        run_samples(dir, name, iterations, 1)
+    }
+
+    /// The fixture experiment with the grid repeated `samples` times.
+    pub fn run_samples(dir: &Path, name: &str, iterations: u64, samples: usize) -> PathBuf {
         Tuner::<Fix>::new()
+            .num_samples(samples)
             .local_dir(dir)
             .name(name)
             .seed(7)
@@ -201,9 +210,10 @@ pub mod fixture {
     }
 }
 
-/// A plain HTTP/1.1 request to a loopback server: (status, body).
+/// A plain HTTP/1.1 request to a loopback server: (status, body). Reads the body by its
+/// `Content-Length` (a server may keep the connection open), else to the end.
 pub fn http(method: &str, addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
+    use std::io::{BufRead, BufReader, Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
     write!(
@@ -211,40 +221,67 @@ pub fn http(method: &str, addr: &str, path: &str) -> (u16, String) {
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     )
     .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    // tiny_http answers with a fixed length or chunks; undo chunking.
-    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        let mut out = String::new();
-        let mut rest = body.as_str();
-        while let Some((len, after)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+    let mut r = BufReader::new(s);
+    let mut status_line = String::new();
+    r.read_line(&mut status_line).unwrap();
+    let status = status_line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (mut length, mut chunked) = (None, false);
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let line = line.trim_end().to_ascii_lowercase();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.strip_prefix("content-length:") {
+            length = v.trim().parse::<usize>().ok();
+        }
+        chunked |= line.starts_with("transfer-encoding:") && line.contains("chunked");
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
             if n == 0 {
                 break;
             }
-            out.push_str(&after[..n]);
-            rest = &after[n + 2..];
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).unwrap();
+            body.extend_from_slice(&chunk[..n]);
         }
-        out
+    } else if let Some(n) = length {
+        body.resize(n, 0);
+        r.read_exact(&mut body).unwrap();
     } else {
-        body
-    };
-    (status, body)
+        r.read_to_end(&mut body).unwrap();
+    }
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A child process killed when dropped (a failing test leaves nothing running).
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Starts `tune dashboard ROOT --port 0` and returns the child and its address.
-pub fn start_dashboard(root: &Path) -> (std::process::Child, String) {
+pub fn start_dashboard(root: &Path) -> (Killed, String) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_tune"))
         .args(["dashboard", &root.to_string_lossy(), "--port", "0"])
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
     let addr = line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_string();
-    (child, addr)
+    (Killed(child), addr)
 }

@@ -120,9 +120,11 @@ const ITERS: &str = "JSON.stringify(Array.from(document.querySelectorAll('#table
 fn the_dashboard_shows_new_results_without_a_reload() {
     let Some(chromium) = support::chromium() else { return };
     let root = tempfile::tempdir().unwrap();
-    support::fixture::SLEEP_MS.store(150, std::sync::atomic::Ordering::Relaxed);
+    // Trials hold after iteration 3 until the page has shown them.
+    support::fixture::SLEEP_MS.store(20, std::sync::atomic::Ordering::Relaxed);
+    support::fixture::HOLD_AFTER.store(3, std::sync::atomic::Ordering::Relaxed);
     let exp_root = root.path().to_path_buf();
-    let experiment = std::thread::spawn(move || support::fixture::run(&exp_root, "live", 40));
+    let experiment = std::thread::spawn(move || support::fixture::run(&exp_root, "live", 8));
     let journal = root.path().join("live").join(tune_runtime::JOURNAL_FILE);
     wait_for(Duration::from_secs(60), || {
         std::fs::read_to_string(&journal)
@@ -130,30 +132,27 @@ fn the_dashboard_shows_new_results_without_a_reload() {
             .filter(|t| t.contains("\"type\":\"result\""))
             .map(|_| ())
     });
-    eprintln!("experiment running");
     let (server, addr) = support::start_dashboard(root.path());
-    eprintln!("dashboard at {addr}");
-    let (status, body) = support::http("GET", &addr, "/exp/live");
-    eprintln!("GET /exp/live: {status}, {} bytes", body.len());
+    assert_eq!(support::http("GET", &addr, "/exp/live").0, 200);
     let mut page = Browser::open(&chromium, &format!("http://{addr}/exp/live"));
 
-    eprintln!("browser connected");
     // The page shows the trials.
     wait_for(Duration::from_secs(30), || {
-        let rows = page.eval("document.querySelectorAll('#table tbody tr').length");
-        if rows != 3 {
-            eprintln!("rows: {rows}; page: {}", page.eval("location.href + ' ' + document.readyState + ' ' + (document.body ? document.body.innerText.slice(0, 300) : '')"));
-        }
-        (rows == 3).then_some(())
+        (page.eval("document.querySelectorAll('#table tbody tr').length") == 3).then_some(())
     });
     let title = page.eval("document.getElementById('title').textContent");
     assert_eq!(title, "live (Fix)");
     page.eval("window.__sameDocument = 42");
-    let before = page.eval(ITERS);
+    // The held trials: iteration 3 (the errored one stopped at 1).
+    let before = wait_for(Duration::from_secs(30), || {
+        let now = page.eval(ITERS);
+        (now == json!("[\"1\",\"3\",\"3\"]")).then_some(now)
+    });
+    support::fixture::RELEASE.store(true, std::sync::atomic::Ordering::Relaxed);
     // A new result appears, in the same document (no reload).
     let after = wait_for(Duration::from_secs(30), || {
         let now = page.eval(ITERS);
-        (now != before).then_some(now)
+        (now == json!("[\"1\",\"8\",\"8\"]")).then_some(now)
     });
     assert_eq!(page.eval("window.__sameDocument"), 42, "the page was reloaded");
     assert!(page.eval("window.tuneRenders").as_u64().unwrap() >= 2);

@@ -147,6 +147,12 @@ pub mod fixture {
     /// Milliseconds every step sleeps (0 by default).
     pub static SLEEP_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+    /// Steps after this iteration wait until [`RELEASE`] is set (0: never wait), in
+    /// experiments named `live` only.
+    pub static HOLD_AFTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    /// Lets held steps go on.
+    pub static RELEASE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
     /// The metrics.
     #[derive(Debug, Clone, Metrics)]
     pub struct FixMetrics {
@@ -164,17 +170,27 @@ pub mod fixture {
         iter: u64,
         #[checkpoint(skip)]
         lr: f64,
+        #[checkpoint(skip)]
+        live: bool,
     }
 
     impl Trainable for Fix {
-        fn setup(config: &FixCfg, _ctx: &TrialContext) -> TrainResult<Self> {
-            Ok(Self { iter: 0, lr: config.lr })
+        fn setup(config: &FixCfg, ctx: &TrialContext) -> TrainResult<Self> {
+            let live = ctx
+                .trial_dir
+                .as_ref()
+                .is_some_and(|d| d.parent().is_some_and(|p| p.ends_with("live")));
+            Ok(Self { iter: 0, lr: config.lr, live })
         }
 
         fn step(&mut self) -> TrainResult<FixMetrics> {
-            if let Some(ms) =
-                std::env::var("TUNE_FIXTURE_SLEEP_MS").ok().and_then(|v| v.parse().ok())
-            {
+            use std::sync::atomic::Ordering::Relaxed;
+            let hold = HOLD_AFTER.load(Relaxed);
+            while self.live && hold > 0 && self.iter >= hold && !RELEASE.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let ms = SLEEP_MS.load(Relaxed);
+            if ms > 0 {
                 std::thread::sleep(Duration::from_millis(ms));
             }
             self.iter += 1;
@@ -203,6 +219,8 @@ pub mod fixture {
             .total_cpus(3.0)
             .stop(Stop::iterations(iterations))
             .checkpoint_freq(2)
+            // The journal is flushed every tick: readers of a live run see results soon.
+            .status_interval(Duration::from_millis(200))
             .metric(FixMetrics::LOSS, Mode::Min)
             .run()
             .expect("the fixture experiment runs");

@@ -74,6 +74,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let html = dir.path().join("report.html");
     report.write_html(&html)?;
     let total = start.elapsed();
+    // `--keep DIR` keeps the page (the docs' screenshot comes from a small one).
+    if let Some(keep) = args.iter().position(|a| a == "--keep").and_then(|i| args.get(i + 1)) {
+        std::fs::copy(&html, std::path::Path::new(keep).join("report.html"))?;
+    }
     let size = std::fs::metadata(&html)?.len();
     println!(
         "trials: {trials}, results: {}",

@@ -98,7 +98,7 @@ fn divergence(all: &[f64], best: &[f64], kind: Kind) -> f64 {
             let (lo, hi) = all
                 .iter()
                 .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(*x), h.max(*x)));
-            if !(hi > lo) {
+            if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
                 return 0.0;
             }
             let scale = |xs: &[f64]| xs.iter().map(|x| (x - lo) / (hi - lo)).collect::<Vec<f64>>();

@@ -4,7 +4,7 @@
 //! experiment's data are inside it, and it draws on canvases, so it stays quick with
 //! 10,000 trials.
 //!
-//! [`write_html`] writes the report of an experiment directory; the dashboard
+//! [`Report::write_html`] writes the report of an experiment directory; the dashboard
 //! (`tune dashboard`) serves the same page with live data.
 //!
 //! ```

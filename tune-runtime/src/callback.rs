@@ -326,16 +326,16 @@ impl<'a> KeptView<'a> {
     /// the checkpoint written at its iteration).
     pub fn results(&self) -> impl Iterator<Item = ResultView<'a>> + '_ {
         let n = self.len();
-        self.rows.chunks_exact(self.row_len.max(1)).enumerate().map(move |(k, row)| {
+        let width = self.row_len.max(1);
+        // The checkpoint goes on the last kept row of its iteration.
+        let mut last_row: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        for (k, row) in self.rows.chunks_exact(width).enumerate() {
+            last_row.insert(ResultView::new(row, false).training_iteration(), k);
+        }
+        self.rows.chunks_exact(width).enumerate().map(move |(k, row)| {
             let mut r = ResultView::new(row, self.last_done && k + 1 == n);
             let it = r.training_iteration();
-            // The checkpoint goes on the last kept row of its iteration.
-            let last_of_iteration = self
-                .rows
-                .chunks_exact(self.row_len.max(1))
-                .skip(k + 1)
-                .all(|later| ResultView::new(later, false).training_iteration() != it);
-            if last_of_iteration {
+            if last_row.get(&it) == Some(&k) {
                 if let Some((_, name)) = self.checkpoints.iter().rev().find(|(i, _)| *i == it) {
                     r.checkpoint = Some(name);
                 }

@@ -13,17 +13,21 @@
 extern crate self as tune_runtime;
 
 mod analysis;
+pub mod callback;
 mod check;
 mod checkpoint;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod domain;
 mod error;
 mod faultpoint;
 mod journal;
-mod logger;
+pub mod logger;
 mod manifest;
 mod metrics;
 mod number;
 mod objectives;
+pub mod report;
 mod reporter;
 mod resources;
 mod runner;

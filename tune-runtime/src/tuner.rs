@@ -232,6 +232,9 @@ pub struct Tuner<T: Trainable> {
     lease: Duration,
     // -- objectives and constraints (issue #14) --
     objectives: Option<Objectives<Mets<T>>>,
+    // --- results (callbacks, status table columns): read by the driver once wired ---
+    #[allow(dead_code)]
+    results: crate::callback::ResultOptions,
 }
 
 impl<T: Trainable> fmt::Debug for Tuner<T> {
@@ -296,6 +299,8 @@ impl<T: Trainable> Tuner<T> {
             shared: None,
             lease: Duration::from_secs(30),
             objectives: None,
+            // --- results ---
+            results: crate::callback::ResultOptions::default(),
         }
     }
 
@@ -841,6 +846,42 @@ fn space_fingerprint<C: Space>() -> String {
     let text = format!("{dims:?}");
     format!("{:08x}", crc32fast::hash(text.as_bytes()))
 }
+// --- results: callbacks, TensorBoard files and the status table's columns ---
+// (stored here; the runner's `Settings` takes them when the driver calls the callbacks)
+impl<T: Trainable> Tuner<T> {
+    /// Adds a [`Callback`](crate::callback::Callback): code of yours called on every trial
+    /// start, result, checkpoint and end, after the built-in loggers. Callbacks run on the
+    /// driver thread, in the order they were added; a callback's error stops the run
+    /// resumably, as a full disk does.
+    pub fn callback(mut self, callback: impl crate::callback::Callback + 'static) -> Self {
+        self.results.callbacks.push(callback);
+        self
+    }
+
+    /// Write TensorBoard event files in each trial's directory (default true).
+    pub fn tensorboard(mut self, yes: bool) -> Self {
+        self.results.tensorboard = yes;
+        self
+    }
+
+    /// The metrics the status table shows, in this order. Default: every metric.
+    pub fn metric_columns<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.results.metric_columns = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The hyperparameters the status table shows, in this order, by name (`lr`; a field
+    /// of a nested config as `model.layers`; an enum as its field's name). Default: every
+    /// hyperparameter.
+    pub fn parameter_columns<S: Into<String>>(
+        mut self,
+        names: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.results.parameter_columns = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+}
+// --- end results ---
 
 fn default_local_dir() -> PathBuf {
     std::env::var_os("HOME")

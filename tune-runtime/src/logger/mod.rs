@@ -1,5 +1,21 @@
 //! Per-trial files in Ray Tune's layout: `params.json`, `result.json`, `progress.csv`,
-//! `error.txt`.
+//! TensorBoard event files and `error.txt`.
+//!
+//! The built-in loggers are [callbacks](crate::callback): [`JsonLogger`] (`result.json`,
+//! `params.json`), [`CsvLogger`] (`progress.csv`) and [`TensorBoardLogger`]
+//! (`events.out.tfevents.*`). Their rows carry the fields Ray Tune's readers expect, with
+//! trial ids from [`trial_id`] and checkpoint directories named by
+//! [`checkpoint_dir_name`].
+
+mod csv;
+mod json;
+mod ray;
+mod tensorboard;
+
+pub use self::csv::CsvLogger;
+pub use self::json::JsonLogger;
+pub use self::ray::{checkpoint_dir_name, trial_id};
+pub use self::tensorboard::{TAG_PREFIX, TensorBoardLogger};
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -58,12 +74,8 @@ pub(crate) struct TrialLogger {
     csv: Vec<u8>,
 }
 
-/// An I/O error on one of a trial's files.
-#[derive(Debug)]
-pub(crate) struct LogError {
-    pub path: PathBuf,
-    pub source: io::Error,
-}
+/// An I/O error on one of a trial's files (the error of every callback).
+pub(crate) type LogError = crate::callback::CallbackError;
 
 fn at(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
     move |source| LogError { path: path.to_path_buf(), source }
@@ -261,3 +273,7 @@ mod tests {
         assert!(name.contains("lr=0.0001"), "{name}");
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod callback_tests;

@@ -10,6 +10,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::trial::TrialStatus;
 
+mod table;
+
+#[allow(unused_imports)] // The driver fills a `StatusReport` once it is wired to it.
+pub(crate) use table::{BestTrial, StatusReport, TrialRow, render, render_line, sig6};
+
 /// Statuses in display order.
 pub(crate) const STATUSES: [TrialStatus; 5] = [
     TrialStatus::Running,

@@ -6,7 +6,7 @@
 //! cargo run --release -p tune-examples --example callback_sink
 //! ```
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
@@ -25,10 +25,21 @@ pub struct TsvSink {
 impl Callback for TsvSink {
     fn on_experiment_start(&mut self, exp: &ExperimentView<'_>) -> Result<(), CallbackError> {
         self.path = exp.dir.join("metrics.tsv");
-        let file = File::create(&self.path).map_err(|e| CallbackError::new(&self.path, e))?;
+        // A resumed experiment appends to the file of the first run (rows a trial redoes
+        // after going back to a checkpoint appear again: implement `on_trial_reset` to drop
+        // them where your sink can).
+        let file = OpenOptions::new()
+            .create(true)
+            .append(exp.resumed)
+            .write(true)
+            .truncate(!exp.resumed)
+            .open(&self.path)
+            .map_err(|e| CallbackError::new(&self.path, e))?;
         let mut out = BufWriter::new(file);
-        let header = format!("trial_id\titeration\t{}\n", exp.metric_names.join("\t"));
-        out.write_all(header.as_bytes()).map_err(|e| CallbackError::new(&self.path, e))?;
+        if !exp.resumed {
+            let header = format!("trial_id\titeration\t{}\n", exp.metric_names.join("\t"));
+            out.write_all(header.as_bytes()).map_err(|e| CallbackError::new(&self.path, e))?;
+        }
         self.out = Some(out);
         Ok(())
     }

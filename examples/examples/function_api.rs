@@ -80,7 +80,11 @@ mod tests {
             assert_eq!(trial.status(), TrialStatus::Terminated, "{:?}", trial.error());
             assert_eq!(trial.num_results(), 15);
             let dir = trial.dir().unwrap();
-            assert!(dir.join("checkpoint_15").join("state.json").is_file(), "{}", dir.display());
+            assert!(
+                dir.join("checkpoint_000015").join("state.json").is_file(),
+                "{}",
+                dir.display()
+            );
         }
         let best = analysis.best_result(Log::LOSS, Mode::Min, Scope::Last).unwrap();
         assert!(best.get(Log::LOSS) < 1e-3, "{:?}", best.values());

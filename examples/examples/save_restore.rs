@@ -125,7 +125,7 @@ mod tests {
         for trial in first.trials() {
             let trial_dir = trial.dir().unwrap();
             for iter in [5, 10] {
-                let checkpoint = trial_dir.join(format!("checkpoint_{iter}"));
+                let checkpoint = trial_dir.join(format!("checkpoint_{iter:06}"));
                 assert!(checkpoint.join("model.txt").is_file(), "{}", checkpoint.display());
                 assert!(checkpoint.join("state.json").is_file(), "{}", checkpoint.display());
             }

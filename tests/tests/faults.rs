@@ -91,14 +91,14 @@ fn a_corrupt_checkpoint_names_its_file_falls_back_and_deletes_nothing() {
     let a =
         tuner(dir.path(), tag, "\"fail_at\": 5, \"fail_k\": 3").checkpoint_freq(2).run().unwrap();
     let t = a.errored_trials()[0];
-    let ck4 = t.dir().unwrap().join("checkpoint_4");
+    let ck4 = t.dir().unwrap().join("checkpoint_000004");
     corrupt(&ck4.join("state.json"));
     let err = read_meta(&ck4).unwrap_err();
     assert!(err.contains("state.json") && err.contains("corrupt"), "{err}");
     let err = tuner(dir.path(), tag, "").name("other").restore(&ck4).run().unwrap_err();
     assert!(matches!(err, RunError::Restore(_)) && err.to_string().contains("state.json"));
     // A missing checkpoint is the same: fall back further.
-    std::fs::remove_file(t.dir().unwrap().join("checkpoint_2/.tune_manifest.json")).unwrap();
+    std::fs::remove_file(t.dir().unwrap().join("checkpoint_000002/.tune_manifest.json")).unwrap();
     let before = probe.restored_files.load(Ordering::SeqCst);
     let b = tuner(dir.path(), tag, "\"fail_at\": 5, \"fail_k\": 3")
         .checkpoint_freq(2)
@@ -111,7 +111,7 @@ fn a_corrupt_checkpoint_names_its_file_falls_back_and_deletes_nothing() {
     assert_eq!(probe.restored_files.load(Ordering::SeqCst), before);
     assert_eq!(iterations(&b, 3), [1, 2, 3, 4]);
     assert!(ck4.join("state.json").exists() && ck4.join(".tune_manifest.json").exists());
-    assert!(t.dir().unwrap().join("checkpoint_2/state.json").exists());
+    assert!(t.dir().unwrap().join("checkpoint_000002/state.json").exists());
     assert_eq!(shape(&b)[..2], shape(&a)[..2], "finished trials are untouched");
 }
 

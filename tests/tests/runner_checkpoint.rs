@@ -43,12 +43,12 @@ fn checkpoint_freq_and_at_end_write_complete_directories() {
         let tdir = t.dir().unwrap();
         assert_eq!(
             names(tdir),
-            ["checkpoint_2", "checkpoint_4", "checkpoint_5"],
+            ["checkpoint_000002", "checkpoint_000004", "checkpoint_000005"],
             "no temp dirs left"
         );
         for (it, c) in [2u64, 4, 5].iter().zip(t.checkpoints()) {
             assert_eq!(c.iteration, *it);
-            assert_eq!(c.path, tdir.join(format!("checkpoint_{it}")));
+            assert_eq!(c.path, tdir.join(format!("checkpoint_{it:06}")));
             let state: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(c.path.join("state.json")).unwrap()).unwrap();
             assert_eq!(state["iter"], *it);
@@ -76,11 +76,11 @@ fn keep_checkpoints_num_keeps_the_best() {
         .run()
         .unwrap();
     for t in a.trials() {
-        assert_eq!(names(t.dir().unwrap()), ["checkpoint_5", "checkpoint_6"]);
+        assert_eq!(names(t.dir().unwrap()), ["checkpoint_000005", "checkpoint_000006"]);
         assert_eq!(t.checkpoints().len(), 2);
     }
     let best = a.best_checkpoint(SCORE, Mode::Max, Scope::Last).unwrap();
-    assert!(best.ends_with("checkpoint_6"), "{}", best.display());
+    assert!(best.ends_with("checkpoint_000006"), "{}", best.display());
     // Ranked by min instead, the earliest survive.
     let (tag, _) = new_probe();
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +94,7 @@ fn keep_checkpoints_num_keeps_the_best() {
         .unwrap();
     // The best one survives, and the latest one too: a trial always keeps the checkpoint
     // it would continue from after a failure (here the one written as it ended).
-    assert_eq!(names(a.trials()[0].dir().unwrap()), ["checkpoint_1", "checkpoint_4"]);
+    assert_eq!(names(a.trials()[0].dir().unwrap()), ["checkpoint_000001", "checkpoint_000004"]);
     let loaded =
         tune_runtime::Analysis::<support::Cfg, support::Score>::from_dir(dir.path().join("exp"))
             .unwrap();

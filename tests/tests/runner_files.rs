@@ -49,25 +49,30 @@ fn trial_files_parse_and_match_the_results() {
             assert_eq!(line["score"].as_f64().unwrap(), r.get(SCORE));
             assert_eq!(line["training_iteration"].as_u64().unwrap(), r.training_iteration());
             assert_eq!(line["time_total_s"].as_f64().unwrap(), r.time_total_s());
-            assert_eq!(line["trial_id"], t.id().to_string());
+            // Ray's trial id: an experiment tag, then the trial's index in five digits.
+            let id = line["trial_id"].as_str().unwrap();
+            assert!(id.ends_with(&format!("_{}", t.id())), "{id}");
             assert!(line["timestamp"].as_u64().unwrap() > 1_600_000_000);
         }
         assert_eq!(
             lines.iter().map(|l| l["done"].as_bool().unwrap()).collect::<Vec<_>>(),
             [false, false, true]
         );
-        // progress.csv: header then one row per result.
+        // progress.csv: header then one row per result, Ray's columns and the config.
         let csv = std::fs::read_to_string(tdir.join("progress.csv")).unwrap();
         let rows: Vec<&str> = csv.lines().collect();
-        assert_eq!(
-            rows[0],
-            "score,iter_seen,training_iteration,time_this_iter_s,time_total_s,timestamp,trial_id,done"
-        );
+        let header: Vec<&str> = rows[0].split(',').collect();
+        for col in ["score", "training_iteration", "time_total_s", "trial_id", "done", "config/k"] {
+            assert!(header.contains(&col), "{col} missing from {header:?}");
+        }
+        let at = |name: &str| header.iter().position(|c| *c == name).unwrap();
         assert_eq!(rows.len(), 4);
         let cells: Vec<&str> = rows[3].split(',').collect();
-        assert_eq!(cells[0].parse::<f64>().unwrap(), t.last_result().unwrap().get(SCORE));
-        assert_eq!(cells[2], "3");
-        assert_eq!(cells[7], "true");
+        assert_eq!(cells.len(), header.len());
+        assert_eq!(cells[at("score")].parse::<f64>().unwrap(), t.last_result().unwrap().get(SCORE));
+        assert_eq!(cells[at("training_iteration")], "3");
+        assert_eq!(cells[at("done")], "True"); // Python's spelling, as Ray writes it
+        assert_eq!(cells[at("config/k")], t.config().k.to_string());
         assert!(!tdir.join("error.txt").exists());
     }
 }

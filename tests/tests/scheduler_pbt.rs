@@ -110,7 +110,7 @@ fn exploits_copy_the_source_checkpoint_and_are_logged() {
         // The copied checkpoint is in the target's directory.
         let t = &a.trials()[e.target as usize];
         assert!(
-            t.dir().unwrap().join(format!("checkpoint_{}", e.source_iteration)).is_dir(),
+            t.dir().unwrap().join(format!("checkpoint_{:06}", e.source_iteration)).is_dir(),
             "{e:?}"
         );
     }

@@ -232,8 +232,7 @@ pub struct Tuner<T: Trainable> {
     lease: Duration,
     // -- objectives and constraints (issue #14) --
     objectives: Option<Objectives<Mets<T>>>,
-    // --- results (callbacks, status table columns): read by the driver once wired ---
-    #[allow(dead_code)]
+    // --- results (callbacks, TensorBoard files, status table columns) ---
     results: crate::callback::ResultOptions,
 }
 
@@ -737,6 +736,9 @@ impl<T: Trainable> Tuner<T> {
         });
         let gpu_ids = self.gpu_ids.take().unwrap_or_else(crate::resources::visible_gpus);
         let isolate = self.isolate;
+        self.results
+            .validate(<Mets<T> as crate::Metrics>::NAMES)
+            .map_err(RunError::InvalidOption)?;
         let column = |(key, mode): (Key<Mets<T>>, Mode)| Column {
             index: key.column(),
             name: key.name(),
@@ -779,6 +781,7 @@ impl<T: Trainable> Tuner<T> {
             shared: self.shared,
             lease: self.lease,
             space: space_fingerprint::<Config<T>>(),
+            results: self.results,
         };
         let model =
             TypedModel::<T>::new(self.searcher, self.scheduler, self.stop, metric, self.resources)

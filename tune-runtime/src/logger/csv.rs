@@ -101,6 +101,10 @@ impl CsvLogger {
 
     fn open(&mut self, trial: &TrialView<'_>, append: bool) -> Result<bool, CallbackError> {
         let Some(dir) = trial.dir else { return Ok(false) };
+        // The file's previous writer goes first (see `JsonLogger::open`).
+        if let Some(mut old) = self.trials.take(trial.index) {
+            let _ = old.out.flush();
+        }
         let path = dir.join("progress.csv");
         let existing = append && std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
         let mut out = open(&path, append)?;

@@ -42,11 +42,28 @@ impl<T> Slots<T> {
     }
 }
 
+/// Refuses to write through a symbolic link (it could lead outside the experiment).
+pub(crate) fn refuse_link(path: &Path) -> Result<(), CallbackError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(CallbackError::new(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a symbolic link inside the experiment directory; the runner writes only real \
+                 files of the experiment: replace it with a file",
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Opens `path` for writing: truncated, or appended to.
 pub(crate) fn open(path: &Path, append: bool) -> Result<BufWriter<File>, CallbackError> {
     if let Some(dir) = path.parent() {
+        refuse_link(dir)?;
         fs::create_dir_all(dir).map_err(CallbackError::at(dir))?;
     }
+    refuse_link(path)?;
     let file = if append {
         OpenOptions::new().create(true).append(true).open(path)
     } else {
@@ -58,7 +75,9 @@ pub(crate) fn open(path: &Path, append: bool) -> Result<BufWriter<File>, Callbac
 /// Writes `params.json`: the trial's config, pretty-printed.
 pub(crate) fn write_params(dir: &Path, config: &serde_json::Value) -> Result<(), CallbackError> {
     let path = dir.join("params.json");
+    refuse_link(dir)?;
     fs::create_dir_all(dir).map_err(CallbackError::at(dir))?;
+    refuse_link(&path)?;
     let text = serde_json::to_vec_pretty(config)
         .map_err(std::io::Error::other)
         .map_err(CallbackError::at(&path))?;
@@ -120,6 +139,11 @@ impl JsonLogger {
         append: bool,
     ) -> Result<Option<&mut JsonTrial>, CallbackError> {
         let Some(dir) = trial.dir else { return Ok(None) };
+        // The file's previous writer goes first: dropped later, it would flush its buffer
+        // into the file after it was truncated.
+        if let Some(mut old) = self.trials.take(trial.index) {
+            let _ = old.out.flush();
+        }
         let path = dir.join("result.json");
         let out = open(&path, append)?;
         Ok(Some(self.trials.set(trial.index, JsonTrial { path, out, since: Since::default() })))
@@ -136,6 +160,16 @@ impl JsonLogger {
         let Self { keys, trials, line } = self;
         let Some(t) = trials.get(trial.index) else { return Ok(()) };
         format_row(line, keys, trial, result, t.since);
+        if crate::faultpoint::hit(crate::faultpoint::Point::Result) {
+            // Die with the result in the trial's file but not in the journal yet.
+            let _ = t.out.write_all(line);
+            let _ = t.out.flush();
+            crate::faultpoint::die();
+        }
+        if crate::faultpoint::reached(crate::faultpoint::Point::ResultFull) {
+            let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+            return Err(CallbackError::new(&t.path, full));
+        }
         t.out.write_all(line).map_err(CallbackError::at(&t.path))
     }
 }

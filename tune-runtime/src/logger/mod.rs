@@ -15,13 +15,19 @@ mod tensorboard;
 pub use self::csv::CsvLogger;
 pub use self::json::JsonLogger;
 pub use self::ray::{checkpoint_dir_name, trial_id};
+
+/// `host:pid` of this process (the status table's `loc`).
+pub(crate) fn host_and_pid() -> String {
+    let h = ray::host();
+    format!("{}:{}", h.hostname, h.pid)
+}
 pub use self::tensorboard::{TAG_PREFIX, TensorBoardLogger};
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::fs::{self};
+use std::io;
+use std::path::Path;
 
-use crate::trial::{Auto, TrialId};
+use crate::trial::TrialId;
 
 /// Longest rendering of a config in a trial directory name.
 const MAX_PARAMS_LEN: usize = 60;
@@ -63,154 +69,11 @@ pub(crate) fn trial_dir_name(trainable: &str, id: TrialId, config: &serde_json::
         .collect()
 }
 
-/// The open files of one running trial.
-pub(crate) struct TrialLogger {
-    names: &'static [&'static str],
-    dir: PathBuf,
-    result: BufWriter<File>,
-    progress: BufWriter<File>,
-    /// The `result.json` and `progress.csv` lines being formatted (reused).
-    line: Vec<u8>,
-    csv: Vec<u8>,
-}
-
 /// An I/O error on one of a trial's files (the error of every callback).
 pub(crate) type LogError = crate::callback::CallbackError;
 
 fn at(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
     move |source| LogError { path: path.to_path_buf(), source }
-}
-
-impl TrialLogger {
-    /// Rewrites `result.json` and `progress.csv` from the journal's rows (a retry or a
-    /// resume rolled the trial back) and keeps them open for the next results. The journal
-    /// is the record: a crash during the rewrite is repaired by the next resume.
-    pub fn rewrite(
-        dir: &Path,
-        names: &'static [&'static str],
-        config: &serde_json::Value,
-        rows: &[f64],
-        id: TrialId,
-        last_done: bool,
-    ) -> Result<Self, LogError> {
-        let mut logger = Self::create(dir, names, config)?;
-        let n = names.len() + Auto::ALL.len();
-        let count = rows.len() / n;
-        for (k, row) in rows.chunks_exact(n).enumerate() {
-            logger.result(row, id, last_done && k + 1 == count)?;
-        }
-        logger.flush()?;
-        Ok(logger)
-    }
-
-    /// Creates the trial directory, writes `params.json` and opens the result files.
-    pub fn create(
-        dir: &Path,
-        names: &'static [&'static str],
-        config: &serde_json::Value,
-    ) -> Result<Self, LogError> {
-        refuse_link(dir)?;
-        fs::create_dir_all(dir).map_err(at(dir))?;
-        for file in ["params.json", "result.json", "progress.csv"] {
-            refuse_link(&dir.join(file))?;
-        }
-        let params = dir.join("params.json");
-        let text =
-            serde_json::to_vec_pretty(config).map_err(io::Error::other).map_err(at(&params))?;
-        fs::write(&params, text).map_err(at(&params))?;
-        let result_path = dir.join("result.json");
-        let result = File::create(&result_path).map_err(at(&result_path))?;
-        let progress_path = dir.join("progress.csv");
-        let progress = File::create(&progress_path).map_err(at(&progress_path))?;
-        let mut progress = BufWriter::with_capacity(4096, progress);
-        let header = names
-            .iter()
-            .copied()
-            .chain(Auto::ALL.iter().map(|a| a.name()))
-            .chain(["trial_id", "done"])
-            .collect::<Vec<_>>()
-            .join(",");
-        writeln!(progress, "{header}").map_err(at(&progress_path))?;
-        Ok(Self {
-            names,
-            dir: dir.to_path_buf(),
-            result: BufWriter::with_capacity(4096, result),
-            progress,
-            line: Vec::with_capacity(256),
-            csv: Vec::with_capacity(128),
-        })
-    }
-
-    /// Appends one result (`values` as in a result row) to `result.json` and `progress.csv`.
-    pub fn result(&mut self, values: &[f64], id: TrialId, done: bool) -> Result<(), LogError> {
-        if crate::faultpoint::hit(crate::faultpoint::Point::Result) {
-            let _ = self.write_result(values, id, done);
-            let _ = self.flush();
-            crate::faultpoint::die();
-        }
-        let written = if crate::faultpoint::reached(crate::faultpoint::Point::ResultFull) {
-            Err(io::Error::from(io::ErrorKind::StorageFull))
-        } else {
-            self.write_result(values, id, done)
-        };
-        written.map_err(|source| LogError { path: self.dir.join("result.json"), source })
-    }
-
-    fn write_result(&mut self, values: &[f64], id: TrialId, done: bool) -> io::Result<()> {
-        use crate::number::write_f64;
-        let n = self.names.len();
-        let (r, p) = (&mut self.line, &mut self.csv);
-        r.clear();
-        p.clear();
-        r.push(b'{');
-        for (i, name) in self.names.iter().enumerate() {
-            r.push(b'"');
-            r.extend_from_slice(name.as_bytes());
-            r.extend_from_slice(b"\":");
-            write_f64(r, values[i]);
-            r.push(b',');
-            write_f64(p, values[i]);
-            p.push(b',');
-        }
-        let (iter, ts) = (values[n] as u64, values[n + 3] as u64);
-        write!(r, "\"training_iteration\":{iter},\"time_this_iter_s\":")?;
-        write_f64(r, values[n + 1]);
-        r.extend_from_slice(b",\"time_total_s\":");
-        write_f64(r, values[n + 2]);
-        writeln!(r, ",\"timestamp\":{ts},\"trial_id\":\"{id}\",\"done\":{done}}}")?;
-        write!(p, "{iter},")?;
-        write_f64(p, values[n + 1]);
-        p.push(b',');
-        write_f64(p, values[n + 2]);
-        writeln!(p, ",{ts},{id},{done}")?;
-        self.result.write_all(r)?;
-        self.progress.write_all(p)
-    }
-
-    /// Flushes both files.
-    pub fn flush(&mut self) -> Result<(), LogError> {
-        self.result
-            .flush()
-            .map_err(|source| LogError { path: self.dir.join("result.json"), source })?;
-        self.progress
-            .flush()
-            .map_err(|source| LogError { path: self.dir.join("progress.csv"), source })
-    }
-}
-
-/// Refuses to write through a symbolic link (it could lead outside the experiment).
-fn refuse_link(path: &Path) -> Result<(), LogError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(LogError {
-            path: path.to_path_buf(),
-            source: io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a symbolic link inside the experiment directory; the runner writes only real \
-                 files of the experiment: replace it with a file",
-            ),
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// Writes the trial's `error.txt` (and `params.json` when given: trials that never

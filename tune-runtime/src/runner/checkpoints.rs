@@ -50,7 +50,7 @@ impl Driver {
     /// A checkpoint of the trial at `iteration` was written: it joins the lineage, after
     /// the trial's results so far, and the journal records it (and is flushed) before
     /// anything that depends on it.
-    pub fn register_checkpoint(&mut self, id: TrialId, iteration: u64) {
+    pub fn register_checkpoint(&mut self, id: TrialId, iteration: u64, announced: bool) {
         let t = &mut self.trials[id.index()];
         let Some(live) = t.live.as_ref() else { return };
         let path = live.checkpoint_dir(iteration);
@@ -58,7 +58,10 @@ impl Driver {
         let (rows, epoch) = (t.log.num_results(), t.log.epoch());
         // The same directory written again replaces the older checkpoint.
         t.log.checkpoints.retain(|c| c.path != path);
-        t.log.checkpoints.push(CheckpointInfo { iteration, path, rows, epoch });
+        t.log.checkpoints.push(CheckpointInfo { iteration, path: path.clone(), rows, epoch });
+        if !announced {
+            self.emit_checkpoint(id, iteration, path);
+        }
         self.journal(&Record::Checkpoint { trial: id.0, iteration, path: rel });
         self.flush_journal();
         self.evict(id);

@@ -76,6 +76,10 @@ pub(crate) struct Driver {
     pub fenced: bool,
     /// The shared journal failed for good.
     pub shared_error: Option<RunError>,
+    /// The built-in loggers (with file logging) and the user's callbacks.
+    pub callbacks: crate::callback::Callbacks,
+    /// Unix time the experiment first started (kept by resumes): trial ids derive from it.
+    pub started_exp: u64,
 }
 
 /// Runs an experiment; see [`crate::Tuner::run`]. Returns the typed analysis, boxed.
@@ -93,8 +97,9 @@ pub(crate) fn run(
         .map_err(|source| RunError::LocalDir { path: s.experiment_dir.clone(), source })?;
     let mut lock = None;
     let mut journal = None;
-    let mut log = None;
+    let mut log: Option<crate::journal::ExperimentLog<serde_json::Value>> = None;
     let mut follow = None;
+    let mut started_exp = unix_now();
     let header = |s: &Settings| Record::Experiment {
         version: JOURNAL_VERSION,
         name: s.name.clone(),
@@ -108,8 +113,10 @@ pub(crate) fn run(
         // A peer of a shared experiment: the log is the store's; local files are this
         // process's trials only.
         std::fs::create_dir_all(&s.experiment_dir).map_err(dir_err(&s.experiment_dir))?;
-        let (f, seed) = super::shared::join(&mut *shared, &header(&s), s.lease, &s.experiment_dir)?;
+        let (f, seed, started) =
+            super::shared::join(&mut *shared, &header(&s), s.lease, &s.experiment_dir)?;
         s.seed = seed;
+        started_exp = started;
         follow = Some(f);
         journal = Some(Journal::shared(shared));
     } else if s.file_logging {
@@ -133,8 +140,9 @@ pub(crate) fn run(
             // A fresh start: the directory must not hold another experiment's trials.
             files::refuse_leftovers(&s.experiment_dir, s.faults.resume.is_some())?;
         }
-        if let Some(l) = &log {
-            s.seed = l.header.as_ref().map_or(s.seed, |h| h.seed);
+        if let Some(h) = log.as_ref().and_then(|l| l.header.as_ref()) {
+            s.seed = h.seed;
+            started_exp = h.started;
         }
         let mut j = Journal::new(store);
         let first = match &log {
@@ -153,6 +161,12 @@ pub(crate) fn run(
     let pool = ResourcePool::new(s.total_cpus, s.gpu_ids.clone(), s.custom_totals.clone());
     let reporter = Reporter::new(s.verbosity, model.total_trials());
     let width = model.metric_names().len() + Auto::ALL.len();
+    let mut callbacks = if s.file_logging {
+        crate::callback::Callbacks::builtin_loggers(s.results.tensorboard)
+    } else {
+        crate::callback::Callbacks::new()
+    };
+    callbacks.append(&mut s.results.callbacks);
     let mut d = Driver {
         s,
         model,
@@ -186,7 +200,10 @@ pub(crate) fn run(
         follow,
         fenced: false,
         shared_error: None,
+        callbacks,
+        started_exp,
     };
+    d.experiment_start(log.is_some())?;
     if let Some(log) = log {
         d.resume_from(log)?;
     }
@@ -286,20 +303,11 @@ impl Driver {
     /// print the status.
     pub fn tick(&mut self) {
         self.flush_files();
-        if self.reporter.wants_status() {
-            let view = self.view();
-            self.reporter.status(&view);
-        }
+        self.print_status();
     }
 
     pub fn flush_files(&mut self) {
-        for live in self.trials.iter_mut().filter_map(|t| t.live.as_mut()) {
-            if let Some(l) = &mut live.logger {
-                if let Err(e) = l.flush() {
-                    self.fatal.get_or_insert(e);
-                }
-            }
-        }
+        self.flush_callbacks();
         self.save_state(false);
         self.flush_journal();
     }
@@ -339,6 +347,23 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Tells the callbacks the experiment starts (or resumes).
+    fn experiment_start(&mut self, resumed: bool) -> Result<(), RunError> {
+        let names: Vec<String> = self.model.metric_names().iter().map(|n| n.to_string()).collect();
+        let view = crate::callback::ExperimentView::new(
+            &self.s.name,
+            &self.s.experiment_dir,
+            self.model.trainable(),
+            &names,
+            self.started_exp,
+        )
+        .resumed(resumed);
+        self.callbacks.on_experiment_start(&view).map_err(|e| RunError::LocalDir {
+            path: e.path.clone(),
+            source: std::io::Error::new(e.source.kind(), e.source.to_string()),
+        })
     }
 
     pub fn set_status(&mut self, id: TrialId, status: TrialStatus, error: Option<String>) {
@@ -439,6 +464,15 @@ impl Driver {
         }
         self.flush_journal();
         self.leave_shared();
+        self.flush_callbacks();
+        let end = if self.interrupted.is_some() || self.fatal.is_some() {
+            crate::callback::EndKind::Interrupted
+        } else {
+            crate::callback::EndKind::Finished
+        };
+        if let Err(e) = self.callbacks.on_experiment_end(end) {
+            self.fatal.get_or_insert(e);
+        }
         self.summary();
         let interrupted = self.interrupted.is_some();
         let abandoned = self.abandoned > 0;

@@ -6,8 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use crate::journal::JOURNAL_FILE;
-use crate::logger::{LogError, TrialLogger};
-use crate::trial::TrialId;
+
 use crate::tuner::RunError;
 
 /// Name of the lock file in the experiment directory.
@@ -82,37 +81,28 @@ pub(crate) fn refuse_leftovers(dir: &Path, resume: bool) -> Result<(), RunError>
     })
 }
 
-/// Checks a finished trial's `result.json`, `progress.csv` and `params.json` against the
-/// journal and rewrites them when they disagree (a crash between the journal and the
-/// files). Returns whether it rewrote them.
-pub(crate) fn repair_trial_files(
+/// Whether a finished trial's `result.json`, `progress.csv` or `params.json` disagree
+/// with the journal (a crash between the journal and the files): they are rewritten then.
+pub(crate) fn trial_files_stale(
     dir: &Path,
-    names: &'static [&'static str],
+    metrics: usize,
     config: &serde_json::Value,
     rows: &[f64],
-    id: TrialId,
-    done: bool,
-) -> Result<bool, LogError> {
-    let width = names.len() + crate::trial::Auto::ALL.len();
+) -> bool {
+    let width = metrics + crate::trial::Auto::ALL.len();
     let n = rows.len() / width.max(1);
     let result = dir.join("result.json");
     if n == 0 && !result.exists() {
         // It never started: nothing was written but its error.
-        return Ok(false);
+        return false;
     }
     let params_ok = std::fs::read(dir.join("params.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .is_some_and(|v| v == *config);
-    let ok = params_ok
+    !(params_ok
         && crate::logger::count_lines(&result) == n
-        && crate::logger::count_lines(&dir.join("progress.csv")) == n + 1;
-    if ok {
-        return Ok(false);
-    }
-    let mut logger = TrialLogger::rewrite(dir, names, config, rows, id, done)?;
-    logger.flush()?;
-    Ok(true)
+        && crate::logger::count_lines(&dir.join("progress.csv")) == n + 1)
 }
 
 #[cfg(test)]

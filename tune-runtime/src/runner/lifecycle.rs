@@ -4,13 +4,14 @@
 use std::time::Instant;
 
 use super::driver::{Driver, status_slot};
+use super::events::Start;
 use super::model::{Instance, Suggested};
 use super::splitmix64;
 use super::state::{End, Live, Phase, Trial};
 use super::worker::{Ending, Task};
 use crate::checkpoint::SaveError;
 use crate::journal::{FlushError, Record, TrialLog};
-use crate::logger::{self, TrialLogger};
+use crate::logger;
 use crate::resources::Grant;
 use crate::scheduler::Decision;
 use crate::trainable::TrialContext;
@@ -162,6 +163,17 @@ impl Driver {
         live.grant = Some(grant);
         self.running += 1;
         let phase = std::mem::replace(&mut live.phase, Phase::Busy);
+        let (iteration, time_total_s) = (live.iteration, live.time_total);
+        let start = match &phase {
+            Phase::PausedInMemory(_) => Start::Unpaused { iteration, time_total_s },
+            Phase::PausedOnDisk { from } | Phase::Pending { from: Some(from) } => {
+                Start::Restored { from: from.clone(), iteration, time_total_s }
+            }
+            _ => match &self.s.restore {
+                Some((dir, _)) => Start::Restored { from: dir.clone(), iteration, time_total_s },
+                None => Start::First,
+            },
+        };
         let task = match phase {
             Phase::PausedInMemory(inst) => {
                 let work = self.work(id, &mut live);
@@ -172,15 +184,6 @@ impl Driver {
                 Some(self.start_task(id, &mut live, gpu_ids, Some(from)))
             }
             Phase::Pending { from } => {
-                if self.s.file_logging && live.logger.is_none() {
-                    let config = self.model.config_json(id);
-                    match TrialLogger::create(&live.dir, self.model.metric_names(), &config) {
-                        Ok(l) => live.logger = Some(l),
-                        Err(e) => {
-                            self.fatal.get_or_insert(e);
-                        }
-                    }
-                }
                 let from = from.or_else(|| self.s.restore.as_ref().map(|(d, _)| d.clone()));
                 Some(self.start_task(id, &mut live, gpu_ids, from))
             }
@@ -193,6 +196,7 @@ impl Driver {
         self.trials[i].live = Some(live);
         match task {
             Some(task) => {
+                self.emit_start(id, start);
                 self.send(task);
                 self.set_status(id, TrialStatus::Running, None);
             }
@@ -332,7 +336,7 @@ impl Driver {
         match checkpoint {
             Some(Ok(())) => {
                 let iteration = self.trials[id.index()].live.as_ref().map_or(0, |l| l.iteration);
-                self.register_checkpoint(id, iteration);
+                self.register_checkpoint(id, iteration, false);
                 end
             }
             Some(Err(SaveError::Trial(e))) if !matches!(end, End::Error(_)) => End::Error(e),
@@ -361,12 +365,7 @@ impl Driver {
         self.pool_release(id);
         self.pending.retain(|p| *p != id);
         self.paused.retain(|p| *p != id);
-        let Some(mut live) = self.trials[i].live.take() else { return };
-        if let Some(mut l) = live.logger.take() {
-            if let Err(e) = l.flush() {
-                self.fatal.get_or_insert(e);
-            }
-        }
+        let Some(live) = self.trials[i].live.take() else { return };
         let error = match end {
             End::Error(e) => Some(e),
             _ => None,
@@ -382,6 +381,7 @@ impl Driver {
         }
         let failed = error.is_some();
         let status = if failed { TrialStatus::Error } else { TrialStatus::Terminated };
+        self.emit_end(id, error.as_deref());
         self.set_status(id, status, error);
         self.flush_journal();
         self.model.on_trial_complete(id, failed);

@@ -19,6 +19,7 @@
 //! | `resume.rs` | resuming from the journal and replaying it to the searcher and scheduler |
 //! | `snapshot.rs` | when the searcher's and scheduler's state is saved |
 //! | `status.rs` | the status table and the summary |
+//! | `events.rs` | what the callbacks (the loggers of the trial files, the user's) are told |
 //! | `files.rs` | the experiment directory: lock, links, leftovers, file repair |
 //! | `shared.rs` | experiments shared by several processes: following, claims, takeovers |
 //! | `state.rs` | a trial's record, live state and phase |
@@ -27,6 +28,7 @@
 
 mod checkpoints;
 mod driver;
+mod events;
 mod exploit;
 mod files;
 mod interrupt;

@@ -115,6 +115,8 @@ pub(crate) trait Model: Send {
     fn trainable(&self) -> &'static str;
     fn metric_names(&self) -> &'static [&'static str];
     fn scheduler_name(&self) -> &str;
+    /// The scheduler's own lines in the status table (HyperBand's brackets).
+    fn scheduler_lines(&self) -> Vec<String>;
     /// Seeds the searcher and the scheduler and tells the searcher its objective.
     fn setup(&mut self, num_samples: usize, seed: u64);
     fn total_trials(&self) -> Option<usize>;

@@ -103,7 +103,7 @@ impl Driver {
                 self.storage_refused(path, source);
                 return self.end_trial(id, End::Suspended);
             }
-            Some(Ok(())) => self.register_checkpoint(id, iteration),
+            Some(Ok(())) => self.register_checkpoint(id, iteration, false),
             None => {}
         }
         let Some(from) = self.trials[i].restore_point().map(|c| c.path.clone()) else {

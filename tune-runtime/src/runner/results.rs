@@ -30,8 +30,12 @@ impl Driver {
         }
         let mut decision = Decision::Continue;
         let mut invalid = None;
-        for k in 0..results.dts.len() {
-            match self.apply(id, &mut *results.metrics, results.dts[k]) {
+        // The checkpoint written after the last step is announced with its result.
+        let written = matches!(checkpoint, Some(Ok(())));
+        let n = results.dts.len();
+        for k in 0..n {
+            let announce = written && k + 1 == n;
+            match self.apply(id, &mut *results.metrics, results.dts[k], announce) {
                 Ok(v) => decision = v.decision,
                 Err(message) => {
                     invalid = Some(message);
@@ -69,7 +73,7 @@ impl Driver {
         match checkpoint {
             Some(Ok(())) => {
                 let iteration = self.trials[i].live.as_ref().map_or(0, |l| l.iteration);
-                self.register_checkpoint(id, iteration);
+                self.register_checkpoint(id, iteration, true);
             }
             Some(Err(e)) => self.checkpoint_failed(id, e),
             None => {}
@@ -102,6 +106,7 @@ impl Driver {
         id: TrialId,
         metrics: &mut (dyn std::any::Any + Send),
         dt: f64,
+        checkpointed: bool,
     ) -> Result<Verdict, String> {
         let t = &mut self.trials[id.index()];
         let Some(live) = t.live.as_mut() else {
@@ -123,12 +128,6 @@ impl Driver {
         self.searcher_waiting = false;
         let done = verdict.decision == Decision::Stop;
         t.log.history.extend_from_slice(&self.row);
-        if let Some(l) = live.logger.as_mut() {
-            if let Err(e) = l.result(&self.row, id, done) {
-                self.fatal.get_or_insert(e);
-                live.logger = None;
-            }
-        }
         // Ended by its own criteria or its scheduler, not by a stop of the whole run.
         let ended = verdict.natural || (!self.stopping && done);
         if let Some(j) = &mut self.journal {
@@ -140,6 +139,14 @@ impl Driver {
                     self.journal = None;
                 }
             }
+        }
+        if checkpointed {
+            let path = live.checkpoint_dir(auto.iteration);
+            self.emit_checkpoint(id, auto.iteration, path);
+            let name = crate::logger::checkpoint_dir_name(auto.iteration);
+            self.emit_result(id, done, Some(&name));
+        } else {
+            self.emit_result(id, done, None);
         }
         if self.reporter.wants_results() {
             self.result_line(id, done);

@@ -106,17 +106,20 @@ impl Driver {
             if finished {
                 self.finished += 1;
                 got.finished += 1;
-                if self.s.file_logging {
-                    let done = status == TrialStatus::Terminated;
-                    match files::repair_trial_files(&dir, names, &config, &log.history, id, done) {
-                        Ok(true) => got.repaired += 1,
-                        Ok(false) => {}
-                        Err(e) => {
-                            self.fatal.get_or_insert(e);
-                        }
-                    }
-                }
+                let stale = self.s.file_logging
+                    && files::trial_files_stale(&dir, names.len(), &config, &log.history);
+                let error = log.error.clone();
                 self.trials.push(Trial { log, live: None, counted: Some(status) });
+                if stale {
+                    // The files lost lines the journal has (or have lines it does not):
+                    // rewritten from the journal, the trial's end told again.
+                    got.repaired += 1;
+                    self.emit_reset(id, status == TrialStatus::Terminated);
+                    self.emit_end(
+                        id,
+                        if status == TrialStatus::Error { error.as_deref() } else { None },
+                    );
+                }
                 continue;
             }
             got.unfinished += 1;
@@ -148,14 +151,9 @@ impl Driver {
                 // final status record.
                 self.trials[index].live = None;
                 if self.s.file_logging {
-                    let t = &self.trials[index];
-                    let json = self.model.config_json(id);
-                    if let Err(e) =
-                        logger::TrialLogger::rewrite(&dir, names, &json, &t.log.history, id, true)
-                    {
-                        self.fatal.get_or_insert(e);
-                    }
+                    self.emit_reset(id, true);
                 }
+                self.emit_end(id, None);
                 self.set_status(id, TrialStatus::Terminated, None);
                 self.finished += 1;
                 ended.push(id);

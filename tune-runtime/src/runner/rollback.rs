@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::driver::Driver;
 use super::state::Phase;
 use crate::journal::Record;
-use crate::logger::{self, TrialLogger};
+use crate::logger;
 use crate::trial::{TrialId, TrialStatus};
 
 /// A rollback decided: back to the checkpoint of the lineage at `keep` (or the run's
@@ -170,26 +170,14 @@ impl Driver {
             }
         }
         self.model.clear_last(id);
-        let file_logging = self.s.file_logging;
-        let names = self.model.metric_names();
-        let config = self.model.config_json(id);
-        let t = &mut self.trials[i];
-        let Some(live) = t.live.as_mut() else { return };
+        self.config_changed(id);
+        let Some(live) = self.trials[i].live.as_mut() else { return };
         live.iteration = plan.iteration;
         live.time_total = plan.time_total;
         live.ending = None;
         live.phase = Phase::Pending { from: plan.from };
-        if let Some(mut l) = live.logger.take() {
-            let _ = l.flush();
-        }
-        if file_logging && (plan.rows > 0 || live.dir.join("result.json").exists()) {
-            match TrialLogger::rewrite(&live.dir, names, &config, &t.log.history, id, false) {
-                Ok(l) => live.logger = Some(l),
-                Err(e) => {
-                    self.fatal.get_or_insert(e);
-                }
-            }
-        }
+        // The trial's files keep the rows it keeps (rewritten from them).
+        self.emit_reset(id, false);
     }
 
     /// Checks a checkpoint of the trial before it is restored: readable through the

@@ -78,4 +78,6 @@ pub(crate) struct Settings {
     pub lease: Duration,
     /// A fingerprint of the search space, recorded in the experiment's first record.
     pub space: String,
+    /// The user's callbacks, TensorBoard files, the status table's columns.
+    pub results: crate::callback::ResultOptions,
 }

@@ -62,16 +62,17 @@ impl Book<()> for Trials<'_> {
 }
 
 /// Joins the shared experiment: creates it (its first record) when it is new, else checks
-/// that it ran the same trainable, metrics and space. Returns the experiment's seed.
+/// that it ran the same trainable, metrics and space. Returns the experiment's seed and
+/// start time.
 pub(crate) fn join(
     journal: &mut dyn SharedJournal,
     header: &Record,
     lease: Duration,
     dir: &std::path::Path,
-) -> Result<(Follow, u64), RunError> {
+) -> Result<(Follow, u64, u64), RunError> {
     let shared_err = |e: SharedError| RunError::Shared(e.to_string());
     let me = journal.join(lease).map_err(shared_err)?;
-    let Record::Experiment { trainable, metrics, space, seed, .. } = header else {
+    let Record::Experiment { trainable, metrics, space, seed, started, .. } = header else {
         return Err(RunError::Shared("internal: the header is not an experiment record".into()));
     };
     loop {
@@ -90,7 +91,7 @@ pub(crate) fn join(
                 claims: &claims,
                 ..Default::default()
             }) {
-                Ok(_) => break Ok((follow(me, lease, dir), *seed)),
+                Ok(_) => break Ok((follow(me, lease, dir), *seed, *started)),
                 // Another process created it at the same moment: read theirs.
                 Err(SharedError::Claimed { .. }) => continue,
                 Err(e) => break Err(shared_err(e)),
@@ -105,6 +106,7 @@ pub(crate) fn join(
             metrics: m,
             space: sp,
             seed: their_seed,
+            started: their_start,
             ..
         } = theirs
         else {
@@ -127,7 +129,7 @@ pub(crate) fn join(
                 metrics.join(", ")
             )));
         }
-        break Ok((follow(me, lease, dir), their_seed));
+        break Ok((follow(me, lease, dir), their_seed, their_start));
     }
 }
 
@@ -418,9 +420,6 @@ impl Driver {
                 self.abandoned += 1;
             }
             Phase::Pending { .. } | Phase::PausedOnDisk { .. } => {}
-        }
-        if let Some(mut l) = live.logger.take() {
-            let _ = l.flush();
         }
         self.model.clear_last(id);
     }

@@ -17,7 +17,6 @@ use serde_json::Value;
 
 use super::model::{Instance, Results};
 use crate::journal::{CheckpointInfo, TrialLog};
-use crate::logger::TrialLogger;
 use crate::resources::Grant;
 use crate::trainable::Resources;
 
@@ -63,7 +62,8 @@ pub(crate) struct Live {
     pub phase: Phase,
     pub resources: Resources,
     pub grant: Option<Grant>,
-    pub logger: Option<TrialLogger>,
+    /// Its id and config as callbacks see them (cached: every result is an event).
+    pub view: Option<(String, serde_json::Value)>,
     pub dir: PathBuf,
     pub rel_dir: String,
     /// Its iteration and total training time, at its latest result.
@@ -98,7 +98,7 @@ impl Live {
             phase,
             resources,
             grant: None,
-            logger: None,
+            view: None,
             dir,
             rel_dir,
             iteration: 0,
@@ -126,9 +126,10 @@ impl Live {
     }
 }
 
-/// The name of a trial's checkpoint directory at `iteration`.
+/// The name of a trial's checkpoint directory at `iteration` (zero-padded, so that names
+/// sort by iteration as text).
 pub(crate) fn checkpoint_name(iteration: u64) -> String {
-    format!("checkpoint_{iteration}")
+    crate::logger::checkpoint_dir_name(iteration)
 }
 
 /// A trial as the driver keeps it: the record that becomes the analysis, and the live

@@ -33,13 +33,8 @@ impl Driver {
         self.pool_release(id);
         self.pending.retain(|p| *p != id);
         self.paused.retain(|p| *p != id);
-        if let Some(mut live) = self.trials[i].live.take() {
-            if let Some(mut l) = live.logger.take() {
-                if let Err(e) = l.flush() {
-                    self.fatal.get_or_insert(e);
-                }
-            }
-        }
+        self.trials[i].live = None;
+        self.flush_callbacks();
         let status = match self.trials[i].log.status {
             TrialStatus::Paused => TrialStatus::Paused,
             _ => TrialStatus::Pending,

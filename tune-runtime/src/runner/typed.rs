@@ -206,6 +206,10 @@ impl<T: Trainable> Model for TypedModel<T> {
         self.scheduler.name()
     }
 
+    fn scheduler_lines(&self) -> Vec<String> {
+        self.scheduler.status_lines()
+    }
+
     fn setup(&mut self, num_samples: usize, seed: u64) {
         self.searcher.setup(num_samples, seed);
         self.scheduler.setup(seed);

@@ -96,6 +96,20 @@ struct Saved {
 }
 
 impl Bracket {
+    /// The bracket as the status table shows it.
+    pub(crate) fn status_line(&self, k: usize) -> String {
+        let running = self.members.iter().filter(|m| m.state != State::Waiting).count();
+        format!(
+            "Bracket {k}: {} of {} trials added, rung {} of {} (milestone {}), {} active",
+            self.added,
+            self.size,
+            self.rung + 1,
+            self.milestones.len(),
+            self.milestone(),
+            running
+        )
+    }
+
     fn milestone(&self) -> f64 {
         self.milestones[self.rung.min(self.milestones.len() - 1)]
     }
@@ -336,6 +350,11 @@ impl<M: Metrics> Core<M> {
                 .find(|t| matches!(state(**t), Some((_, State::Running | State::Pending))))
                 .copied()
         })
+    }
+
+    /// One line per bracket for the status table.
+    pub fn status_lines(&self) -> Vec<String> {
+        self.brackets.iter().enumerate().map(|(k, b)| b.status_line(k)).collect()
     }
 
     pub fn all_waiting(&self) -> bool {

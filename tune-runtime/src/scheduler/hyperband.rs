@@ -191,6 +191,10 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBand<M> {
         false
     }
 
+    fn status_lines(&self) -> Vec<String> {
+        self.core.status_lines()
+    }
+
     fn name(&self) -> &str {
         "HyperBand"
     }
@@ -225,6 +229,10 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBandForBohb<M> {
     fn shares_trials(&self) -> bool {
         // Brackets are per process: another process's trials fill its own brackets.
         false
+    }
+
+    fn status_lines(&self) -> Vec<String> {
+        self.core.status_lines()
     }
 
     fn name(&self) -> &str {

@@ -100,6 +100,12 @@ pub trait Scheduler<C: Space, M: Metrics>: Send {
         let _ = (trial, config);
     }
 
+    /// Lines the status table shows under the scheduler's name (HyperBand's brackets).
+    /// Default: none.
+    fn status_lines(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Whether, in an experiment shared by several processes, this scheduler is also given
     /// the other processes' trials (their creation, results and ends), to decide on this
     /// process's trials with the whole experiment's data (ASHA's rungs, the median rule,

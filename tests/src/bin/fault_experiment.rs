@@ -9,14 +9,16 @@
 //! own kill points: `journal`, `checkpoint`, `result`), `MAX_FAILURES`, `PANIC_AT=<iter>`
 //! (every trial with `k == 2` panics once at that iteration, the first time only, recorded
 //! in a marker file), `DIE_AT=<iter>` with `DIE_HOW=abort|exit|kill|segv` (the same, but
-//! the whole process dies: run it with `--isolate`).
+//! the whole process dies: run it with `--isolate`), `SCHEDULER=hyperband` (HyperBand with
+//! `Pausing::Disk`: trials pause to disk at the rungs), `VERBOSE=n` (the verbosity, default
+//! 0).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tune_runtime::prelude::*;
-use tune_runtime::{RunError, TrialStatus};
+use tune_runtime::{HyperBand, Pausing, RunError, TrialStatus};
 
 search_space! {
     pub struct Cfg {
@@ -144,14 +146,22 @@ fn main() {
         print!("{}", summary(&Path::new(local).join(name)));
         return;
     }
-    let result = Tuner::<Net>::new()
+    let mut tuner = Tuner::<Net>::new();
+    if std::env::var("SCHEDULER").as_deref() == Ok("hyperband") {
+        let hb = HyperBand::builder(Score::SCORE, Mode::Max)
+            .max_t(10.0)
+            .build()
+            .expect("valid HyperBand options");
+        tuner = tuner.scheduler(hb).pausing(Pausing::Disk);
+    }
+    let result = tuner
         .num_samples(2)
         .stop(Stop::iterations(10))
         .checkpoint_freq(3)
         .max_concurrent_trials(2)
         .total_cpus(2.0)
         .seed(5)
-        .verbose(0)
+        .verbose(env_u64("VERBOSE") as u8)
         .max_failures(env_u64("MAX_FAILURES") as u32)
         .status_interval(Duration::from_millis(20))
         .local_dir(local)

@@ -2,6 +2,12 @@
 
 use super::parse::MetricsStruct;
 
+/// The fields the runner writes with every result (`Auto::ALL` of the runtime, then
+/// `trial_id` and `done` of `result.json` and `progress.csv`). A metric of the same name
+/// would write its key twice.
+const AUTOMATIC: &[&str] =
+    &["training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "trial_id", "done"];
+
 pub(crate) fn validate(
     input: &syn::DeriveInput,
     model: &MetricsStruct,
@@ -41,6 +47,19 @@ pub(crate) fn validate(
             "`Metrics` cannot be derived for a generic struct: metric names and types are fixed \
              per trainable",
         ));
+    }
+    for field in &model.fields {
+        if AUTOMATIC.contains(&field.name.as_str()) {
+            errors.push(syn::Error::new_spanned(
+                &field.ident,
+                format!(
+                    "the runner already writes `{}` with every result (its automatic fields \
+                     are `training_iteration`, `time_this_iter_s`, `time_total_s`, `timestamp`, \
+                     `trial_id` and `done`); rename this metric, e.g. `my_{}`",
+                    field.name, field.name
+                ),
+            ));
+        }
     }
     // Two fields whose handles would have the same name (`loss` and `Loss`).
     let mut consts: Vec<(String, &syn::Ident)> = Vec::new();

@@ -15,7 +15,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 pub use fold::{CheckpointInfo, ExperimentLog, Header, Run, TrialLog};
-pub(crate) use fold::{Event, Events, fold_file, fold_store};
+pub(crate) use fold::{Event, Events, Who, fold_file, fold_store};
 pub(crate) use record::JOURNAL_VERSION;
 pub use record::Record;
 pub use store::{FileJournal, JOURNAL_FILE, JournalStore, MAX_RECORD_BYTES};
@@ -62,7 +62,7 @@ impl Journal {
 }
 
 /// An error reading a journal back.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum JournalError {
     /// The journal could not be read.

@@ -19,6 +19,7 @@ use super::model::{AnyMetrics, Instance};
 use crate::journal::{CheckpointInfo, TrialLog};
 use crate::logger::TrialLogger;
 use crate::resources::Grant;
+use crate::scheduler::Decision;
 use crate::trainable::Resources;
 
 /// How a trial ends.
@@ -77,10 +78,10 @@ pub(crate) struct Live {
     /// Failed attempts retried so far (`max_failures`).
     pub retries: u32,
     /// After a resume rolled it back: its results up to `seen_upto` are in the
-    /// scheduler's restored state and get the decision the run made then (see
-    /// `model::Ask`).
+    /// scheduler's restored state (or were given back to it) and get the decision the run
+    /// made then, `then` at `seen_upto` (see `model::Ask`).
     pub seen_upto: u64,
-    pub stop_at: Option<u64>,
+    pub then: Decision,
     /// The trial ends once its task returns: set when a result or a checkpoint failed
     /// (an error) or Ctrl-C came (suspended) while a task was in flight.
     pub ending: Option<End>,
@@ -107,7 +108,7 @@ impl Live {
             sent: None,
             retries: 0,
             seen_upto: 0,
-            stop_at: None,
+            then: Decision::Continue,
             ending: None,
             rejected: None,
             earlier: Vec::new(),

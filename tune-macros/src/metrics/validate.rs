@@ -48,19 +48,6 @@ pub(crate) fn validate(
              per trainable",
         ));
     }
-    for field in &model.fields {
-        if AUTOMATIC.contains(&field.name.as_str()) {
-            errors.push(syn::Error::new_spanned(
-                &field.ident,
-                format!(
-                    "the runner already writes `{}` with every result (its automatic fields \
-                     are `training_iteration`, `time_this_iter_s`, `time_total_s`, `timestamp`, \
-                     `trial_id` and `done`); rename this metric, e.g. `my_{}`",
-                    field.name, field.name
-                ),
-            ));
-        }
-    }
     // Two fields whose handles would have the same name (`loss` and `Loss`).
     let mut consts: Vec<(String, &syn::Ident)> = Vec::new();
     for field in &model.fields {
@@ -75,6 +62,24 @@ pub(crate) fn validate(
             ));
         } else {
             consts.push((upper, &field.ident));
+        }
+    }
+}
+
+/// Fields named like a field the runner writes with every result. The struct is still
+/// expanded (the names are valid Rust), so that this is the only error.
+pub(crate) fn check_names(model: &MetricsStruct, errors: &mut Vec<syn::Error>) {
+    for field in &model.fields {
+        if AUTOMATIC.contains(&field.name.as_str()) {
+            errors.push(syn::Error::new_spanned(
+                &field.ident,
+                format!(
+                    "the runner already writes `{}` with every result (its automatic fields \
+                     are `training_iteration`, `time_this_iter_s`, `time_total_s`, `timestamp`, \
+                     `trial_id` and `done`); rename this metric, e.g. `my_{}`",
+                    field.name, field.name
+                ),
+            ));
         }
     }
 }

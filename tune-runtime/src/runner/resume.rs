@@ -134,7 +134,6 @@ impl Driver {
             let retries = if restart { 0 } else { log.failures.len() as u32 };
             let rows_before = log.num_results();
             let last_iteration = rows_before.checked_sub(1).and_then(|p| log.iteration_at(p));
-            let history = (!exploited && rows_before > 0).then(|| log.history.clone());
             let mut live = Live::new(
                 self.model.resources(id),
                 dir.clone(),
@@ -146,7 +145,7 @@ impl Driver {
             self.trials.push(Trial { log, live: Some(Box::new(live)) });
             let back =
                 if restart && errored == Errored::Restart { Back::Start } else { Back::Latest };
-            self.rewind(id, back);
+            let dropped = self.rewind(id, back);
             let t = &self.trials[index];
             let rows = t.log.num_results();
             got.rolled_back += rows_before - rows;
@@ -183,9 +182,8 @@ impl Driver {
             // reports them again they get the decision the run made then without asking
             // it again (see `model::Ask`; the one on the last comes from the replay). Not
             // for a trial PBT exploited: its scheduler takes the trial's results again.
-            if let (Some(history), true) = (history, rows < rows_before) {
-                let width = self.width;
-                undone.insert(id.0, (rows, history[rows * width..].to_vec()));
+            if !exploited && !dropped.is_empty() {
+                undone.insert(id.0, (rows, dropped));
             }
             if let Some(live) = self.trials[index].live.as_mut() {
                 let rolled_back = if rows < rows_before { last_iteration.unwrap_or(0) } else { 0 };
@@ -295,24 +293,27 @@ impl Driver {
                         list.peek(),
                         Some((_, Event::Exploited { trial: t })) if *t == trial
                     );
-                    let kept = self.trials.get(id.index()).and_then(|t| {
+                    let kept = |t: &Trial| {
                         t.log.history.get(pos * width..(pos + 1) * width).map(<[f64]>::to_vec)
-                    });
-                    let (row, who) = match (retried, kept) {
-                        (Some(row), _) => (row, who),
-                        (None, Some(row)) => (row, who),
-                        // Rolled back by this resume: the scheduler had it (unless the trial
-                        // was exploited); the searcher gets it when it is reported again.
-                        (None, None) => {
-                            let row = undone.get(&trial).and_then(|(from, rows)| {
-                                let at = pos.checked_sub(*from)? * width;
-                                rows.get(at..at + width).map(<[f64]>::to_vec)
-                            });
-                            match (row, who) {
-                                (Some(row), Who::Both) => (row, Who::Scheduler),
-                                _ => continue,
+                    };
+                    let (row, who) = match retried {
+                        Some(row) => (row, who),
+                        None => match self.trials.get(id.index()).and_then(kept) {
+                            Some(row) => (row, who),
+                            // Rolled back by this resume: the scheduler had it (unless the
+                            // trial was exploited); the searcher gets it when it is
+                            // reported again.
+                            None => {
+                                let row = undone.get(&trial).and_then(|(from, rows)| {
+                                    let at = pos.checked_sub(*from)? * width;
+                                    rows.get(at..at + width).map(<[f64]>::to_vec)
+                                });
+                                match (row, who) {
+                                    (Some(row), Who::Both) => (row, Who::Scheduler),
+                                    _ => continue,
+                                }
                             }
-                        }
+                        },
                     };
                     let to_scheduler = to_scheduler && who != Who::Searcher;
                     let to_searcher = to_searcher && who != Who::Scheduler;

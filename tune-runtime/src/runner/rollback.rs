@@ -51,7 +51,7 @@ impl Driver {
             self.model.trainable(),
             self.s.faults.max_failures + 1
         ));
-        self.rewind(id, Back::Latest);
+        let _ = self.rewind(id, Back::Latest);
         self.set_status(id, TrialStatus::Pending, None);
         self.pending.push(id);
         self.flush_journal();
@@ -62,8 +62,8 @@ impl Driver {
     /// verifies (skipping one that failed to restore and those after it), or to its start.
     /// Its results after that checkpoint are dropped from the history, the journal and its
     /// files, its config goes back to the checkpoint's epoch, and it waits as pending.
-    /// Nothing is deleted from disk.
-    pub fn rewind(&mut self, id: TrialId, back: Back) {
+    /// Nothing is deleted from disk. Returns the rows it dropped.
+    pub fn rewind(&mut self, id: TrialId, back: Back) -> Vec<f64> {
         let i = id.index();
         let rejected = self.trials[i].live.as_mut().and_then(|l| l.rejected.take());
         let t = &self.trials[i];
@@ -110,7 +110,7 @@ impl Driver {
             .and_then(|p| p.strip_prefix(&self.s.experiment_dir).ok())
             .map(|p| p.to_string_lossy().into_owned());
         let t = &mut self.trials[i];
-        t.log.truncate(rows);
+        let dropped = t.log.history.split_off((rows * t.log.width).min(t.log.history.len()));
         if epoch < t.log.epoch() {
             t.log.back_to_epoch(epoch);
             let config = t.live.as_mut().and_then(|l| {
@@ -135,7 +135,7 @@ impl Driver {
         let names = self.model.metric_names();
         let config = self.model.config_json(id);
         let t = &mut self.trials[i];
-        let Some(live) = t.live.as_mut() else { return };
+        let Some(live) = t.live.as_mut() else { return dropped };
         live.iteration = iteration;
         live.time_total = time_total;
         live.ending = None;
@@ -151,6 +151,7 @@ impl Driver {
                 }
             }
         }
+        dropped
     }
 
     /// Checks a checkpoint of the trial before it is restored: readable through the

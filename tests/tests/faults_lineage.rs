@@ -106,7 +106,9 @@ impl Scheduler<Knob, Walk> for ExploitOnce {
     fn wants_checkpoint(&self, trial: TrialId, iteration: u64) -> bool {
         match trial.index() {
             0 => iteration == 4 || iteration == 8,
-            _ => iteration == 3,
+            // Asked before the step, as PBT asks at its perturbations: once the scheduler
+            // has the result, it no longer wants it.
+            _ => iteration == 3 && !self.source_ready,
         }
     }
     fn take_exploit(&mut self, trial: TrialId) -> Option<Exploit<Knob>> {
@@ -180,14 +182,20 @@ fn reference() -> Shape {
     s
 }
 
-/// A journal on a disk that fills up `after` records after the first `exploit` record.
-struct FullAfterExploit {
+/// A journal on a disk that fills up `skip` records after the first record `trigger`
+/// accepts.
+struct FullAfter {
     inner: FileJournal,
+    trigger: fn(&[u8]) -> bool,
     skip: usize,
     after: Option<usize>,
 }
 
-impl JournalStore for FullAfterExploit {
+fn exploit(record: &[u8]) -> bool {
+    record.starts_with(b"{\"type\":\"exploit\"")
+}
+
+impl JournalStore for FullAfter {
     fn append(&mut self, record: &[u8]) -> io::Result<()> {
         match &mut self.after {
             Some(0) => return Err(io::Error::from_raw_os_error(28)),
@@ -195,7 +203,7 @@ impl JournalStore for FullAfterExploit {
             None => {}
         }
         self.inner.append(record)?;
-        if self.after.is_none() && record.starts_with(b"{\"type\":\"exploit\"") {
+        if self.after.is_none() && (self.trigger)(record) {
             self.after = Some(self.skip);
         }
         Ok(())
@@ -221,7 +229,7 @@ fn a_resume_after_an_exploit_to_a_lower_iteration_follows_the_lineage() {
         let exp = dir.path().join("exp");
         std::fs::create_dir_all(&exp).unwrap();
         let inner = FileJournal::open(&exp.join(JOURNAL_FILE)).unwrap();
-        let store = FullAfterExploit { inner, skip, after: None };
+        let store = FullAfter { inner, trigger: exploit, skip, after: None };
         let err = tuner(dir.path(), false).journal_store(store).run().unwrap_err();
         assert!(matches!(err, RunError::Logging { .. }), "{skip}: {err}");
         let a = tuner(dir.path(), false).resume(true).run().unwrap();
@@ -252,4 +260,30 @@ fn a_retry_after_an_exploit_to_a_lower_iteration_keeps_every_row() {
     assert_eq!(shape(&a), reference);
     let loaded = Analysis::<Knob, Walk>::from_dir(dir.path().join("exp")).unwrap();
     assert_eq!(shape(&loaded), reference, "from the journal");
+}
+
+/// The source's result at iteration 3, after which its scheduler wants a checkpoint:
+/// trial 1's result row with the iteration (4th value) 3.
+fn sources_third_result(record: &[u8]) -> bool {
+    let Ok(r) = serde_json::from_slice::<serde_json::Value>(record) else { return false };
+    r["type"] == "result" && r["trial"] == 1 && r["v"][3] == 3.0
+}
+
+/// The run stops right after the source reported the result its scheduler wanted a
+/// checkpoint with, before the checkpoint is journaled. The resume gives that result back
+/// to the scheduler, which then no longer wants the checkpoint (as PBT, whose state moved
+/// on); the source, reporting it again, is checkpointed there as it was then, so the
+/// exploit finds it and the results equal the uninterrupted run's.
+#[test]
+fn a_result_reported_again_is_checkpointed_where_the_scheduler_wanted_it_then() {
+    let reference = reference();
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("exp");
+    std::fs::create_dir_all(&exp).unwrap();
+    let inner = FileJournal::open(&exp.join(JOURNAL_FILE)).unwrap();
+    let store = FullAfter { inner, trigger: sources_third_result, skip: 0, after: None };
+    let err = tuner(dir.path(), false).journal_store(store).run().unwrap_err();
+    assert!(matches!(err, RunError::Logging { .. }), "{err}");
+    let a = tuner(dir.path(), false).resume(true).run().unwrap();
+    assert_eq!(shape(&a), reference);
 }

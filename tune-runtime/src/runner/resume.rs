@@ -258,8 +258,10 @@ impl Driver {
         let Events { list, base, sched_from, search_from } = events;
         let width = self.width;
         let mut lost = false;
-        // The scheduler's answer on each trial's latest result it was given, by iteration.
+        // The scheduler's answer on each trial's latest result it was given, by iteration,
+        // and, for results a trial reports again, where it wanted a checkpoint.
         let mut answered: HashMap<u32, (u64, Decision)> = HashMap::new();
+        let mut checkpoints: HashMap<u32, Vec<u64>> = HashMap::new();
         // The run told the scheduler that no more trials would come (`on_no_more_trials`)
         // once the searcher had made all it makes: when that number is known and was
         // reached, the scheduler is told right after the last trial was added (a HyperBand
@@ -317,6 +319,13 @@ impl Driver {
                     };
                     let to_scheduler = to_scheduler && who != Who::Searcher;
                     let to_searcher = to_searcher && who != Who::Scheduler;
+                    let iteration = row[width - Auto::ALL.len()] as u64;
+                    if to_scheduler && who == Who::Scheduler {
+                        let wanted = checkpoints.entry(trial).or_default();
+                        if self.model.wants_checkpoint(id, iteration) {
+                            wanted.push(iteration);
+                        }
+                    }
                     match self.model.replay_result(
                         id,
                         &row,
@@ -326,7 +335,6 @@ impl Driver {
                         carried_out,
                     ) {
                         Some(decision) if to_scheduler => {
-                            let iteration = row[width - Auto::ALL.len()] as u64;
                             answered.insert(trial, (iteration, decision));
                         }
                         Some(_) => {}
@@ -348,6 +356,11 @@ impl Driver {
         }
         if no_more_due {
             self.no_more_trials();
+        }
+        for (trial, wanted) in checkpoints {
+            if let Some(live) = self.trials.get_mut(trial as usize).and_then(|t| t.live.as_mut()) {
+                live.checkpoints_then = Some(wanted);
+            }
         }
         for (trial, (iteration, decision)) in answered {
             let Some(live) = self.trials.get_mut(trial as usize).and_then(|t| t.live.as_mut())

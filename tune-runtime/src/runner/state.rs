@@ -82,6 +82,11 @@ pub(crate) struct Live {
     /// made then, `then` at `seen_upto` (see `model::Ask`).
     pub seen_upto: u64,
     pub then: Decision,
+    /// The iterations up to `seen_upto` after which the run checkpointed the trial because
+    /// its scheduler asked (population based training, at its perturbations), as the
+    /// replay found (`None` when the replay gave it none of them): it checkpoints there
+    /// again.
+    pub checkpoints_then: Option<Vec<u64>>,
     /// The trial ends once its task returns: set when a result or a checkpoint failed
     /// (an error) or Ctrl-C came (suspended) while a task was in flight.
     pub ending: Option<End>,
@@ -109,6 +114,7 @@ impl Live {
             retries: 0,
             seen_upto: 0,
             then: Decision::Continue,
+            checkpoints_then: None,
             ending: None,
             rejected: None,
             earlier: Vec::new(),

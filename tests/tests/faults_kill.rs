@@ -235,3 +235,152 @@ fn a_full_trial_file_stops_the_run_which_then_resumes() {
         assert_eq!(summary(dir.path()), reference, "resumed after a full trial file at write {n}");
     }
 }
+
+const HYPERBAND: (&str, &str) = ("SCHEDULER", "hyperband");
+
+fn env_with<'a>(
+    base: &[(&'a str, &'a str)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    base.iter().chain(extra).copied().collect()
+}
+
+/// HyperBand pausing trials to disk, SIGKILLed right after a trial paused: once its pause
+/// checkpoint is written but not yet journaled (`pause_checkpoint`), and once the
+/// checkpoint and the PAUSED status are journaled (`paused`), at the first pauses of the
+/// run (each of them in turn). After the resume no trial has a result missing, none is left PAUSED while the
+/// run reports success (the binary exits 0 only when every trial is TERMINATED), and the
+/// results equal those of an uninterrupted run.
+#[test]
+fn sigkill_right_after_a_pause_to_disk_then_resume_equals_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(dir.path(), false, &[HYPERBAND]).success());
+    let reference = summary(dir.path());
+    let journal =
+        std::fs::read_to_string(dir.path().join("exp").join(tune_runtime::JOURNAL_FILE)).unwrap();
+    let pauses = journal.matches("\"status\":\"PAUSED\"").count();
+    assert!(pauses >= 3, "the reference run pauses trials to disk ({pauses})");
+    // The same experiment gives the same results run after run.
+    let again = tempfile::tempdir().unwrap();
+    assert!(run(again.path(), false, &[HYPERBAND]).success());
+    assert_eq!(summary(again.path()), reference, "HyperBand is deterministic here");
+    let mut killed = 0;
+    for point in ["pause_checkpoint", "paused"] {
+        for n in 1..=pauses {
+            let dir = tempfile::tempdir().unwrap();
+            let inject = format!("{point}:{n}");
+            let status =
+                run(dir.path(), false, &env_with(&[HYPERBAND], &[("TUNE_FAULT_INJECT", &inject)]));
+            assert_eq!(status.code(), None, "killed at {inject}: {status}");
+            killed += 1;
+            let status = run(dir.path(), true, &[HYPERBAND]);
+            assert!(status.success(), "the resume after {inject} finishes every trial: {status}");
+            assert_eq!(summary(dir.path()), reference, "after a kill at {inject}");
+        }
+    }
+    eprintln!("pause kill points: {killed}, results lost: 0");
+}
+
+fn spawn(dir: &Path, resume: bool, env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = Command::new(BIN);
+    cmd.arg(dir).arg("exp");
+    if resume {
+        cmd.arg("--resume");
+    }
+    cmd.env_remove("TUNE_FAULT_INJECT").env_remove("FAULT_STEP_KILL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// A second process that resumes an experiment while a first one runs it is refused
+/// with a clear error, and the first run finishes unharmed: its results equal those of
+/// an uninterrupted run.
+#[test]
+fn a_second_process_cannot_resume_a_running_experiment() {
+    let reference = reference();
+    let dir = tempfile::tempdir().unwrap();
+    let first = spawn(dir.path(), false, &[("STEP_MS", "15")]);
+    wait_for_results(dir.path(), 3);
+    for resume in [true, false] {
+        let second = spawn(dir.path(), resume, &[]).wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&second.stderr);
+        assert_eq!(second.status.code(), Some(1), "resume {resume}: {err}");
+        assert!(err.contains("in use by another run"), "resume {resume}: {err}");
+    }
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(summary(dir.path()), reference, "the first run is unharmed");
+}
+
+/// Two processes that start the same fresh experiment at the same moment: exactly one
+/// runs it, the other stops with a clear error, and the experiment holds one run.
+#[test]
+fn two_fresh_processes_of_one_experiment_run_it_once() {
+    let reference = reference();
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let a = spawn(dir.path(), false, &[("STEP_MS", "5")]);
+        let b = spawn(dir.path(), false, &[("STEP_MS", "5")]);
+        let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        let ok = outs.iter().filter(|o| o.status.success()).count();
+        let errs: Vec<String> =
+            outs.iter().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).collect();
+        assert_eq!(ok, 1, "round {round}: {errs:?}");
+        let failed = outs.iter().position(|o| !o.status.success()).unwrap();
+        assert_eq!(outs[failed].status.code(), Some(1), "round {round}: {errs:?}");
+        assert!(
+            errs[failed].contains("in use by another run")
+                || errs[failed].contains("already holds an experiment"),
+            "round {round}: {errs:?}"
+        );
+        assert_eq!(summary(dir.path()), reference, "round {round}");
+    }
+}
+
+/// After Ctrl-C the summary says the experiment was interrupted, and names as best only a
+/// trial that finished (none here: it is interrupted before any trial ends).
+#[test]
+fn after_ctrl_c_the_summary_says_interrupted_and_names_no_unfinished_trial_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = spawn(dir.path(), false, &[("STEP_MS", "15"), ("VERBOSE", "1")]);
+    wait_for_results(dir.path(), 4);
+    sigint(child.id());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("Experiment interrupted"), "{stdout}");
+    assert!(!stdout.contains("Experiment finished"), "{stdout}");
+    let log = tune_runtime::ExperimentLog::from_dir(dir.path().join("exp")).unwrap();
+    for line in stdout.lines().filter(|l| l.contains("Best")) {
+        let named = log
+            .trials()
+            .iter()
+            .find(|t| line.contains(&format!("Net_{}", t.id())))
+            .unwrap_or_else(|| panic!("no trial in {line}"));
+        assert_eq!(named.status(), tune_runtime::TrialStatus::Terminated, "{line}");
+    }
+}
+
+/// A resumed run says what it recovered: how many trials finished and are kept, how many
+/// continue, from a checkpoint or not, and how many results are reported again.
+#[test]
+fn a_resumed_run_says_what_it_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = run(dir.path(), false, &[("FAULT_STEP_KILL", "41")]);
+    assert_eq!(status.code(), None, "killed");
+    let log = tune_runtime::ExperimentLog::from_dir(dir.path().join("exp")).unwrap();
+    let finished = log.trials().iter().filter(|t| t.status().is_finished()).count();
+    let unfinished = log.trials().len() - finished;
+    assert!(finished > 0 && unfinished > 0, "{finished} finished, {unfinished} not");
+    let out = spawn(dir.path(), true, &[("VERBOSE", "1")]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line = stderr.lines().find(|l| l.contains("resuming `exp`")).unwrap_or_else(|| {
+        panic!("the resume says nothing about what it recovered: {stderr}");
+    });
+    assert!(line.contains(&format!("{finished} finished trial(s) kept")), "{line}");
+    assert!(line.contains(&format!("{unfinished} unfinished continue")), "{line}");
+    assert!(line.contains("from a checkpoint") && line.contains("rolled back"), "{line}");
+}

@@ -202,7 +202,7 @@ pub enum Rows<M> {
 }
 
 /// An error loading an experiment with [`Analysis::from_dir`].
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum AnalysisError {
     /// The journal cannot be read.
@@ -397,24 +397,39 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
 
     /// One row per trial: id, status, config fields (nested fields as `a.b`), then the
     /// result fields of the result `rows` picks.
+    ///
+    /// The config columns are those of every trial: with an enum hyperparameter, each
+    /// variant's fields get columns (`config/opt.Adam.beta1`), empty for trials of another
+    /// variant, and the enum's own column (`config/opt`) names the variant a trial used.
     pub fn table(&self, rows: Rows<M>) -> Table {
+        let selectors = enum_selectors::<C>();
+        let mut config_keys: Vec<String> = Vec::new();
+        let configs: Vec<Vec<(String, String)>> = self
+            .trials
+            .iter()
+            .map(|t| {
+                let mut cells = Vec::new();
+                flatten(&t.config.to_json_value(), "", &selectors, &mut |k, v| cells.push((k, v)));
+                for (k, _) in &cells {
+                    if !config_keys.contains(k) {
+                        insert_column(&mut config_keys, k.clone());
+                    }
+                }
+                cells
+            })
+            .collect();
         let mut columns = vec!["trial_id".to_string(), "status".to_string()];
-        let mut config_keys = Vec::new();
-        if let Some(t) = self.trials.first() {
-            flatten(&t.config.to_json_value(), "", &mut |k, _| config_keys.push(k));
-        }
         columns.extend(config_keys.iter().map(|k| format!("config/{k}")));
         columns.extend(M::NAMES.iter().map(|s| s.to_string()));
         columns.extend(Auto::ALL.iter().map(|a| a.name().to_string()));
         let rows = self
             .trials
             .iter()
-            .map(|t| {
+            .zip(configs)
+            .map(|(t, cells)| {
                 let mut row = vec![t.id.to_string(), t.status.to_string()];
-                let mut cells = std::collections::HashMap::new();
-                flatten(&t.config.to_json_value(), "", &mut |k, v| {
-                    cells.insert(k, v);
-                });
+                let mut cells: std::collections::HashMap<String, String> =
+                    cells.into_iter().collect();
                 row.extend(config_keys.iter().map(|k| cells.remove(k).unwrap_or_default()));
                 let picked = match &rows {
                     Rows::Last => t.last_result(),
@@ -431,6 +446,35 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
     }
 }
 
+/// The enum fields of the config space, by dotted path, with their variants: the
+/// categorical dimensions that other dimensions depend on (an enum's variant selector).
+fn enum_selectors<C: Space>() -> Vec<(String, Vec<String>)> {
+    let dims = C::dims();
+    dims.iter()
+        .enumerate()
+        .filter(|(i, _)| dims.iter().any(|d| d.condition.is_some_and(|c| c.dim == *i)))
+        .filter_map(|(_, d)| match &d.kind {
+            crate::space::DimKind::Categorical { choices } => {
+                Some((d.name.clone(), choices.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Inserts a config column that earlier trials did not have (another enum variant's
+/// field) after the last column it shares the longest path prefix with, so that a
+/// variant's fields stay beside the enum's other fields; at the end when it shares none.
+fn insert_column(keys: &mut Vec<String>, key: String) {
+    let shared = |k: &str| k.split('.').zip(key.split('.')).take_while(|(a, b)| a == b).count();
+    let best = keys.iter().map(|k| shared(k)).max().unwrap_or(0);
+    let at = match best {
+        0 => keys.len(),
+        _ => keys.iter().rposition(|k| shared(k) == best).map_or(keys.len(), |p| p + 1),
+    };
+    keys.insert(at, key);
+}
+
 /// A config decoder for the fold that remembers the first failure, so that it is reported
 /// as a config error (with the trial) rather than as a corrupt journal.
 fn decoder<C: Space>(
@@ -445,12 +489,27 @@ fn decoder<C: Space>(
     }
 }
 
-fn flatten(v: &serde_json::Value, prefix: &str, f: &mut impl FnMut(String, String)) {
+/// Calls `f` with every leaf of a config's JSON by dotted path. An enum field
+/// (`selectors`) gets a cell of its own with the variant's name, whether the variant is
+/// a plain string (`"Plain"`) or an object with the variant's fields (`{"Adam": {..}}`).
+fn flatten(
+    v: &serde_json::Value,
+    prefix: &str,
+    selectors: &[(String, Vec<String>)],
+    f: &mut impl FnMut(String, String),
+) {
     match v {
         serde_json::Value::Object(map) => {
+            if let Some((_, variants)) = selectors.iter().find(|(name, _)| name == prefix) {
+                if let Some((variant, _)) = map.iter().next().filter(|_| map.len() == 1) {
+                    if variants.contains(variant) {
+                        f(prefix.to_string(), variant.clone());
+                    }
+                }
+            }
             for (k, v) in map {
                 let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten(v, &key, f);
+                flatten(v, &key, selectors, f);
             }
         }
         serde_json::Value::String(s) => f(prefix.to_string(), s.clone()),

@@ -44,7 +44,7 @@ impl fmt::Display for RestoredFrom {
 
 /// Why a trainable failed the save/restore check. Each message says what went wrong and
 /// what to look at.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum SaveRestoreError {
     /// `setup` failed.

@@ -103,6 +103,14 @@ impl CheckpointStore for LocalCheckpoints {
 /// [`CheckpointError::Io`] when the directory or file cannot be written,
 /// [`CheckpointError::Hook`] when `save_files` fails.
 pub fn save_checkpoint<T: Trainable>(trainable: &T, dir: &Path) -> Result<(), CheckpointError> {
+    write_state(trainable, dir)?;
+    trainable
+        .save_files(dir)
+        .map_err(|e| CheckpointError::Hook { trainable: T::NAME, message: e.to_string() })
+}
+
+/// Writes the trainable's generated state to `dir/state.json` (atomically).
+fn write_state<T: Trainable>(trainable: &T, dir: &Path) -> Result<(), CheckpointError> {
     let io = |source| CheckpointError::Io { path: dir.to_path_buf(), source };
     std::fs::create_dir_all(dir).map_err(io)?;
     let bytes = trainable.save_state()?;
@@ -111,9 +119,7 @@ pub fn save_checkpoint<T: Trainable>(trainable: &T, dir: &Path) -> Result<(), Ch
     file.as_file().sync_all().map_err(io)?;
     let path = dir.join(STATE_FILE);
     file.persist(&path).map_err(|e| CheckpointError::Io { path, source: e.error })?;
-    trainable
-        .save_files(dir)
-        .map_err(|e| CheckpointError::Hook { trainable: T::NAME, message: e.to_string() })
+    Ok(())
 }
 
 /// Restores `trainable` from a directory written by [`save_checkpoint`]: loads
@@ -198,21 +204,15 @@ pub(crate) fn save<T: Trainable>(
 ) -> Result<(), SaveError> {
     let io = |e: io::Error| SaveError::io(dir, e);
     let scratch = store.begin(dir).map_err(io)?;
-    save_checkpoint(t, &scratch).map_err(|e| match e {
+    write_state(t, &scratch).map_err(|e| match e {
         CheckpointError::Io { path, source } if is_storage(&source) => {
             SaveError::Storage { path, source }
         }
-        // The trainable's own files (`save_files`) hit a full or read-only disk: that is
-        // the storage's problem, not the trial's. Its error need not carry the I/O error,
-        // so the scratch directory is probed.
-        e @ CheckpointError::Hook { .. } => match probe(&scratch) {
-            Err(source) if is_storage(&source) => {
-                SaveError::Storage { path: scratch.clone(), source }
-            }
-            _ => SaveError::Trial(e.to_string()),
-        },
         e => SaveError::Trial(e.to_string()),
     })?;
+    if let Err(e) = t.save_files(&scratch) {
+        return Err(files_failed::<T>(dir, &scratch, &e));
+    }
     let meta = serde_json::to_vec(meta).map_err(|e| SaveError::Trial(e.to_string()))?;
     fs::write(scratch.join(META_FILE), meta).map_err(io)?;
     crate::manifest::write(&scratch).map_err(io)?;
@@ -220,6 +220,36 @@ pub(crate) fn save<T: Trainable>(
         crate::faultpoint::die();
     }
     store.commit(&scratch, dir).map_err(io)
+}
+
+/// The trainable's own files (`save_files`) could not be written. When the disk refused
+/// them (full, over quota, read-only, not permitted), that is the storage's problem, not
+/// the trial's: the I/O error is found in the error's chain (an `io::Error` passed on
+/// with `?`), or, when the error does not carry one, by a write to the scratch directory.
+fn files_failed<T: Trainable>(
+    dir: &Path,
+    scratch: &Path,
+    e: &crate::error::TrainError,
+) -> SaveError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.source_error());
+    while let Some(c) = cause {
+        if let Some(source) = c.downcast_ref::<io::Error>().filter(|s| is_storage(s)) {
+            let source = match source.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(source.kind(), source.to_string()),
+            };
+            return SaveError::Storage { path: dir.to_path_buf(), source };
+        }
+        cause = c.source();
+    }
+    match probe(scratch) {
+        Err(source) if is_storage(&source) => {
+            SaveError::Storage { path: dir.to_path_buf(), source }
+        }
+        _ => SaveError::Trial(
+            CheckpointError::Hook { trainable: T::NAME, message: e.to_string() }.to_string(),
+        ),
+    }
 }
 
 /// Writes and syncs a small file in `dir` and removes it: fails the way a write there

@@ -19,7 +19,7 @@ impl fmt::Display for DomainViolation {
 }
 
 /// An error turning a numeric vector (from a model-based searcher) back into a config.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Clone, PartialEq, thiserror::Error)]
 pub enum SpaceError {
     /// The vector does not have one entry per dimension.
     #[error("expected {expected} values (one per dimension of the space), got {got}")]
@@ -40,7 +40,7 @@ pub enum SpaceError {
 }
 
 /// An error reading a config from JSON (a config file, `points_to_evaluate`, a journal).
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum ConfigError {
     /// The text is not valid JSON, a key is unknown or missing, or a value has the wrong type.
     #[error("invalid config: {0}")]
@@ -55,7 +55,7 @@ fn join(v: &[DomainViolation]) -> String {
 }
 
 /// An error saving or restoring a trainable's checkpoint.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum CheckpointError {
     /// The trainable's state could not be serialized.
     #[error("could not serialize the state of `{trainable}`: {source}")]
@@ -152,12 +152,6 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for TrainError {
     }
 }
 
-impl fmt::Debug for TrainError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.inner, f)
-    }
-}
-
 impl fmt::Display for TrainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.inner, f)?;
@@ -169,3 +163,32 @@ impl fmt::Display for TrainError {
         Ok(())
     }
 }
+
+/// The `Debug` form of the public error types is their message (`Display`), so that
+/// `fn main() -> Result<(), E>` and `unwrap()` print what went wrong and what to change,
+/// not the variant's fields. (`RunError` does the same in `tuner.rs`.)
+macro_rules! debug_is_display {
+    ($($ty:ty),* $(,)?) => {$(
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+    )*};
+}
+
+debug_is_display!(
+    TrainError,
+    SpaceError,
+    ConfigError,
+    CheckpointError,
+    crate::analysis::AnalysisError,
+    crate::journal::JournalError,
+    crate::state::StateError,
+    crate::scheduler::SchedulerError,
+    crate::scheduler::ReplayError,
+    crate::trainable::InvalidResources,
+    crate::searcher::UnsupportedObjectives,
+    crate::searcher::UnsupportedSpace,
+    crate::check::SaveRestoreError,
+);

@@ -3,7 +3,9 @@
 //! the work (half a journal line written, a checkpoint's files written but not published).
 //!
 //! Points: `journal` (a journal append), `checkpoint` (a checkpoint write), `result` (a
-//! result written to the per-trial files, before the journal sees it). One point does not
+//! result written to the per-trial files, before the journal sees it), `pause_checkpoint`
+//! (a trial's pause checkpoint is on disk, the driver has not journaled it yet), `paused`
+//! (a trial paused to disk, its checkpoint and PAUSED status journaled). One point does not
 //! kill: `result_full:<n>` makes the `n`-th and every later write of a result to the
 //! per-trial files fail as on a full disk (the journal still works). Unset, each check
 //! costs one load of a once-initialised static.
@@ -20,6 +22,8 @@ pub(crate) enum Point {
     Checkpoint,
     Result,
     ResultFull,
+    PauseCheckpoint,
+    Paused,
 }
 
 static TARGET: OnceLock<Option<(Point, u64)>> = OnceLock::new();
@@ -34,6 +38,8 @@ fn target() -> Option<(Point, u64)> {
             "checkpoint" => Point::Checkpoint,
             "result" => Point::Result,
             "result_full" => Point::ResultFull,
+            "pause_checkpoint" => Point::PauseCheckpoint,
+            "paused" => Point::Paused,
             _ => return None,
         };
         Some((point, n.parse().ok()?))

@@ -20,7 +20,7 @@ use serde_json::Value;
 /// let e = StateError::WrongKind { expected: "Tpe", found: "GpBo".into() };
 /// assert!(e.to_string().contains("saved by GpBo, not Tpe"));
 /// ```
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StateError {
     /// The state was saved by another searcher or scheduler.

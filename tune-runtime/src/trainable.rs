@@ -76,7 +76,7 @@ impl Resources {
 }
 
 /// A resource amount that is negative, infinite or NaN.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Clone, PartialEq, thiserror::Error)]
 #[error(
     "resource `{resource}` is {amount}; amounts must be finite and non-negative \
      (check the expression given for `{resource}` in `#[trainable(resources(..))]`)"

@@ -15,13 +15,15 @@
 //! (`hung-once`) holds the id of the process that hangs. `STEP_TIMEOUT_MS` and
 //! `INTERRUPT_GRACE_MS` set `Tuner::step_timeout` and `Tuner::interrupt_grace`. A process
 //! that hung and is still alive 2 s after `run()` returned makes the exit status 4.
+//! `SCHEDULER=hyperband` (HyperBand with `Pausing::Disk`: trials pause to disk at the
+//! rungs), `VERBOSE=n` (the verbosity, default 0).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tune_runtime::prelude::*;
-use tune_runtime::{RunError, TrialStatus};
+use tune_runtime::{HyperBand, Pausing, RunError, TrialStatus};
 
 search_space! {
     pub struct Cfg {
@@ -198,6 +200,13 @@ fn main() {
     if let Some(grace) = env_ms("INTERRUPT_GRACE_MS") {
         tuner = tuner.interrupt_grace(grace);
     }
+    if std::env::var("SCHEDULER").as_deref() == Ok("hyperband") {
+        let hb = HyperBand::builder(Score::SCORE, Mode::Max)
+            .max_t(10.0)
+            .build()
+            .expect("valid HyperBand options");
+        tuner = tuner.scheduler(hb).pausing(Pausing::Disk);
+    }
     let result = tuner
         .num_samples(2)
         .stop(Stop::iterations(10))
@@ -205,7 +214,7 @@ fn main() {
         .max_concurrent_trials(2)
         .total_cpus(2.0)
         .seed(5)
-        .verbose(0)
+        .verbose(env_u64("VERBOSE") as u8)
         .max_failures(env_u64("MAX_FAILURES") as u32)
         .status_interval(Duration::from_millis(20))
         .local_dir(local)

@@ -23,6 +23,8 @@ pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     } else {
         expand::expand_dummy(&input, &runtime)
     };
+    // Reported beside the expansion, which they do not break.
+    validate::check_names(&model, &mut errors);
     let errors: TokenStream = errors.into_iter().map(|e| e.into_compile_error()).collect();
     Ok(quote!(#code #errors))
 }

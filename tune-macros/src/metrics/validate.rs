@@ -2,6 +2,12 @@
 
 use super::parse::MetricsStruct;
 
+/// The fields the runner writes with every result (`Auto::ALL` of the runtime, then
+/// `trial_id` and `done` of `result.json` and `progress.csv`). A metric of the same name
+/// would write its key twice.
+const AUTOMATIC: &[&str] =
+    &["training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "trial_id", "done"];
+
 pub(crate) fn validate(
     input: &syn::DeriveInput,
     model: &MetricsStruct,
@@ -56,6 +62,24 @@ pub(crate) fn validate(
             ));
         } else {
             consts.push((upper, &field.ident));
+        }
+    }
+}
+
+/// Fields named like a field the runner writes with every result. The struct is still
+/// expanded (the names are valid Rust), so that this is the only error.
+pub(crate) fn check_names(model: &MetricsStruct, errors: &mut Vec<syn::Error>) {
+    for field in &model.fields {
+        if AUTOMATIC.contains(&field.name.as_str()) {
+            errors.push(syn::Error::new_spanned(
+                &field.ident,
+                format!(
+                    "the runner already writes `{}` with every result (its automatic fields \
+                     are `training_iteration`, `time_this_iter_s`, `time_total_s`, `timestamp`, \
+                     `trial_id` and `done`); rename this metric, e.g. `my_{}`",
+                    field.name, field.name
+                ),
+            ));
         }
     }
 }

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::parse::{Amount, Args, Class, Function, Model, ResourceKey};
+use super::parse::{Amount, Args, Class, Function, Model, Resource, ResourceKey};
 
 pub(crate) fn expand(args: &Args, model: &Model, rt: &TokenStream) -> TokenStream {
     match model {
@@ -122,33 +122,60 @@ fn expand_spec(
     }
 }
 
+/// `resources` from the `resources(..)` declaration, and `static_resources`: the same
+/// request when every amount is a literal (or nothing is declared: the default), so that
+/// `Tuner::run` refuses a request that can never be granted before the first trial.
 fn expand_resources(args: &Args, rt: &TokenStream) -> TokenStream {
-    if args.resources.is_empty() {
-        return TokenStream::new();
-    }
-    let assignments = args.resources.iter().map(|resource| {
-        let amount = match &resource.amount {
-            Amount::Literal { value, .. } => {
-                let lit = proc_macro2::Literal::f64_suffixed(*value);
-                quote!(#lit)
-            }
-            Amount::Computed(expr) => quote_spanned! {expr.span()=>
-                #rt::__private::resource_from_config(__tune_config, #expr)
-            },
-        };
-        match &resource.key {
-            ResourceKey::Named(key) => quote!(__tune_resources.#key = #amount;),
-            ResourceKey::Custom(name) => {
-                quote!(__tune_resources = __tune_resources.with_custom(#name, #amount);)
+    let literal = args.resources.iter().all(|r| matches!(r.amount, Amount::Literal { .. }));
+    let statics = if args.resources.is_empty() {
+        quote! {
+            fn static_resources() -> ::core::option::Option<#rt::__private::Resources> {
+                ::core::option::Option::Some(#rt::__private::Resources::default())
             }
         }
-    });
+    } else if literal {
+        let assignments = args.resources.iter().map(|r| expand_assignment(r, rt));
+        quote! {
+            fn static_resources() -> ::core::option::Option<#rt::__private::Resources> {
+                let mut __tune_resources = #rt::__private::Resources::default();
+                #(#assignments)*
+                ::core::option::Option::Some(__tune_resources)
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
+    if args.resources.is_empty() {
+        return statics;
+    }
+    let assignments = args.resources.iter().map(|r| expand_assignment(r, rt));
     quote! {
         fn resources(__tune_config: &Self::Config) -> #rt::__private::Resources {
             let _ = __tune_config;
             let mut __tune_resources = #rt::__private::Resources::default();
             #(#assignments)*
             __tune_resources
+        }
+        #statics
+    }
+}
+
+/// One entry of `resources(..)` as an assignment to `__tune_resources` (a computed amount
+/// reads `__tune_config`).
+fn expand_assignment(resource: &Resource, rt: &TokenStream) -> TokenStream {
+    let amount = match &resource.amount {
+        Amount::Literal { value, .. } => {
+            let lit = proc_macro2::Literal::f64_suffixed(*value);
+            quote!(#lit)
+        }
+        Amount::Computed(expr) => quote_spanned! {expr.span()=>
+            #rt::__private::resource_from_config(__tune_config, #expr)
+        },
+    };
+    match &resource.key {
+        ResourceKey::Named(key) => quote!(__tune_resources.#key = #amount;),
+        ResourceKey::Custom(name) => {
+            quote!(__tune_resources = __tune_resources.with_custom(#name, #amount);)
         }
     }
 }

@@ -89,6 +89,11 @@ pub(crate) struct TrialReplay {
     unsaved: u64,
     /// PBT exploited the trial.
     pub exploited: bool,
+    /// After a resume rolled the trial back: the highest iteration of a result the
+    /// scheduler had been given that the rollback undid. The resumed run decides the
+    /// trial's results up to it without asking the scheduler again (see `model::Ask`), so
+    /// those results go to the searcher only ([`Who::Searcher`]).
+    pub redo_upto: u64,
 }
 
 impl TrialLog<()> {
@@ -162,8 +167,9 @@ impl<C> TrialLog<C> {
     }
 
     /// Keeps the first `rows` results (a rollback).
-    pub(crate) fn truncate(&mut self, rows: usize) {
-        self.history.truncate(rows * self.width);
+    /// Keeps the first `rows` results; returns the rows dropped.
+    pub(crate) fn truncate(&mut self, rows: usize) -> Vec<f64> {
+        self.history.split_off((rows * self.width).min(self.history.len()))
     }
 
     /// The iteration of result `pos`.
@@ -218,9 +224,11 @@ pub(crate) enum Event {
     /// without saved state).
     Added { trial: u32, config: Value },
     /// A result: `pos` is its row in the trial's history, `done` whether the trial ended
-    /// after it. `retried` holds its values once a retry rolled it back: the searcher and
-    /// the scheduler saw it, and the history no longer holds it.
-    Result { trial: u32, pos: usize, done: bool, retried: Option<Vec<f64>> },
+    /// after it, `who` was given it. `retried` holds its values once a rollback undid it
+    /// (the history no longer holds it): a retry's (the searcher and the scheduler saw
+    /// it), or a resume's (the scheduler saw it; the trial reports it again to the
+    /// searcher).
+    Result { trial: u32, pos: usize, done: bool, retried: Option<Vec<f64>>, who: Who },
     /// The exploit the scheduler asked for after the trial's previous result was carried
     /// out (population based training): the trial now has `config`.
     Exploited { trial: u32, config: Value },
@@ -229,6 +237,20 @@ pub(crate) enum Event {
     End { trial: u32, error: bool, last: Option<(Vec<f64>, bool)> },
     /// A result a later resume rolled back: the trial produced it again after the resume.
     Dropped,
+}
+
+/// Who a result event was given to in the run that journaled it, and is given to again
+/// by a replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Who {
+    /// The searcher and the scheduler.
+    Both,
+    /// The scheduler only: a result a resume rolled back, which the trial then reported
+    /// again (to the searcher).
+    Scheduler,
+    /// The searcher only: a result a resumed trial reported again, decided as before
+    /// without asking the scheduler (which had it already).
+    Searcher,
 }
 
 /// The events of a journal after the older of the searcher's and the scheduler's saved
@@ -662,13 +684,20 @@ impl<'a, C> Fold<'a, C> {
                     if done {
                         r.done_pos = Some(pos);
                     }
-                    let first_unsaved = r.unsaved == 0;
-                    r.unsaved = r.unsaved.max(iteration);
+                    let who = if !r.exploited && iteration <= r.redo_upto {
+                        Who::Searcher
+                    } else {
+                        Who::Both
+                    };
+                    let first_unsaved = r.unsaved == 0 && who == Who::Both;
+                    if who == Who::Both {
+                        r.unsaved = r.unsaved.max(iteration);
+                    }
                     r.last = Some((pos, done));
                     if first_unsaved {
                         self.unsaved.push(trial);
                     }
-                    self.log.events.push(Event::Result { trial, pos, done, retried: None });
+                    self.log.events.push(Event::Result { trial, pos, done, retried: None, who });
                 }
             }
             Record::Checkpoint { trial, iteration, path } => {
@@ -813,8 +842,15 @@ impl<'a, C> Fold<'a, C> {
             // run sees them too (then the new results for the same iterations), so they stay
             // in the events with their values. A resume's rollback undoes results that the
             // resumed run then reports again, and that an uninterrupted run reports once:
-            // they are dropped.
+            // the scheduler keeps them, in journal order (its decisions on other trials
+            // depended on them, a HyperBand rung for one), and the resumed run decides them
+            // again as then without asking it (up to `redo_upto`); the searcher gets them
+            // when they are reported again. Results of a trial PBT exploited are dropped:
+            // its scheduler takes them again.
             let width = t.width;
+            let m = width.saturating_sub(Auto::ALL.len());
+            let mut redo = 0u64;
+            let exploited = r.exploited;
             for event in self.log.events.list.iter_mut().rev() {
                 let pos = match event {
                     Event::Result { trial: et, pos, retried: None, .. } if *et == trial => *pos,
@@ -824,14 +860,25 @@ impl<'a, C> Fold<'a, C> {
                 if pos < keep {
                     continue;
                 }
-                if !retry {
-                    *event = Event::Dropped;
-                } else if let Event::Result { retried, .. } = event {
-                    *retried = t.history.get(pos * width..(pos + 1) * width).map(<[f64]>::to_vec);
+                let values = t.history.get(pos * width..(pos + 1) * width).map(<[f64]>::to_vec);
+                let Event::Result { retried, who, .. } = event else { continue };
+                match (retry, *who) {
+                    (true, _) => *retried = values,
+                    (false, Who::Both) if !exploited => {
+                        redo = redo.max(values.as_ref().map_or(0, |v| v[m] as u64));
+                        *retried = values;
+                        *who = Who::Scheduler;
+                    }
+                    (false, _) => *event = Event::Dropped,
                 }
             }
+            // As the resumed run computes it (`Live::seen_upto`): results the scheduler's
+            // saved state holds count too.
+            let upto = redo.max(r.sched_seen);
+            if !retry && !exploited && upto > iteration {
+                r.redo_upto = r.redo_upto.max(upto);
+            }
             // `Live::last`: a retry clears it; after a resume it is the last result kept.
-            let r = replay_of(&mut self.log.replay, trial);
             r.last = match r.last {
                 _ if retry => None,
                 Some((pos, done)) if pos < keep => Some((pos, done)),

@@ -218,9 +218,14 @@ mod replay_events {
         fold_records(records).unwrap()
     }
 
-    /// A result event at `pos`; `Some(iteration)` for one a retry rolled back.
+    /// A result event at `pos` given to both; `Some(iteration)` for one a retry rolled
+    /// back.
     fn res(trial: u32, pos: usize, retried: Option<u64>) -> Event {
-        Event::Result { trial, pos, done: false, retried: retried.map(row) }
+        res_to(trial, pos, retried, Who::Both)
+    }
+
+    fn res_to(trial: u32, pos: usize, retried: Option<u64>, who: Who) -> Event {
+        Event::Result { trial, pos, done: false, retried: retried.map(row), who }
     }
 
     fn added(trial: u32) -> Event {
@@ -268,7 +273,7 @@ mod replay_events {
     }
 
     #[test]
-    fn a_retry_marks_the_results_it_rolls_back_seen_and_a_resume_drops_them() {
+    fn a_retry_marks_the_results_it_rolls_back_seen_and_a_resume_keeps_them_for_the_scheduler() {
         let failure = |trial| Record::Failure { trial, attempt: 1, error: "boom".into() };
         let rollback =
             |trial, iteration| Record::Rollback { trial, iteration, rows: None, checkpoint: None };
@@ -287,11 +292,13 @@ mod replay_events {
             result(1, 1, false),
             result(1, 2, false),
             failure(1),
-            // Not right after a failure of trial 0: a resume's rollback.
+            // Not right after a failure of trial 0: a resume's rollback. The scheduler had
+            // the results it undoes; the resumed run reports them again to the searcher.
             rollback(0, 2),
             rollback(1, 0),
             Record::Resume { started: 0 },
             result(0, 3, false),
+            result(0, 4, false),
             status(0, TrialStatus::Error),
             // A retry clears the last result, and keeps the result it rolls back.
             trial(2, None),
@@ -308,12 +315,13 @@ mod replay_events {
                 res(0, 1, Some(2)),
                 res(0, 2, Some(3)),
                 res(0, 1, None),
-                Event::Dropped,
+                res_to(0, 2, Some(3), Who::Scheduler),
                 added(1),
-                Event::Dropped,
-                Event::Dropped,
-                res(0, 2, None),
-                Event::End { trial: 0, error: true, last: Some((row(3), false)) },
+                res_to(1, 0, Some(1), Who::Scheduler),
+                res_to(1, 1, Some(2), Who::Scheduler),
+                res_to(0, 2, None, Who::Searcher),
+                res(0, 3, None),
+                Event::End { trial: 0, error: true, last: Some((row(4), false)) },
                 added(2),
                 res(2, 0, Some(1)),
                 Event::End { trial: 2, error: true, last: None },
@@ -321,7 +329,8 @@ mod replay_events {
         );
         let iterations =
             |t: usize| -> Vec<f64> { r.trials[t].history.chunks_exact(5).map(|r| r[1]).collect() };
-        assert_eq!(iterations(0), [1.0, 2.0, 3.0]);
+        assert_eq!(iterations(0), [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!((r.replay[0].redo_upto, r.replay[1].redo_upto), (3, 2));
         assert!(iterations(1).is_empty() && iterations(2).is_empty());
     }
 }

@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-pub(crate) use fold::{Book, Event, Events, Fold, fold_file, fold_shared, fold_store};
+pub(crate) use fold::{Book, Event, Events, Fold, Who, fold_file, fold_shared, fold_store};
 pub use fold::{CheckpointInfo, ExperimentLog, Header, Run, TrialLog};
 pub(crate) use record::JOURNAL_VERSION;
 pub use record::Record;
@@ -217,7 +217,7 @@ impl SharedOut {
 }
 
 /// An error reading a journal back.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum JournalError {
     /// The journal could not be read.

@@ -11,13 +11,16 @@ use crate::trial::TrialId;
 
 impl Driver {
     /// The checkpoint due after the trial's next step (`checkpoint_freq`, or the
-    /// scheduler wants one there).
+    /// scheduler wants one there; for a result a resumed trial reports again, the scheduler
+    /// wanted one there then).
     pub fn checkpoint_request(&self, id: TrialId, live: &Live) -> Option<CheckpointRequest> {
         let next = live.iteration + 1;
         let due = self.s.checkpoint_freq > 0 && next.is_multiple_of(self.s.checkpoint_freq);
-        (due || self.model.wants_checkpoint(id, next))
-            .then(|| self.request(id, live, next))
-            .flatten()
+        let wanted = match &live.checkpoints_then {
+            Some(then) if next <= live.seen_upto => then.contains(&next),
+            _ => self.model.wants_checkpoint(id, next),
+        };
+        (due || wanted).then(|| self.request(id, live, next)).flatten()
     }
 
     /// A checkpoint of the trial at `iteration`; `None` after a failed write (the resume

@@ -95,10 +95,11 @@ pub(crate) struct Ask {
     /// and the scheduler is not asked.
     pub stopping: bool,
     /// After a resume rolled the trial back, its results up to this iteration are already
-    /// in the scheduler's restored state: they get the decision the run made then, Stop at
-    /// `stop_at` and Continue before, without asking the scheduler again.
+    /// in the scheduler's restored state (or were given back to it by the replay): they get
+    /// the decision the run made then without asking the scheduler again: Continue before
+    /// `seen_upto`, `then` at it.
     pub seen_upto: u64,
-    pub stop_at: Option<u64>,
+    pub then: Decision,
 }
 
 /// What the typed half made of a result.
@@ -194,7 +195,8 @@ pub(crate) trait Model: Send {
         suggest: bool,
         scheduler: bool,
     ) -> Result<(), String>;
-    /// Returns false when the metrics type cannot be rebuilt from the row.
+    /// Returns the scheduler's decision (Continue when it is not given the result), or
+    /// `None` when the metrics type cannot be rebuilt from the row.
     fn replay_result(
         &mut self,
         id: TrialId,
@@ -203,7 +205,7 @@ pub(crate) trait Model: Send {
         scheduler: bool,
         searcher: bool,
         exploit_carried_out: bool,
-    ) -> bool;
+    ) -> Option<Decision>;
     fn replay_end(
         &mut self,
         id: TrialId,

@@ -30,6 +30,17 @@ impl Driver {
                     *then = AfterPause::Stop;
                     continue;
                 }
+                if live.seen_upto > live.iteration {
+                    // A resume rolled it back past results the scheduler had when it
+                    // stopped it: it reports them again (decided as then, without the
+                    // scheduler) and stops at the last.
+                    live.then = crate::scheduler::Decision::Stop;
+                    if self.paused.contains(&id) {
+                        self.paused.retain(|p| *p != id);
+                        self.pending.push(id);
+                    }
+                    continue;
+                }
                 let waiting = self.pending.contains(&id) || self.paused.contains(&id);
                 if !waiting {
                     // A running trial is ended by its own next decision.
@@ -93,6 +104,11 @@ impl Driver {
             _ => AfterPause::Wait,
         };
         let iteration = live.iteration;
+        if matches!(checkpoint, Some(Ok(())))
+            && crate::faultpoint::hit(crate::faultpoint::Point::PauseCheckpoint)
+        {
+            crate::faultpoint::die();
+        }
         match checkpoint {
             Some(Err(SaveError::Trial(e))) => {
                 return self.end_trial(id, End::Error(format!("pausing to disk failed: {e}")));
@@ -111,6 +127,9 @@ impl Driver {
         };
         self.set_status(id, TrialStatus::Paused, None);
         self.flush_journal();
+        if crate::faultpoint::hit(crate::faultpoint::Point::Paused) {
+            crate::faultpoint::die();
+        }
         let end = if self.interrupted.is_some() {
             Some(End::Suspended)
         } else if self.stopping || then == AfterPause::Stop {

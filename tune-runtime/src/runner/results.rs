@@ -118,7 +118,7 @@ impl Driver {
             time_total: live.time_total + dt,
             timestamp: self.unix_now,
         };
-        let ask = Ask { stopping: self.stopping, seen_upto: live.seen_upto, stop_at: live.stop_at };
+        let ask = Ask { stopping: self.stopping, seen_upto: live.seen_upto, then: live.then };
         let verdict = self.model.on_result(id, metrics, auto, ask, &mut self.row)?;
         live.iteration = auto.iteration;
         live.time_total = auto.time_total;

@@ -9,6 +9,7 @@
 //! it (trials created, results, trial ends), so that they decide as in an uninterrupted
 //! run.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::Value;
@@ -19,9 +20,10 @@ use super::model::Model;
 use super::rollback::Back;
 use super::settings::Errored;
 use super::state::{Live, Phase, Trial};
-use crate::journal::{Event, Events, ExperimentLog, JournalStore, fold_store};
+use crate::journal::{Event, Events, ExperimentLog, JournalStore, Who, fold_store};
 use crate::logger;
-use crate::trial::{TrialId, TrialStatus};
+use crate::scheduler::Decision;
+use crate::trial::{Auto, TrialId, TrialStatus};
 use crate::tuner::RunError;
 
 /// Reads the journal for a resume; `None` when it holds no experiment (the experiment
@@ -78,10 +80,14 @@ impl Driver {
         let mut got = Recovered::default();
         // Trials found to have ended although the journal lacks their final status.
         let mut ended = Vec::new();
+        // The results this resume rolls back that the scheduler is given again (by the
+        // replay): per trial, the position of the first one and their rows.
+        let mut undone: HashMap<u32, (usize, Vec<f64>)> = HashMap::new();
         let names = self.model.metric_names();
         for (index, (mut rt, r)) in trials.into_iter().zip(replay).enumerate() {
             let id = TrialId(index as u32);
-            let (done_pos, exploited, sched_seen) = (r.done_pos, r.exploited, r.sched_seen);
+            let (done_pos, exploited, sched_seen, redo_upto) =
+                (r.done_pos, r.exploited, r.sched_seen, r.redo_upto);
             let config = std::mem::take(&mut rt.config);
             let earlier = std::mem::take(&mut rt.earlier);
             self.model
@@ -126,6 +132,7 @@ impl Driver {
             let restart = status == TrialStatus::Error;
             let retries = if restart { 0 } else { log.failures.len() as u32 };
             let rows_before = log.num_results();
+            let last_iteration = rows_before.checked_sub(1).and_then(|p| log.iteration_at(p));
             let mut live = Live::new(
                 self.model.resources(id),
                 dir.clone(),
@@ -137,7 +144,7 @@ impl Driver {
             self.trials.push(Trial { log, live: Some(Box::new(live)), counted: Some(status) });
             let back =
                 if restart && errored == Errored::Restart { Back::Start } else { Back::Latest };
-            self.rewind(id, back);
+            let dropped = self.rewind(id, back);
             let t = &self.trials[index];
             let rows = t.log.num_results();
             got.rolled_back += rows_before - rows;
@@ -164,14 +171,21 @@ impl Driver {
                 self.model.set_last(id, &row, false);
             }
             let paused = status == TrialStatus::Paused;
+            // The results rolled back stay with the scheduler (its restored state holds
+            // some, the replay gives it the others, in journal order); when the trial
+            // reports them again they get the decision the run made then without asking
+            // it again (see `model::Ask`; the one on the last comes from the replay). Not
+            // for a trial PBT exploited: its scheduler takes the trial's results again.
+            if !exploited && !dropped.is_empty() {
+                undone.insert(id.0, (rows, dropped));
+            }
             if let Some(live) = self.trials[index].live.as_mut() {
-                // Results it reports again that the restored scheduler already holds get
-                // the decision the run made then (see `model::Ask`). Not for a trial PBT
-                // exploited or one the scheduler has paused: those schedulers take the
-                // trial's results again themselves.
-                if !exploited && !paused && live.iteration < sched_seen {
-                    live.seen_upto = sched_seen;
-                    live.stop_at = done_at;
+                let rolled_back = if rows < rows_before { last_iteration.unwrap_or(0) } else { 0 };
+                let upto = redo_upto.max(sched_seen).max(rolled_back);
+                if !exploited && live.iteration < upto {
+                    live.seen_upto = upto;
+                    live.then =
+                        if done_at == Some(upto) { Decision::Stop } else { Decision::Continue };
                 }
             }
             if paused {
@@ -194,7 +208,7 @@ impl Driver {
                 RunError::Resume(format!("the searcher cannot restore its saved state: {e}"))
             })?;
         }
-        self.replay(events, &ended)?;
+        self.replay(events, &ended, &undone)?;
         // Saved at once: a later resume restores this state, which holds what was just
         // given back and comes after this resume's rollbacks, instead of the older one and
         // every event after it.
@@ -224,47 +238,102 @@ impl Driver {
     /// its own (all of them when it saved none), in journal order and with the calls the
     /// driver made live (a `suggest` for each trial created), so that both continue as in
     /// an uninterrupted run: searchers are deterministic given their state and what they
-    /// are told. Their answers are not acted on: the journal holds what came of
-    /// them. A result above the rollback point of a trial that runs again is left out,
-    /// since the trial reports it again. `ended` are trials this resume found finished
-    /// without their final status record.
-    fn replay(&mut self, events: Events, ended: &[TrialId]) -> Result<(), RunError> {
+    /// are told. Their answers are not acted on, the journal holds what came of them, but
+    /// for the last result of a trial that reports it again (`undone`, rolled back by this
+    /// resume): the trial gets that answer then (`Live::then`). A result a trial reports
+    /// again goes to the searcher then, not now. `ended` are trials this resume found
+    /// finished without their final status record.
+    fn replay(
+        &mut self,
+        events: Events,
+        ended: &[TrialId],
+        undone: &HashMap<u32, (usize, Vec<f64>)>,
+    ) -> Result<(), RunError> {
         let Events { list, base, sched_from, search_from } = events;
         let width = self.width;
         let mut lost = false;
+        // The scheduler's answer on each trial's latest result it was given, by iteration,
+        // and, for results a trial reports again, where it wanted a checkpoint.
+        let mut answered: HashMap<u32, (u64, Decision)> = HashMap::new();
+        let mut checkpoints: HashMap<u32, Vec<u64>> = HashMap::new();
+        // The run told the scheduler that no more trials would come (`on_no_more_trials`)
+        // once the searcher had made all it makes: when that number is known and was
+        // reached, the scheduler is told right after the last trial was added (a HyperBand
+        // bracket that is not full halves then), or at once if that is before its state.
+        let last = self
+            .model
+            .total_trials()
+            .filter(|n| *n > 0 && self.trials.len() >= *n)
+            .map(|n| n as u32 - 1);
+        let last_in_list =
+            list.iter().any(|e| matches!(e, Event::Added { trial, .. } if Some(*trial) == last));
+        let mut no_more_due = last.is_some() && !last_in_list;
         let mut list = list.into_iter().enumerate().peekable();
         while let Some((k, event)) = list.next() {
             let (to_scheduler, to_searcher) = (base + k >= sched_from, base + k >= search_from);
+            if no_more_due && to_scheduler {
+                no_more_due = false;
+                self.no_more_trials();
+            }
             match event {
                 Event::Added { trial, config } => {
                     let id = TrialId(trial);
                     self.model
                         .replay_added(id, config, to_searcher, to_scheduler)
                         .map_err(|e| RunError::Resume(format!("trial {id}: {e}")))?;
+                    no_more_due |= Some(trial) == last;
                 }
-                Event::Result { trial, pos, done, retried } => {
+                Event::Result { trial, pos, done, retried, who } => {
                     let id = TrialId(trial);
                     let carried_out = matches!(
                         list.peek(),
                         Some((_, Event::Exploited { trial: t, .. })) if *t == trial
                     );
-                    let row: Option<Vec<f64>> = match retried {
-                        Some(row) => Some(row),
-                        // Past the rollback point when the trial runs again (it reports the
-                        // result again), else its row in the history.
-                        None => self.trials.get(id.index()).and_then(|t| {
-                            t.log.history.get(pos * width..(pos + 1) * width).map(<[f64]>::to_vec)
-                        }),
+                    let kept = |t: &Trial| {
+                        t.log.history.get(pos * width..(pos + 1) * width).map(<[f64]>::to_vec)
                     };
-                    let Some(row) = row else { continue };
-                    lost |= !self.model.replay_result(
+                    let (row, who) = match retried {
+                        Some(row) => (row, who),
+                        None => match self.trials.get(id.index()).and_then(kept) {
+                            Some(row) => (row, who),
+                            // Rolled back by this resume: the scheduler had it (unless the
+                            // trial was exploited); the searcher gets it when it is
+                            // reported again.
+                            None => {
+                                let row = undone.get(&trial).and_then(|(from, rows)| {
+                                    let at = pos.checked_sub(*from)? * width;
+                                    rows.get(at..at + width).map(<[f64]>::to_vec)
+                                });
+                                match (row, who) {
+                                    (Some(row), Who::Both) => (row, Who::Scheduler),
+                                    _ => continue,
+                                }
+                            }
+                        },
+                    };
+                    let to_scheduler = to_scheduler && who != Who::Searcher;
+                    let to_searcher = to_searcher && who != Who::Scheduler;
+                    let iteration = row[width - Auto::ALL.len()] as u64;
+                    if to_scheduler && who == Who::Scheduler {
+                        let wanted = checkpoints.entry(trial).or_default();
+                        if self.model.wants_checkpoint(id, iteration) {
+                            wanted.push(iteration);
+                        }
+                    }
+                    match self.model.replay_result(
                         id,
                         &row,
                         done,
                         to_scheduler,
                         to_searcher,
                         carried_out,
-                    );
+                    ) {
+                        Some(decision) if to_scheduler => {
+                            answered.insert(trial, (iteration, decision));
+                        }
+                        Some(_) => {}
+                        None => lost = true,
+                    }
                 }
                 Event::End { trial, error, last } => {
                     let last = last.as_ref().map(|(row, done)| (&row[..], *done));
@@ -277,6 +346,28 @@ impl Driver {
                     );
                 }
                 Event::Exploited { .. } | Event::Dropped => {}
+            }
+        }
+        if no_more_due {
+            self.no_more_trials();
+        }
+        for (trial, wanted) in checkpoints {
+            if let Some(live) = self.trials.get_mut(trial as usize).and_then(|t| t.live.as_mut()) {
+                live.checkpoints_then = Some(wanted);
+            }
+        }
+        for (trial, (iteration, decision)) in answered {
+            let Some(live) = self.trials.get_mut(trial as usize).and_then(|t| t.live.as_mut())
+            else {
+                continue;
+            };
+            // A pause or a stop the run acted on (an exploit the replay found not carried
+            // out was withdrawn: the trial went on).
+            if live.seen_upto == iteration
+                && live.seen_upto > live.iteration
+                && matches!(decision, Decision::Pause | Decision::Stop)
+            {
+                live.then = decision;
             }
         }
         for &id in ended {
@@ -294,5 +385,13 @@ impl Driver {
             ));
         }
         Ok(())
+    }
+
+    /// The searcher has made every trial it makes: the scheduler is told, once.
+    fn no_more_trials(&mut self) {
+        if !self.searcher_done {
+            self.searcher_done = true;
+            self.model.on_no_more_trials();
+        }
     }
 }

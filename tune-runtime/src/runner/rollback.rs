@@ -63,7 +63,7 @@ impl Driver {
             self.model.trainable(),
             self.s.faults.max_failures + 1
         ));
-        self.rewind(id, Back::Latest);
+        let _ = self.rewind(id, Back::Latest);
         self.set_status(id, TrialStatus::Pending, None);
         self.pending.push(id);
         self.flush_journal();
@@ -74,13 +74,13 @@ impl Driver {
     /// verifies (skipping one that failed to restore and those after it), or to its start.
     /// Its results after that checkpoint are dropped from the history, the journal and its
     /// files, its config goes back to the checkpoint's epoch, and it waits as pending.
-    /// Nothing is deleted from disk.
-    pub fn rewind(&mut self, id: TrialId, back: Back) {
+    /// Nothing is deleted from disk. Returns the rows it dropped.
+    pub fn rewind(&mut self, id: TrialId, back: Back) -> Vec<f64> {
         let rejected = self.trials[id.index()].live.as_mut().and_then(|l| l.rejected.take());
         let plan = self.plan_rewind(id, back, rejected.as_deref());
         let record = self.rollback_record(id, &plan);
         self.journal(&record);
-        self.apply_rewind(id, plan);
+        self.apply_rewind(id, plan)
     }
 
     /// Where a rollback of the trial goes (reads and verifies checkpoints, changes nothing).
@@ -147,15 +147,16 @@ impl Driver {
         }
     }
 
-    /// Carries out a planned rollback (its record is journaled already).
-    pub fn apply_rewind(&mut self, id: TrialId, plan: Rewind) {
+    /// Carries out a planned rollback (its record is journaled already); returns the rows
+    /// it dropped.
+    pub fn apply_rewind(&mut self, id: TrialId, plan: Rewind) -> Vec<f64> {
         let i = id.index();
         let t = &mut self.trials[i];
         match plan.keep {
             Some(k) => t.log.checkpoints.truncate(k + 1),
             None => t.log.checkpoints.clear(),
         }
-        t.log.truncate(plan.rows);
+        let dropped = t.log.truncate(plan.rows);
         if plan.epoch < t.log.epoch() {
             t.log.back_to_epoch(plan.epoch);
             let config = t.live.as_mut().and_then(|l| {
@@ -171,13 +172,14 @@ impl Driver {
         }
         self.model.clear_last(id);
         self.config_changed(id);
-        let Some(live) = self.trials[i].live.as_mut() else { return };
+        let Some(live) = self.trials[i].live.as_mut() else { return dropped };
         live.iteration = plan.iteration;
         live.time_total = plan.time_total;
         live.ending = None;
         live.phase = Phase::Pending { from: plan.from };
         // The trial's files keep the rows it keeps (rewritten from them).
         self.emit_reset(id, false);
+        dropped
     }
 
     /// Checks a checkpoint of the trial before it is restored: readable through the

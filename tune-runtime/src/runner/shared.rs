@@ -233,7 +233,7 @@ impl Driver {
                     })?;
                     self.searcher_waiting = false;
                 }
-                Event::Result { trial, pos, done, retried } => {
+                Event::Result { trial, pos, done, retried, who } => {
                     let id = TrialId(trial);
                     let fed = fed_rows.get(id.index()).copied().unwrap_or(0);
                     // A result given before (a trial rolled back by its new owner reports
@@ -256,7 +256,18 @@ impl Driver {
                         events.peek(),
                         Some(Event::Exploited { trial: t, .. }) if *t == trial
                     );
-                    self.model.replay_result(id, &row, done, shares, true, carried_out);
+                    let (to_scheduler, to_searcher) = (
+                        shares && who != crate::journal::Who::Searcher,
+                        who != crate::journal::Who::Scheduler,
+                    );
+                    let _ = self.model.replay_result(
+                        id,
+                        &row,
+                        done,
+                        to_scheduler,
+                        to_searcher,
+                        carried_out,
+                    );
                     if let Some(f) = fed_rows.get_mut(id.index()) {
                         *f = (*f).max(pos + 1);
                     }

@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::model::{Instance, Results};
 use crate::journal::{CheckpointInfo, TrialLog};
 use crate::resources::Grant;
+use crate::scheduler::Decision;
 use crate::trainable::Resources;
 
 /// How a trial ends.
@@ -77,10 +78,15 @@ pub(crate) struct Live {
     /// Failed attempts retried so far (`max_failures`).
     pub retries: u32,
     /// After a resume rolled it back: its results up to `seen_upto` are in the
-    /// scheduler's restored state and get the decision the run made then (see
-    /// `model::Ask`).
+    /// scheduler's restored state (or were given back to it) and get the decision the run
+    /// made then, `then` at `seen_upto` (see `model::Ask`).
     pub seen_upto: u64,
-    pub stop_at: Option<u64>,
+    pub then: Decision,
+    /// The iterations up to `seen_upto` after which the run checkpointed the trial because
+    /// its scheduler asked (population based training, at its perturbations), as the
+    /// replay found (`None` when the replay gave it none of them): it checkpoints there
+    /// again.
+    pub checkpoints_then: Option<Vec<u64>>,
     /// The trial ends once its task returns: set when a result or a checkpoint failed
     /// (an error) or Ctrl-C came (suspended) while a task was in flight.
     pub ending: Option<End>,
@@ -107,7 +113,8 @@ impl Live {
             sent: None,
             retries: 0,
             seen_upto: 0,
-            stop_at: None,
+            then: Decision::Continue,
+            checkpoints_then: None,
             ending: None,
             rejected: None,
             earlier: Vec::new(),

@@ -219,13 +219,17 @@ fn the_results_and_end_of_a_trial_that_ended_after_the_saved_state_are_given_bac
             "searcher result 00001 1",
             "scheduler complete 00001 Some(1) true",
             "searcher complete 00001 Some(1) true",
-            // Its results come again when it runs again.
+            // The results the resume rolls back go back to the scheduler now, in journal
+            // order, and to the searcher when the trial reports them again.
             "searcher suggest 00002",
             "scheduler add 00002",
-            // The run itself: a new trial, and trial 2 from its start.
-            "searcher suggest 00003",
             "scheduler result 00002 1",
+            "scheduler result 00002 2",
+            // The run itself: a new trial, and trial 2 from its start, its first two
+            // results decided as then without asking the scheduler again.
+            "searcher suggest 00003",
             "searcher result 00002 1",
+            "searcher result 00002 2",
         ];
         if stop_at_3 {
             expected.retain(|l| *l != "scheduler result 00000 3");

@@ -338,8 +338,10 @@ impl<T: Trainable> Model for TypedModel<T> {
         let it = auto.iteration;
         let decision = if ask.stopping || natural {
             Decision::Stop
-        } else if it <= ask.seen_upto {
-            if ask.stop_at == Some(it) { Decision::Stop } else { Decision::Continue }
+        } else if it < ask.seen_upto {
+            Decision::Continue
+        } else if it == ask.seen_upto {
+            ask.then
         } else {
             self.scheduler.on_trial_result(id, &result)
         };
@@ -459,12 +461,13 @@ impl<T: Trainable> Model for TypedModel<T> {
         scheduler: bool,
         searcher: bool,
         exploit_carried_out: bool,
-    ) -> bool {
-        let Some(result) = Self::rebuild(id, row, false) else { return false };
+    ) -> Option<Decision> {
+        let result = Self::rebuild(id, row, false)?;
+        let mut decision = Decision::Continue;
         // A result on which the stop criteria ended the trial never reached the scheduler
         // (one it stopped the trial on did).
         if scheduler && !(done && self.stop.should_stop(&result)) {
-            let decision = self.scheduler.on_trial_result(id, &result);
+            decision = self.scheduler.on_trial_result(id, &result);
             if decision == Decision::Exploit {
                 if let Some(exploit) = self.scheduler.take_exploit(id) {
                     if !exploit_carried_out {
@@ -480,7 +483,7 @@ impl<T: Trainable> Model for TypedModel<T> {
         if searcher {
             self.searcher.on_trial_result(id, &result);
         }
-        true
+        Some(decision)
     }
 
     fn replay_end(

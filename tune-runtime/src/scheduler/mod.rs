@@ -208,7 +208,7 @@ pub(crate) fn signed<M: Metrics>(key: Key<M>, mode: Mode, result: &TrialResult<M
 }
 
 /// Why a scheduler's builder refused its options. Each message says what to change.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Clone, PartialEq, thiserror::Error)]
 pub enum SchedulerError {
     /// An option is out of range.
     #[error("{scheduler}: {message}")]

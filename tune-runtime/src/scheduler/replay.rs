@@ -9,7 +9,7 @@ use crate::space::Space;
 use crate::trial::{TrialId, TrialResult};
 
 /// Why a PBT log cannot be replayed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum ReplayError {
     /// The log file cannot be read.
     #[error(

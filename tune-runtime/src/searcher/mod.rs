@@ -44,7 +44,7 @@ use crate::trial::{Key, Mode, TrialId, TrialResult};
 
 /// A searcher that cannot optimize the experiment's objectives (several of them, or
 /// constraints), reported by [`Tuner::run`](crate::Tuner::run) before any trial starts.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Clone, PartialEq, thiserror::Error)]
 #[error("{searcher} cannot optimize these objectives: {reason}")]
 pub struct UnsupportedObjectives {
     /// The searcher, e.g. `CmaEs`.
@@ -54,7 +54,7 @@ pub struct UnsupportedObjectives {
 }
 
 /// A searcher that cannot work on a space, reported when it is built.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Clone, PartialEq, thiserror::Error)]
 #[error("{searcher} cannot search dimension `{dim}`: {reason}")]
 pub struct UnsupportedSpace {
     /// The searcher, e.g. `CmaEs`.

@@ -8,20 +8,20 @@ pub struct Report {
     pub epoch: u32,
     pub delta: i64,
     pub samples: usize,
-    pub done: bool,
+    pub converged: bool,
     pub r#type: u8,
 }
 
 fn main() {
-    let r = Report { loss: 0.5, lr: 0.25, epoch: 3, delta: -2, samples: 10, done: true, r#type: 1 };
-    assert_eq!(Report::NAMES, &["loss", "lr", "epoch", "delta", "samples", "done", "type"]);
+    let r = Report { loss: 0.5, lr: 0.25, epoch: 3, delta: -2, samples: 10, converged: true, r#type: 1 };
+    assert_eq!(Report::NAMES, &["loss", "lr", "epoch", "delta", "samples", "converged", "type"]);
     let handles: [Metric<Report>; 7] = [
         Report::LOSS,
         Report::LR,
         Report::EPOCH,
         Report::DELTA,
         Report::SAMPLES,
-        Report::DONE,
+        Report::CONVERGED,
         Report::TYPE,
     ];
     let values: Vec<f64> = handles.iter().map(|h| h.get(&r)).collect();

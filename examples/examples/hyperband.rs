@@ -8,8 +8,8 @@
 use std::error::Error;
 use std::path::Path;
 
-use tune_runtime::HyperBand;
 use tune_runtime::prelude::*;
+use tune_runtime::scheduler::HyperBand;
 
 search_space! {
     /// `{"lr": tune.uniform(0, 1), "momentum": tune.uniform(0, 1)}`

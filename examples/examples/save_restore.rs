@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
+use tune_runtime::check::{SaveRestoreError, validate_save_restore};
 use tune_runtime::prelude::*;
-use tune_runtime::{SaveRestoreError, validate_save_restore};
 
 search_space! {
     /// The learning rate of the toy model.

@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use tune_runtime::Tpe;
 use tune_runtime::prelude::*;
+use tune_runtime::searcher::Tpe;
 
 search_space! {
     /// The guide's HyperOpt space: `hp.uniform("momentum", 0, 20)`, `hp.uniform("lr", 0, 1)`.

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use support::{Cfg, FillsUp, Score, Toy, new_probe, overrides};
 use tune_runtime::{
-    Analysis, CheckpointStore, FileJournal, JOURNAL_FILE, LocalCheckpoints, RunError, Stop,
-    TrialStatus, Tuner, read_meta,
+    Analysis, RunError, Stop, TrialStatus, Tuner,
+    storage::{CheckpointStore, FileJournal, JOURNAL_FILE, LocalCheckpoints, read_meta},
 };
 
 fn tuner(dir: &Path, tag: u64, extra: &str) -> Tuner<Toy> {

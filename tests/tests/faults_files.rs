@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use support::{Cfg, Score, Toy, new_probe, overrides};
 use tune_runtime::{
-    Analysis, ExperimentLog, JOURNAL_FILE, MANIFEST_FILE, Record, RunError, Stop, TrialStatus,
-    Tuner, read_journal,
+    Analysis, RunError, Stop, TrialStatus, Tuner,
+    storage::{ExperimentLog, JOURNAL_FILE, MANIFEST_FILE, Record, read_journal},
 };
 
 fn tuner(dir: &Path, tag: u64, extra: &str) -> Tuner<Toy> {

@@ -99,7 +99,7 @@ impl Run {
 
     /// Waits until the journal holds `n` results (at most 10 s).
     fn wait_for_results(&mut self, n: usize) {
-        let journal = self.dir.join(tune_runtime::JOURNAL_FILE);
+        let journal = self.dir.join(tune_runtime::storage::JOURNAL_FILE);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let text = std::fs::read_to_string(&journal).unwrap_or_default();
@@ -298,7 +298,10 @@ fn a_worker_stuck_in_a_step_does_not_outlive_its_killed_driver() {
 // In process: calls into the trainable other than `step` that never return.
 
 use tune_runtime::prelude::*;
-use tune_runtime::{Decision, Pausing, Scheduler, TrialId, TrialResult, TrialStatus};
+use tune_runtime::{
+    TrialId, TrialResult, TrialStatus,
+    scheduler::{Decision, Pausing, Scheduler},
+};
 
 search_space! {
     pub struct StuckCfg {

@@ -102,7 +102,7 @@ fn sigkill_at_any_point_then_resume_equals_an_uninterrupted_run() {
 }
 
 fn wait_for_results(dir: &Path, n: usize) {
-    let journal = dir.join("exp").join(tune_runtime::JOURNAL_FILE);
+    let journal = dir.join("exp").join(tune_runtime::storage::JOURNAL_FILE);
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         let text = std::fs::read_to_string(&journal).unwrap_or_default();
@@ -257,7 +257,8 @@ fn sigkill_right_after_a_pause_to_disk_then_resume_equals_an_uninterrupted_run()
     assert!(run(dir.path(), false, &[HYPERBAND]).success());
     let reference = summary(dir.path());
     let journal =
-        std::fs::read_to_string(dir.path().join("exp").join(tune_runtime::JOURNAL_FILE)).unwrap();
+        std::fs::read_to_string(dir.path().join("exp").join(tune_runtime::storage::JOURNAL_FILE))
+            .unwrap();
     let pauses = journal.matches("\"status\":\"PAUSED\"").count();
     assert!(pauses >= 3, "the reference run pauses trials to disk ({pauses})");
     // The same experiment gives the same results run after run.
@@ -352,7 +353,7 @@ fn after_ctrl_c_the_summary_says_interrupted_and_names_no_unfinished_trial_best(
     assert_eq!(out.status.code(), Some(3), "{stdout}");
     assert!(stdout.contains("Experiment interrupted"), "{stdout}");
     assert!(!stdout.contains("Experiment finished"), "{stdout}");
-    let log = tune_runtime::ExperimentLog::from_dir(dir.path().join("exp")).unwrap();
+    let log = tune_runtime::storage::ExperimentLog::from_dir(dir.path().join("exp")).unwrap();
     for line in stdout.lines().filter(|l| l.contains("Best")) {
         let named = log
             .trials()
@@ -370,7 +371,7 @@ fn a_resumed_run_says_what_it_recovered() {
     let dir = tempfile::tempdir().unwrap();
     let status = run(dir.path(), false, &[("FAULT_STEP_KILL", "41")]);
     assert_eq!(status.code(), None, "killed");
-    let log = tune_runtime::ExperimentLog::from_dir(dir.path().join("exp")).unwrap();
+    let log = tune_runtime::storage::ExperimentLog::from_dir(dir.path().join("exp")).unwrap();
     let finished = log.trials().iter().filter(|t| t.status().is_finished()).count();
     let unfinished = log.trials().len() - finished;
     assert!(finished > 0 && unfinished > 0, "{finished} finished, {unfinished} not");

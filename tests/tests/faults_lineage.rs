@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use tune_runtime::prelude::*;
 use tune_runtime::{
-    Decision, Exploit, FileJournal, JOURNAL_FILE, JournalStore, Record, Scheduler, TrialId,
-    TrialResult, read_journal,
+    TrialId, TrialResult,
+    scheduler::{Decision, Exploit, Scheduler},
+    storage::{FileJournal, JOURNAL_FILE, JournalStore, Record, read_journal},
 };
 
 search_space! {

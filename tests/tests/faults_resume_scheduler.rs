@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use support::FillsUp;
 use tune_runtime::prelude::*;
-use tune_runtime::{Asha, FileJournal, JOURNAL_FILE};
+use tune_runtime::{
+    scheduler::Asha,
+    storage::{FileJournal, JOURNAL_FILE},
+};
 
 search_space! {
     /// How fast a trial learns.

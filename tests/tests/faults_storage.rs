@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use support::{Cfg, SCORE, Score, Toy, new_probe, overrides};
 use tune_runtime::prelude::*;
-use tune_runtime::{JOURNAL_FILE, Record, read_journal};
+use tune_runtime::storage::{JOURNAL_FILE, Record, read_journal};
 
 search_space! {
     pub struct Lr {
@@ -207,7 +207,7 @@ fn a_running_experiment_is_locked_against_a_second_run() {
         a.trials().iter().map(|t| t.results().map(|r| r.training_iteration()).collect()).collect()
     };
     assert_eq!(iters(&loaded), iters(&expected), "the first run's journal is whole");
-    let log = tune_runtime::ExperimentLog::from_dir(dir.path().join("exp")).unwrap();
+    let log = tune_runtime::storage::ExperimentLog::from_dir(dir.path().join("exp")).unwrap();
     assert_eq!(log.runs().len(), 1, "no second run was recorded");
 }
 

@@ -96,7 +96,7 @@ fn shadowed_prelude_changes_nothing() {
     let c = GuessConfig { guess: 3, workers: 2 };
     assert_eq!(HNet::resources(&c).cpu, 2.0);
     assert_eq!(HTrain::resources(&c).gpu, 0.5);
-    ::tune_runtime::validate_save_restore::<HNet>().expect("HNet");
-    ::tune_runtime::validate_save_restore::<HTuple>().expect("HTuple");
-    ::tune_runtime::validate_save_restore::<HTrain>().expect("HTrain");
+    ::tune_runtime::check::validate_save_restore::<HNet>().expect("HNet");
+    ::tune_runtime::check::validate_save_restore::<HTuple>().expect("HTuple");
+    ::tune_runtime::check::validate_save_restore::<HTrain>().expect("HTrain");
 }

@@ -6,7 +6,7 @@ mod support;
 use std::sync::atomic::Ordering;
 
 use support::{SCORE, Toy, new_probe, overrides};
-use tune_runtime::{Mode, Scope, Stop, TrialStatus, Tuner, read_meta};
+use tune_runtime::{Mode, Scope, Stop, TrialStatus, Tuner, storage::read_meta};
 
 fn tuner(tag: u64, dir: &std::path::Path) -> Tuner<Toy> {
     Tuner::<Toy>::new()

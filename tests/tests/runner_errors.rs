@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use support::{Toy, new_probe, overrides};
-use tune_runtime::{JournalStore, RunError, Stop, TrialStatus, Tuner};
+use tune_runtime::{RunError, Stop, TrialStatus, Tuner, storage::JournalStore};
 
 fn tuner(dir: &std::path::Path, extra: &str) -> Tuner<Toy> {
     let (tag, _) = new_probe();
@@ -194,7 +194,7 @@ fn a_linked_journal_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let exp = dir.path().join("exp");
     std::fs::create_dir_all(&exp).unwrap();
-    std::os::unix::fs::symlink("/dev/full", exp.join(tune_runtime::JOURNAL_FILE)).unwrap();
+    std::os::unix::fs::symlink("/dev/full", exp.join(tune_runtime::storage::JOURNAL_FILE)).unwrap();
     let err = tuner(dir.path(), "").run().unwrap_err();
     assert!(matches!(err, RunError::Link { .. }), "{err}");
     assert!(err.to_string().contains("symbolic link"), "{err}");

@@ -5,7 +5,10 @@
 mod support;
 
 use support::{Cfg, SCORE, Score, Toy, new_probe, overrides};
-use tune_runtime::{Analysis, Auto, JOURNAL_FILE, Mode, Rows, Scope, Stop, TrialStatus, Tuner};
+use tune_runtime::{
+    Analysis, Mode, Scope, Stop, TrialStatus, Tuner, analysis::Rows, storage::JOURNAL_FILE,
+    trial::Auto,
+};
 
 fn run(dir: &std::path::Path, seed: u64) -> Analysis<Cfg, Score> {
     let (tag, _) = new_probe();

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 
 use support::{Cfg, Score, Toy, new_probe, overrides};
 use tune_runtime::{
-    Decision, Scheduler, Searcher, Stop, Suggestion, TrialId, TrialResult, TrialStatus, Tuner,
+    Stop, TrialId, TrialResult, TrialStatus, Tuner,
+    scheduler::{Decision, Scheduler},
+    searcher::{Searcher, Suggestion},
 };
 
 /// Pauses every trial once at iteration 2; stops trial 0 at iteration 3.
@@ -64,7 +66,8 @@ fn paused_trials_resume_with_their_state() {
     }
     assert_eq!(probe.setups.load(std::sync::atomic::Ordering::SeqCst), 3);
     let journal =
-        std::fs::read_to_string(dir.path().join("exp").join(tune_runtime::JOURNAL_FILE)).unwrap();
+        std::fs::read_to_string(dir.path().join("exp").join(tune_runtime::storage::JOURNAL_FILE))
+            .unwrap();
     assert_eq!(journal.matches("\"status\":\"PAUSED\"").count(), 3);
 }
 

@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{ITER_SEEN, SCORE, Score, Toy, new_probe, overrides};
-use tune_runtime::{Auto, RunError, Stop, TrialResult, TrialStatus, Tuner};
+use tune_runtime::{RunError, Stop, TrialResult, TrialStatus, Tuner, trial::Auto};
 
 fn tuner(extra: &str) -> (tempfile::TempDir, Tuner<Toy>) {
     let (tag, _) = new_probe();

@@ -3,7 +3,9 @@
 
 use tune_runtime::prelude::*;
 use tune_runtime::{
-    Asha, HyperBand, JOURNAL_FILE, MedianStopping, Pausing, Record, TrialStatus, read_journal,
+    TrialStatus,
+    scheduler::{Asha, HyperBand, MedianStopping, Pausing},
+    storage::{JOURNAL_FILE, Record, read_journal},
 };
 
 search_space! {
@@ -104,6 +106,7 @@ fn hyperband(pausing: Pausing) {
         Pausing::Auto { .. } => {
             assert!(checkpoints > 0 && checkpoints < paused, "{checkpoints} of {paused}")
         }
+        other => panic!("no expectation for {other:?}"),
     }
 }
 
@@ -186,20 +189,23 @@ fn median_stopping_pauses_or_stops_below_the_median() {
 /// Six configs, then "not now" forever: a model-based searcher waiting for results.
 struct SixThenWait(usize);
 
-impl tune_runtime::Searcher<Curve, Acc> for SixThenWait {
-    fn suggest(&mut self, _trial: tune_runtime::TrialId) -> tune_runtime::Suggestion<Curve> {
+impl tune_runtime::searcher::Searcher<Curve, Acc> for SixThenWait {
+    fn suggest(
+        &mut self,
+        _trial: tune_runtime::TrialId,
+    ) -> tune_runtime::searcher::Suggestion<Curve> {
         if self.0 == 6 {
-            return tune_runtime::Suggestion::NotNow;
+            return tune_runtime::searcher::Suggestion::NotNow;
         }
         self.0 += 1;
-        tune_runtime::Suggestion::Config(Curve { rate: 0.1 * self.0 as f64, delay_ms: 0 })
+        tune_runtime::searcher::Suggestion::Config(Curve { rate: 0.1 * self.0 as f64, delay_ms: 0 })
     }
 }
 
 #[test]
 fn bohb_variant_halves_when_the_searcher_holds_back() {
     use std::sync::{Arc, Mutex};
-    use tune_runtime::{BracketEvent, HyperBandForBohb};
+    use tune_runtime::scheduler::{BracketEvent, HyperBandForBohb};
 
     let dir = tempfile::tempdir().unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));

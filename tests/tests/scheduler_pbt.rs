@@ -3,8 +3,9 @@
 
 use tune_runtime::prelude::*;
 use tune_runtime::{
-    JOURNAL_FILE, Mutation, PBT_LOG_FILE, Pbt, PbtLogEntry, PbtReplay, Record, TrialStatus,
-    read_journal,
+    TrialStatus,
+    scheduler::{Mutation, PBT_LOG_FILE, Pbt, PbtLogEntry, PbtReplay},
+    storage::{JOURNAL_FILE, Record, read_journal},
 };
 
 search_space! {
@@ -189,19 +190,19 @@ struct RefusesOnce {
     calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl tune_runtime::CheckpointStore for RefusesOnce {
+impl tune_runtime::storage::CheckpointStore for RefusesOnce {
     fn begin(&self, dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
         let k = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         if k == self.n {
             return Err(std::io::Error::from_raw_os_error(28));
         }
-        tune_runtime::LocalCheckpoints.begin(dir)
+        tune_runtime::storage::LocalCheckpoints.begin(dir)
     }
     fn commit(&self, scratch: &std::path::Path, dir: &std::path::Path) -> std::io::Result<()> {
-        tune_runtime::LocalCheckpoints.commit(scratch, dir)
+        tune_runtime::storage::LocalCheckpoints.commit(scratch, dir)
     }
     fn delete(&self, dir: &std::path::Path) -> std::io::Result<()> {
-        tune_runtime::LocalCheckpoints.delete(dir)
+        tune_runtime::storage::LocalCheckpoints.delete(dir)
     }
 }
 

@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tune_runtime::prelude::*;
-use tune_runtime::{ConcurrencyLimiter, GpBo, RandomSearch, Searcher, Tpe, TrialStatus};
+use tune_runtime::{
+    TrialStatus,
+    searcher::{ConcurrencyLimiter, GpBo, RandomSearch, Searcher, Tpe},
+};
 
 search_space! {
     pub struct Quad {

@@ -127,7 +127,7 @@ fn a_peer_that_stops_answering_is_fenced_and_its_trials_taken_over() {
     // The trial taken over went back to a checkpoint the first peer wrote.
     let mut from_checkpoint = 0;
     tune_runtime::shared::SharedJournal::read_from(&mut reader, 0, &mut |_, _, bytes| {
-        if let Ok(tune_runtime::Record::Rollback { checkpoint: Some(_), .. }) =
+        if let Ok(tune_runtime::storage::Record::Rollback { checkpoint: Some(_), .. }) =
             serde_json::from_slice(bytes)
         {
             from_checkpoint += 1;

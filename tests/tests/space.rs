@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tune_runtime::prelude::*;
-use tune_runtime::{Condition, ConfigError, DimKind, SpaceError};
+use tune_runtime::space::{Condition, ConfigError, DimKind, SpaceError};
 
 search_space! {
     /// The config of the README.

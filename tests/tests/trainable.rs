@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use support::config::GuessConfig;
 use tune_runtime::prelude::*;
 use tune_runtime::{
-    Checkpointable, Metric, Resources, SaveRestoreError, SaveRestoreOptions, Session, Stopped,
-    TrainableSpec, validate_save_restore, validate_save_restore_with,
+    Checkpointable, Metric, Resources, Session, Stopped, TrainableSpec,
+    check::{
+        SaveRestoreError, SaveRestoreOptions, validate_save_restore, validate_save_restore_with,
+    },
 };
 
 #[derive(Metrics, Debug, Clone, PartialEq)]
@@ -375,16 +377,17 @@ fn checkpoint_directories_hold_state_json_and_own_files() {
     a.step().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("checkpoint_1");
-    tune_runtime::save_checkpoint(&a, &checkpoint).unwrap();
-    let state = std::fs::read_to_string(checkpoint.join(tune_runtime::STATE_FILE)).unwrap();
+    tune_runtime::storage::save_checkpoint(&a, &checkpoint).unwrap();
+    let state =
+        std::fs::read_to_string(checkpoint.join(tune_runtime::storage::STATE_FILE)).unwrap();
     assert_eq!(state, r#"{"iter":1}"#);
     assert!(checkpoint.join("weights.json").exists());
 
     let mut b = FileNet::setup(&config(8, 1), &ctx).unwrap();
-    tune_runtime::restore_checkpoint(&mut b, &checkpoint).unwrap();
+    tune_runtime::storage::restore_checkpoint(&mut b, &checkpoint).unwrap();
     assert_eq!((b.iter, &b.weights), (1, &vec![4.0; 3]));
 
-    let missing = tune_runtime::restore_checkpoint(&mut b, dir.path()).unwrap_err();
+    let missing = tune_runtime::storage::restore_checkpoint(&mut b, dir.path()).unwrap_err();
     assert!(missing.to_string().contains("state.json"), "{missing}");
 
     validate_save_restore::<FileNet>().unwrap();

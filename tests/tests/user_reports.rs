@@ -6,7 +6,11 @@
 use std::path::Path;
 
 use tune_runtime::prelude::*;
-use tune_runtime::{Asha, ExperimentLog, JOURNAL_FILE, Pbt, PbtReplay, Scheduler, TrainableSpec};
+use tune_runtime::{
+    TrainableSpec,
+    scheduler::{Asha, Pbt, PbtReplay, Scheduler},
+    storage::{ExperimentLog, JOURNAL_FILE},
+};
 
 search_space! {
     pub struct Opt {
@@ -144,11 +148,11 @@ fn errors_print_their_message_in_their_debug_form() {
     same(ExperimentLog::from_dir(&missing).unwrap_err());
     same(Opt::from_json_str("{\"lr\": 2.0}").unwrap_err());
     let mut f = Fitter { lr: 0.1 };
-    same(tune_runtime::restore_checkpoint(&mut f, &missing).unwrap_err());
+    same(tune_runtime::storage::restore_checkpoint(&mut f, &missing).unwrap_err());
     same(PbtReplay::<Opt>::from_log(&missing, tune_runtime::TrialId::new(0)).unwrap_err());
     same(Asha::<Fit>::builder(Fit::LOSS, Mode::Min).reduction_factor(0.5).build().unwrap_err());
     let mut pbt = Pbt::<Opt, Fit>::builder(Fit::LOSS, Mode::Min)
-        .mutate("lr", tune_runtime::Mutation::perturb())
+        .mutate("lr", tune_runtime::scheduler::Mutation::perturb())
         .build()
         .unwrap();
     same(pbt.restore_state(serde_json::json!({"kind": "Asha"})).unwrap_err());

@@ -10,8 +10,8 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Instant;
 
-use tune_runtime::ExperimentLog;
 use tune_runtime::report::{Report, ReportOptions};
+use tune_runtime::storage::ExperimentLog;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -24,8 +24,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let exp = dir.path().join("big");
     std::fs::create_dir_all(&exp)?;
-    let mut j =
-        std::io::BufWriter::new(std::fs::File::create(exp.join(tune_runtime::JOURNAL_FILE))?);
+    let mut j = std::io::BufWriter::new(std::fs::File::create(
+        exp.join(tune_runtime::storage::JOURNAL_FILE),
+    )?);
     writeln!(
         j,
         r#"{{"type":"experiment","version":3,"name":"big","trainable":"Model","metrics":["loss","acc","lr_now"],"seed":1,"started":1700000000}}"#

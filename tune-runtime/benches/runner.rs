@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tune_runtime::{
-    CheckpointError, Checkpointable, Condition, ConfigError, Dim, DimKind, DomainViolation, Metric,
-    Metrics, Space, SpaceError, Stop, TrainResult, Trainable, TrainableSpec, TrialContext, Tuner,
+    CheckpointError, Checkpointable, Metric, Metrics, Space, Stop, TrainResult, Trainable,
+    TrainableSpec, TrialContext, Tuner,
+    space::{Condition, ConfigError, Dim, DimKind, DomainViolation, SpaceError},
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,14 +161,16 @@ struct Clock {
     asked: Vec<(Instant, f64)>,
 }
 
-impl<S: tune_runtime::Searcher<Cfg, Score>> tune_runtime::Searcher<Cfg, Score> for Timed<S> {
+impl<S: tune_runtime::searcher::Searcher<Cfg, Score>> tune_runtime::searcher::Searcher<Cfg, Score>
+    for Timed<S>
+{
     fn setup(&mut self, n: usize, seed: u64) {
         self.inner.setup(n, seed);
     }
-    fn set_objective(&mut self, metric: tune_runtime::Key<Score>, mode: tune_runtime::Mode) {
+    fn set_objective(&mut self, metric: tune_runtime::trial::Key<Score>, mode: tune_runtime::Mode) {
         self.inner.set_objective(metric, mode);
     }
-    fn suggest(&mut self, trial: tune_runtime::TrialId) -> tune_runtime::Suggestion<Cfg> {
+    fn suggest(&mut self, trial: tune_runtime::TrialId) -> tune_runtime::searcher::Suggestion<Cfg> {
         let t0 = Instant::now();
         let s = self.inner.suggest(trial);
         let mut c = self.inside.lock().expect("clock");
@@ -208,7 +211,8 @@ impl<S: tune_runtime::Searcher<Cfg, Score>> tune_runtime::Searcher<Cfg, Score> f
 fn tpe_10k() {
     let dir = bench_dir();
     let clock = std::sync::Arc::new(std::sync::Mutex::new(Clock::default()));
-    let searcher = Timed { inner: tune_runtime::Tpe::new(), inside: std::sync::Arc::clone(&clock) };
+    let searcher =
+        Timed { inner: tune_runtime::searcher::Tpe::new(), inside: std::sync::Arc::clone(&clock) };
     let t0 = Instant::now();
     let analysis = Tuner::<Trivial>::new()
         .num_samples(10_000)
@@ -224,9 +228,10 @@ fn tpe_10k() {
         .expect("run");
     let total = t0.elapsed();
     assert_eq!(analysis.trials().len(), 10_000);
-    let journal = std::fs::metadata(dir.path().join("bench").join(tune_runtime::JOURNAL_FILE))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let journal =
+        std::fs::metadata(dir.path().join("bench").join(tune_runtime::storage::JOURNAL_FILE))
+            .map(|m| m.len())
+            .unwrap_or(0);
     let c = clock.lock().expect("clock");
     let per_k: Vec<f64> = (0..10)
         .map(|k| {

@@ -19,7 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use tune_runtime::prelude::*;
-use tune_runtime::{Asha, FifoScheduler, HyperBand, Pausing, Pbt, Searcher, Suggestion, TrialId};
+use tune_runtime::{
+    TrialId,
+    scheduler::{Asha, FifoScheduler, HyperBand, Pausing, Pbt},
+    searcher::{Searcher, Suggestion},
+};
 
 const MAX_T: u64 = 81;
 const RANDOM_TRIALS: usize = 32;

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use tune_runtime::prelude::*;
 use tune_runtime::{
-    Bohb, CmaEs, Constraint, GpBo, LatinHypercube, Nsga2, Objectives, RandomSearch, Searcher,
-    Suggestion, Tpe, TrialId, TrialResult,
+    Constraint, Objectives, TrialId, TrialResult,
+    searcher::{Bohb, CmaEs, GpBo, LatinHypercube, Nsga2, RandomSearch, Searcher, Suggestion, Tpe},
 };
 
 #[derive(Metrics, Debug, Clone)]

@@ -234,11 +234,22 @@ pub enum AnalysisError {
 
 /// The outcome of an experiment: every trial with its config, status and results.
 ///
-/// ```ignore
+/// ```no_run
+/// # use tune_runtime::prelude::*;
+/// # search_space! { pub struct MyConfig { lr: f64 = loguniform(1e-4, 1e-1) } }
+/// # #[derive(Debug, Clone, Metrics)] pub struct MyMetrics { accuracy: f64, loss: f64 }
+/// # #[trainable(config = MyConfig, metrics = MyMetrics)] pub struct MyTrainable { lr: f64 }
+/// # impl Trainable for MyTrainable {
+/// #     fn setup(c: &MyConfig, _: &TrialContext) -> TrainResult<Self> { Ok(Self { lr: c.lr }) }
+/// #     fn step(&mut self) -> TrainResult<MyMetrics> { Ok(MyMetrics { accuracy: self.lr, loss: 1.0 - self.lr }) }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let tuner = Tuner::<MyTrainable>::new();
 /// let analysis = tuner.run()?;
 /// let best = analysis.best_config(MyMetrics::LOSS, Mode::Min, Scope::Last);
 /// analysis.table(Rows::Last).write_csv("trials.csv")?;
 /// for t in analysis.errored_trials() { eprintln!("{}: {}", t.id(), t.error().unwrap_or("")); }
+/// # Ok(()) }
 /// ```
 pub struct Analysis<C, M> {
     pub(crate) experiment_dir: PathBuf,

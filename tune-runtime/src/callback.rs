@@ -4,7 +4,7 @@
 //! The payloads are untyped, so one callback serves every trainable: a trial is its index,
 //! its id, its directory and its config as JSON; a result is a row of `f64`s in the order
 //! of the experiment's metric names, then the automatic fields
-//! ([`Auto::ALL`](crate::Auto::ALL)). The built-in loggers (`result.json`, `progress.csv`,
+//! ([`Auto::ALL`](crate::trial::Auto::ALL)). The built-in loggers (`result.json`, `progress.csv`,
 //! TensorBoard event files, in [`logger`](crate::logger)) are callbacks like any other.
 //!
 //! Every method runs on the driver thread, between two results: keep it quick (buffer,

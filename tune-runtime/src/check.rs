@@ -24,6 +24,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Where a restored instance came from, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RestoredFrom {
     /// Restored with `restore_checkpoint` from a checkpoint directory (`state.json` and the
     /// trainable's own files).
@@ -269,6 +270,7 @@ pub fn validate_save_restore_with<T: Trainable>(
 ///
 /// When the check fails, with the error's message.
 #[track_caller]
+#[doc(hidden)]
 pub fn check_save_restore<T: Trainable>() {
     check_save_restore_steps::<T>(SaveRestoreOptions::<T::Config>::default().steps_before);
 }
@@ -280,6 +282,7 @@ pub fn check_save_restore<T: Trainable>() {
 ///
 /// When the check fails, with the error's message.
 #[track_caller]
+#[doc(hidden)]
 pub fn check_save_restore_steps<T: Trainable>(steps: usize) {
     if let Err(e) = validate_save_restore_with::<T>(SaveRestoreOptions::new().steps(steps, steps)) {
         panic!("{e}");
@@ -294,6 +297,7 @@ pub fn check_save_restore_steps<T: Trainable>(steps: usize) {
 ///
 /// When the check fails, with the error's message.
 #[track_caller]
+#[doc(hidden)]
 pub fn check_function_trainable<T: FunctionTrainable>() {
     check_function_trainable_steps::<T>(SaveRestoreOptions::<T::Config>::default().steps_before);
 }
@@ -305,6 +309,7 @@ pub fn check_function_trainable<T: FunctionTrainable>() {
 ///
 /// When the check fails, with the error's message.
 #[track_caller]
+#[doc(hidden)]
 pub fn check_function_trainable_steps<T: FunctionTrainable>(steps: usize) {
     if let Err(e) = validate_function_trainable::<T>(SaveRestoreOptions::new().steps(steps, steps))
     {

@@ -20,6 +20,7 @@ impl fmt::Display for DomainViolation {
 
 /// An error turning a numeric vector (from a model-based searcher) back into a config.
 #[derive(Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpaceError {
     /// The vector does not have one entry per dimension.
     #[error("expected {expected} values (one per dimension of the space), got {got}")]
@@ -41,6 +42,7 @@ pub enum SpaceError {
 
 /// An error reading a config from JSON (a config file, `points_to_evaluate`, a journal).
 #[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The text is not valid JSON, a key is unknown or missing, or a value has the wrong type.
     #[error("invalid config: {0}")]
@@ -56,6 +58,7 @@ fn join(v: &[DomainViolation]) -> String {
 
 /// An error saving or restoring a trainable's checkpoint.
 #[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// The trainable's state could not be serialized.
     #[error("could not serialize the state of `{trainable}`: {source}")]

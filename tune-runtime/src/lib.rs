@@ -12,9 +12,9 @@
 // Lets generated code name `::tune_runtime` inside this crate too (unit tests, doctests).
 extern crate self as tune_runtime;
 
-mod analysis;
+pub mod analysis;
 pub mod callback;
-mod check;
+pub mod check;
 mod checkpoint;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
@@ -31,71 +31,76 @@ pub mod report;
 mod reporter;
 mod resources;
 mod runner;
-mod scheduler;
-mod searcher;
+pub mod scheduler;
+pub mod searcher;
 mod session;
-mod space;
+pub mod space;
 mod space_support;
 mod state;
 mod stop;
 mod trainable;
-mod trial;
+pub mod trial;
 mod tuner;
 
 #[cfg(test)]
 mod testing;
 
-pub use analysis::{Analysis, AnalysisError, CheckpointInfo, Rows, Table, TrialInfo};
-pub use check::{
-    RestoredFrom, SaveRestoreError, SaveRestoreOptions, validate_function_trainable,
-    validate_save_restore, validate_save_restore_with,
-};
-pub use checkpoint::{
-    CheckpointMeta, CheckpointStore, LocalCheckpoints, META_FILE, STATE_FILE, read_meta,
-    restore_checkpoint, save_checkpoint,
-};
-pub use error::{
-    CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult,
-};
-/// Journals shared by several tuner processes (experiments that span machines).
-pub use journal::shared;
-pub use journal::{
-    ExperimentLog, FileJournal, Header, JOURNAL_FILE, JournalError, JournalStore, MAX_RECORD_BYTES,
-    Record, Run, TrialLog, read_journal,
-};
-pub use manifest::MANIFEST_FILE;
+// The README's code compiles as a doctest, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
+// The crate root holds what every user program names: the tuner and its result, the traits
+// a trainable implements, metrics and stop criteria. Algorithms, storage and the rest live
+// in their modules: `searcher`, `scheduler`, `storage`, `shared`, `analysis`, `trial`,
+// `space`, `check`, `callback`, `logger`, `report`.
+pub use analysis::Analysis;
+pub use error::{CheckpointError, TrainError, TrainResult};
 pub use metrics::{Metric, MetricValue, Metrics};
 pub use objectives::{Constraint, Objectives};
 pub use runner::{WORKER_ENV, is_worker};
-pub use scheduler::{
-    Asha, AshaBuilder, BracketEvent, Decision, Exploit, Explore, FifoScheduler, HyperBand,
-    HyperBandBuilder, HyperBandForBohb, MedianStopping, MedianStoppingBuilder, Mutation,
-    PBT_LOG_FILE, Patient, PatientBuilder, Pausing, Pbt, PbtBuilder, PbtLogEntry, PbtReplay,
-    PercentilePruner, PercentilePrunerBuilder, ReplayError, Scheduler, SchedulerError,
-    ThresholdPruner, ThresholdPrunerBuilder, WilcoxonPruner, WilcoxonPrunerBuilder,
-};
-pub use searcher::{
-    AskTell, Asked, BasicVariantGenerator, Bohb, CmaEs, ConcurrencyLimiter, GpBo, GridSearch,
-    LatinHypercube, Nsga2, RandomSearch, Repeater, Searcher, SobolSearch, Suggestion, Tpe,
-    UnsupportedObjectives, UnsupportedSpace,
-};
 pub use session::{Finished, Session, Stopped, TrainFn};
-pub use space::{Condition, Dim, DimKind, Space};
+pub use space::Space;
 pub use state::StateError;
 pub use stop::Stop;
 pub use trainable::{
     Checkpointable, InvalidResources, Resources, Trainable, TrainableSpec, TrialContext,
 };
-pub use trial::{Auto, Key, Mode, ResultRow, Scope, TrialId, TrialResult, TrialStatus};
+pub use trial::{Mode, Scope, TrialId, TrialResult, TrialStatus};
 pub use tuner::{RunError, Tuner};
 
 pub use tune_macros::{Metrics, search_space, trainable};
 
+/// The random number generators in this crate's signatures (`sample_from` closures,
+/// `TrialContext::seed`, searchers' seeds), re-exported so that a user's `rand` version
+/// cannot mismatch.
+pub use rand;
+
+/// Where an experiment's records and checkpoints are kept: the journal (`journal.jsonl`,
+/// [`JournalStore`](storage::JournalStore)), checkpoint directories
+/// ([`CheckpointStore`](storage::CheckpointStore)) and the functions that read them back.
+pub mod storage {
+    pub use crate::checkpoint::{
+        CheckpointMeta, CheckpointStore, LocalCheckpoints, META_FILE, STATE_FILE, read_meta,
+        restore_checkpoint, save_checkpoint,
+    };
+    pub use crate::journal::{
+        ExperimentLog, FileJournal, Header, JOURNAL_FILE, JournalError, JournalStore,
+        MAX_RECORD_BYTES, Record, Run, TrialLog, read_journal,
+    };
+    pub use crate::manifest::MANIFEST_FILE;
+}
+
+/// Journals shared by several tuner processes (experiments that span machines).
+pub use journal::shared;
+
 /// What a user's code needs in scope: `use tune_runtime::prelude::*;`.
 pub mod prelude {
+    pub use crate::analysis::Rows;
+    pub use crate::trial::Auto;
     pub use crate::{
-        Analysis, Auto, Metric, Metrics, Mode, Resources, Rows, RunError, Scope, Session, Space,
-        Stop, TrainError, TrainResult, Trainable, TrialContext, TrialStatus, Tuner, search_space,
+        Analysis, Metric, Metrics, Mode, Resources, RunError, Scope, Session, Space, Stop,
+        TrainError, TrainResult, Trainable, TrialContext, TrialStatus, Tuner, search_space,
         trainable,
     };
 }

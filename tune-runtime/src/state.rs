@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Why a searcher or scheduler cannot restore a saved state
-/// ([`Searcher::restore_state`](crate::Searcher::restore_state),
-/// [`Scheduler::restore_state`](crate::Scheduler::restore_state)). Each message says what
+/// ([`Searcher::restore_state`](crate::searcher::Searcher::restore_state),
+/// [`Scheduler::restore_state`](crate::scheduler::Scheduler::restore_state)). Each message says what
 /// to change.
 ///
 /// ```

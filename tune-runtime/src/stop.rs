@@ -12,7 +12,9 @@ type StopFn<M> = Box<dyn FnMut(&TrialResult<M>) -> bool + Send>;
 ///
 /// Criteria combine with [`Stop::and`] and [`Stop::or`]:
 ///
-/// ```ignore
+/// ```
+/// # use tune_runtime::{Metrics, Stop};
+/// # #[derive(Debug, Clone, Metrics)] struct MyMetrics { accuracy: f64 }
 /// use std::time::Duration;
 /// let stop = Stop::iterations(100)
 ///     .or(Stop::at_least(MyMetrics::ACCURACY, 0.95))

@@ -205,7 +205,10 @@ pub trait Checkpointable {
 
 /// A training process that the runner steps, checkpoints and restores (the class API).
 ///
-/// ```ignore
+/// ```
+/// # use tune_runtime::prelude::*;
+/// # search_space! { pub struct GuessConfig { guess: i64 = randint(0, 2048) } }
+/// # #[derive(Debug, Clone, Metrics)] pub struct GuessMetrics { diff: i64 }
 /// #[trainable(config = GuessConfig, metrics = GuessMetrics)]
 /// struct Guesser { guess: i64, iter: u64 }
 ///

@@ -31,6 +31,7 @@ impl fmt::Display for TrialId {
 /// The lifecycle state of a trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
 pub enum TrialStatus {
     /// Created, waiting for resources.
     Pending,

@@ -181,9 +181,16 @@ enum Overrides {
 /// Every option has a default; nothing is checked until [`Tuner::run`], which validates
 /// all options before the first trial starts.
 ///
-/// ```ignore
-/// use tune_runtime::prelude::*;
-///
+/// ```no_run
+/// # use tune_runtime::prelude::*;
+/// # search_space! { pub struct MyConfig { lr: f64 = loguniform(1e-4, 1e-1) } }
+/// # #[derive(Debug, Clone, Metrics)] pub struct MyMetrics { accuracy: f64, loss: f64 }
+/// # #[trainable(config = MyConfig, metrics = MyMetrics)] pub struct MyTrainable { lr: f64 }
+/// # impl Trainable for MyTrainable {
+/// #     fn setup(c: &MyConfig, _: &TrialContext) -> TrainResult<Self> { Ok(Self { lr: c.lr }) }
+/// #     fn step(&mut self) -> TrainResult<MyMetrics> { Ok(MyMetrics { accuracy: self.lr, loss: 1.0 - self.lr }) }
+/// # }
+/// # fn main() -> Result<(), RunError> {
 /// let analysis = Tuner::<MyTrainable>::new()
 ///     .num_samples(20)
 ///     .stop(Stop::iterations(10).or(Stop::at_least(MyMetrics::ACCURACY, 0.95)))
@@ -191,7 +198,8 @@ enum Overrides {
 ///     .local_dir("./results")
 ///     .seed(42)
 ///     .run()?;
-/// let best: &MyConfig = analysis.best_config(MyMetrics::ACCURACY, Mode::Max, Scope::Last).unwrap();
+/// let best: Option<&MyConfig> = analysis.best_config(MyMetrics::ACCURACY, Mode::Max, Scope::Last);
+/// # Ok(()) }
 /// ```
 pub struct Tuner<T: Trainable> {
     num_samples: usize,
@@ -497,7 +505,7 @@ impl<T: Trainable> Tuner<T> {
     /// `restore`, a failed checkpoint, NaN metrics) up to `n` times, each time from its
     /// latest checkpoint that verifies (from the start when it has none); its results after
     /// that checkpoint are dropped. Each failure is recorded in the journal, in the trial's
-    /// `error.txt` and in [`TrialInfo::failures`](crate::TrialInfo::failures). Default 0.
+    /// `error.txt` and in [`TrialInfo::failures`](crate::analysis::TrialInfo::failures). Default 0.
     pub fn max_failures(mut self, n: u32) -> Self {
         self.max_failures = n;
         self
@@ -508,9 +516,19 @@ impl<T: Trainable> Tuner<T> {
     /// their latest checkpoint, the searcher and scheduler continue from their saved
     /// state. Needs an explicit [`Tuner::name`]. Default false.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use tune_runtime::prelude::*;
+    /// # search_space! { pub struct MyConfig { lr: f64 = loguniform(1e-4, 1e-1) } }
+    /// # #[derive(Debug, Clone, Metrics)] pub struct MyMetrics { accuracy: f64, loss: f64 }
+    /// # #[trainable(config = MyConfig, metrics = MyMetrics)] pub struct MyTrainable { lr: f64 }
+    /// # impl Trainable for MyTrainable {
+    /// #     fn setup(c: &MyConfig, _: &TrialContext) -> TrainResult<Self> { Ok(Self { lr: c.lr }) }
+    /// #     fn step(&mut self) -> TrainResult<MyMetrics> { Ok(MyMetrics { accuracy: self.lr, loss: 1.0 - self.lr }) }
+    /// # }
+    /// # fn main() -> Result<(), RunError> {
     /// // Safe to run again after a crash, a kill or Ctrl-C: it picks up where it stopped.
-    /// let analysis = Tuner::<Model>::new().name("mnist").local_dir("./results").resume(true).run()?;
+    /// let analysis = Tuner::<MyTrainable>::new().name("mnist").local_dir("./results").resume(true).run()?;
+    /// # Ok(()) }
     /// ```
     pub fn resume(mut self, yes: bool) -> Self {
         self.resume = yes;
@@ -618,7 +636,7 @@ impl<T: Trainable> Tuner<T> {
     /// #     fn setup(c: &Cfg, _: &TrialContext) -> TrainResult<Self> { Ok(Model { lr: c.lr }) }
     /// #     fn step(&mut self) -> TrainResult<M> { Ok(M { error: self.lr, latency_ms: 1.0 / self.lr }) }
     /// # }
-    /// use tune_runtime::{Nsga2, Objectives};
+    /// use tune_runtime::{Objectives, searcher::Nsga2};
     /// let tuner = Tuner::<Model>::new()
     ///     .objectives(Objectives::new().minimize(M::ERROR).minimize(M::LATENCY_MS))
     ///     .searcher(Nsga2::new());

@@ -125,7 +125,7 @@ fn the_dashboard_shows_new_results_without_a_reload() {
     support::fixture::HOLD_AFTER.store(3, std::sync::atomic::Ordering::Relaxed);
     let exp_root = root.path().to_path_buf();
     let experiment = std::thread::spawn(move || support::fixture::run(&exp_root, "live", 8));
-    let journal = root.path().join("live").join(tune_runtime::JOURNAL_FILE);
+    let journal = root.path().join("live").join(tune_runtime::storage::JOURNAL_FILE);
     wait_for(Duration::from_secs(60), || {
         std::fs::read_to_string(&journal)
             .ok()

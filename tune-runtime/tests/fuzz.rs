@@ -8,7 +8,7 @@
 
 use proptest::prelude::*;
 use tune_runtime::prelude::*;
-use tune_runtime::{
+use tune_runtime::storage::{
     JOURNAL_FILE, MANIFEST_FILE, META_FILE, STATE_FILE, read_journal, read_meta, restore_checkpoint,
 };
 

@@ -13,7 +13,10 @@
 //! prints the table to paste into `RECORDED`.
 
 use tune_runtime::prelude::*;
-use tune_runtime::{CmaEs, GpBo, RandomSearch, Searcher, Suggestion, Tpe, TrialId, TrialResult};
+use tune_runtime::{
+    TrialId, TrialResult,
+    searcher::{CmaEs, GpBo, RandomSearch, Searcher, Suggestion, Tpe},
+};
 
 #[derive(Metrics, Debug, Clone)]
 struct Loss {

@@ -23,7 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tune_runtime::prelude::*;
-use tune_runtime::{HyperBand, Pausing, RunError, TrialStatus};
+use tune_runtime::{
+    RunError, TrialStatus,
+    scheduler::{HyperBand, Pausing},
+};
 
 search_space! {
     pub struct Cfg {

@@ -2,7 +2,10 @@
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tune_runtime::{Condition, Dim, DomainViolation, Space, SpaceError};
+use tune_runtime::{
+    Space,
+    space::{Condition, Dim, DomainViolation, SpaceError},
+};
 
 /// `guess` in `1..10000`, `workers` in `1..5`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,8 +13,9 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tune_runtime::{
-    CheckpointError, Checkpointable, Condition, Dim, DimKind, DomainViolation, Metric, Metrics,
-    Resources, Space, SpaceError, TrainError, TrainResult, Trainable, TrainableSpec, TrialContext,
+    CheckpointError, Checkpointable, Metric, Metrics, Resources, Space, TrainError, TrainResult,
+    Trainable, TrainableSpec, TrialContext,
+    space::{Condition, Dim, DimKind, DomainViolation, SpaceError},
 };
 
 /// `x = uniform(0, 1)`, `k = grid([1, 2, 3])`; the other fields are constants that tests
@@ -305,11 +306,11 @@ pub fn overrides(tag: u64, extra: &str) -> String {
 
 /// A journal file on a disk that fills up after `left` records (ENOSPC from then on).
 pub struct FillsUp {
-    pub inner: tune_runtime::FileJournal,
+    pub inner: tune_runtime::storage::FileJournal,
     pub left: Arc<AtomicUsize>,
 }
 
-impl tune_runtime::JournalStore for FillsUp {
+impl tune_runtime::storage::JournalStore for FillsUp {
     fn append(&mut self, record: &[u8]) -> std::io::Result<()> {
         if self.left.load(Ordering::SeqCst) == 0 {
             return Err(std::io::Error::from_raw_os_error(28));

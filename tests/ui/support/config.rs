@@ -2,7 +2,7 @@
 // would generate it) and a metrics struct.
 #![allow(dead_code)]
 
-use tune_runtime::{Condition, Dim, DomainViolation, Metrics, Space, SpaceError};
+use tune_runtime::{Metrics, Space, space::{Condition, Dim, DomainViolation, SpaceError}};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Config;

@@ -23,7 +23,7 @@ pub const MAX_RECORD_BYTES: usize = 16 << 20;
 /// ```
 /// use std::io;
 /// use std::ops::ControlFlow;
-/// use tune_runtime::JournalStore;
+/// use tune_runtime::storage::JournalStore;
 ///
 /// /// A journal kept in memory (a test double).
 /// #[derive(Default)]

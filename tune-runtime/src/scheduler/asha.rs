@@ -25,7 +25,7 @@ use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
 /// random, weighted towards brackets with more rungs (as Ray Tune does).
 ///
 /// ```
-/// use tune_runtime::{Asha, Auto, Mode, Metric};
+/// use tune_runtime::{Mode, Metric, scheduler::Asha, trial::Auto};
 /// # #[derive(Debug, Clone)] struct M { loss: f64 }
 /// # impl tune_runtime::Metrics for M { const NAMES: &'static [&'static str] = &["loss"];
 /// #     fn value(&self, _: usize) -> f64 { self.loss } }

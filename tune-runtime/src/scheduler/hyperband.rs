@@ -18,7 +18,7 @@ use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
 /// milestone (`eta` times further) and resumed, the others stopped, and so on until
 /// `max_t`. A bracket that cannot fill (the searcher ran out of trials) halves with the
 /// trials it has. Paused trials stay in memory or are checkpointed, see
-/// [`Pausing`](crate::Pausing); promoted ones resume at the same iteration and state.
+/// [`Pausing`](crate::scheduler::Pausing); promoted ones resume at the same iteration and state.
 #[derive(Debug)]
 pub struct HyperBand<M> {
     core: Core<M>,
@@ -61,7 +61,7 @@ impl<M: Metrics> HyperBand<M> {
     /// reduction factor 3, every bracket (`s_max + 1`).
     ///
     /// ```
-    /// use tune_runtime::{HyperBand, Mode, Metric};
+    /// use tune_runtime::{Mode, Metric, scheduler::HyperBand};
     /// # #[derive(Debug, Clone)] struct M { accuracy: f64 }
     /// # impl tune_runtime::Metrics for M { const NAMES: &'static [&'static str] = &["accuracy"];
     /// #     fn value(&self, _: usize) -> f64 { self.accuracy } }

@@ -60,6 +60,7 @@ pub struct Exploit<C> {
 
 /// Where a paused trial's state waits for its resumption.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Pausing {
     /// The instance stays in memory: resuming costs nothing.
     Memory,
@@ -209,6 +210,7 @@ pub(crate) fn signed<M: Metrics>(key: Key<M>, mode: Mode, result: &TrialResult<M
 
 /// Why a scheduler's builder refused its options. Each message says what to change.
 #[derive(Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SchedulerError {
     /// An option is out of range.
     #[error("{scheduler}: {message}")]

@@ -16,13 +16,13 @@ use crate::trial::{Key, Mode, TrialId, TrialResult};
 ///
 /// The wrapped scheduler sees every result as usual, so its records stay whole; its
 /// answer is followed only for a stagnating trial. Wrap schedulers that stop trials
-/// ([`PercentilePruner`](crate::PercentilePruner), [`ThresholdPruner`](crate::ThresholdPruner),
-/// [`WilcoxonPruner`](crate::WilcoxonPruner), [`MedianStopping`](crate::MedianStopping),
-/// [`Asha`](crate::Asha)); one that pauses trials (HyperBand) needs its pauses followed
+/// ([`PercentilePruner`](crate::scheduler::PercentilePruner), [`ThresholdPruner`](crate::scheduler::ThresholdPruner),
+/// [`WilcoxonPruner`](crate::scheduler::WilcoxonPruner), [`MedianStopping`](crate::scheduler::MedianStopping),
+/// [`Asha`](crate::scheduler::Asha)); one that pauses trials (HyperBand) needs its pauses followed
 /// and is not meant to be wrapped.
 ///
 /// ```
-/// use tune_runtime::{Mode, Metric, Patient, PercentilePruner};
+/// use tune_runtime::{Mode, Metric, scheduler::{Patient, PercentilePruner}};
 /// # #[derive(Debug, Clone)] struct M { loss: f64 }
 /// # impl tune_runtime::Metrics for M { const NAMES: &'static [&'static str] = &["loss"];
 /// #     fn value(&self, _: usize) -> f64 { self.loss } }

@@ -39,6 +39,7 @@ pub struct PbtLogEntry {
 
 /// How [`Pbt`] perturbs one dimension of the config (by its name in [`Space::dims`]).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Mutation {
     /// Draw a new value from the dimension's prior.
     Resample,
@@ -103,7 +104,7 @@ struct Saved<C> {
 /// in [`PBT_LOG_FILE`]; [`super::PbtReplay`] replays a trial's schedule.
 ///
 /// ```
-/// use tune_runtime::{Mode, Mutation, Pbt, Metric};
+/// use tune_runtime::{Mode, Metric, scheduler::{Mutation, Pbt}};
 /// # tune_runtime::search_space! { struct Conf { lr: f64 = loguniform(1e-4, 1e-1), batch: u32 = choice([16, 32, 64]) } }
 /// # #[derive(Debug, Clone)] struct M { reward: f64 }
 /// # impl tune_runtime::Metrics for M { const NAMES: &'static [&'static str] = &["reward"];

@@ -37,7 +37,7 @@ impl Schedule {
 /// Optuna counts only complete trials. A NaN value is stopped.
 ///
 /// ```
-/// use tune_runtime::{Mode, Metric, PercentilePruner};
+/// use tune_runtime::{Mode, Metric, scheduler::PercentilePruner};
 /// # #[derive(Debug, Clone)] struct M { loss: f64 }
 /// # impl tune_runtime::Metrics for M { const NAMES: &'static [&'static str] = &["loss"];
 /// #     fn value(&self, _: usize) -> f64 { self.loss } }
@@ -250,7 +250,7 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for PercentilePruner<M> {
 /// `ThresholdPruner`), from step `n_warmup_steps` on, every `interval_steps` steps.
 ///
 /// ```
-/// use tune_runtime::{Metric, ThresholdPruner};
+/// use tune_runtime::{Metric, scheduler::ThresholdPruner};
 /// # #[derive(Debug, Clone)] struct M { loss: f64 }
 /// # impl tune_runtime::Metrics for M { const NAMES: &'static [&'static str] = &["loss"];
 /// #     fn value(&self, _: usize) -> f64 { self.loss } }

@@ -10,6 +10,7 @@ use crate::trial::{TrialId, TrialResult};
 
 /// Why a PBT log cannot be replayed.
 #[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum ReplayError {
     /// The log file cannot be read.
     #[error(

@@ -22,7 +22,7 @@ use crate::trial::{Auto, Key, Mode, TrialId, TrialResult};
 /// steps (and 2) are needed. Non-finite values are never stopped on.
 ///
 /// ```
-/// use tune_runtime::{Mode, Metric, WilcoxonPruner};
+/// use tune_runtime::{Mode, Metric, scheduler::WilcoxonPruner};
 /// # #[derive(Debug, Clone)] struct M { error: f64 }
 /// # impl tune_runtime::Metrics for M { const NAMES: &'static [&'static str] = &["error"];
 /// #     fn value(&self, _: usize) -> f64 { self.error } }

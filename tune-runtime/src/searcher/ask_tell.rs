@@ -23,7 +23,7 @@ pub struct Asked<C> {
 ///
 /// ```
 /// use tune_runtime::prelude::*;
-/// use tune_runtime::{AskTell, Tpe};
+/// use tune_runtime::{searcher::{AskTell, Tpe}};
 /// search_space! { struct Cfg { x: f64 = uniform(-5.0, 5.0) } }
 /// #[derive(Debug, Clone, Metrics)] struct Out { loss: f64 }
 ///

@@ -131,7 +131,7 @@ searcher_type! {
     /// by `bandwidth_factor` (default 3), and the one with the largest `l/g` is
     /// suggested. Until a budget has enough results, configs come from the prior, as in
     /// plain HyperBand. Conditional and categorical dimensions are modelled as in
-    /// [`Tpe`](crate::Tpe).
+    /// [`Tpe`](crate::searcher::Tpe).
     ///
     /// Pair it with the HyperBand variant for BOHB among the schedulers, which stops and
     /// resumes trials at the rung budgets and so produces results at those budgets; see

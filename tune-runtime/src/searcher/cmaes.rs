@@ -241,15 +241,15 @@ searcher_type! {
     /// The strategy runs in the unit cube (log-scaled domains in log space) from its
     /// centre with step size `sigma0` (default 1/6, as Optuna). Each generation of `popsize`
     /// configs (default `4 + ⌊3 ln n⌋`) is suggested as trials ask for them; once all
-    /// are suggested the searcher answers [`Suggestion::NotNow`](crate::Suggestion) until
+    /// are suggested the searcher answers [`Suggestion::NotNow`](crate::searcher::Suggestion) until
     /// their results are in, then updates the mean, step size and covariance. A failed
     /// trial ranks last. Samples outside the cube are redrawn (then clipped).
     ///
     /// ```
     /// # use tune_runtime::prelude::*;
     /// search_space! { struct Cfg { lr: f64 = loguniform(1e-4, 1e-1), wd: f64 = uniform(0.0, 0.1) } }
-    /// let cma = tune_runtime::CmaEs::<Cfg>::new()?.sigma0(0.2);
-    /// # Ok::<(), tune_runtime::UnsupportedSpace>(())
+    /// let cma = tune_runtime::searcher::CmaEs::<Cfg>::new()?.sigma0(0.2);
+    /// # Ok::<(), tune_runtime::searcher::UnsupportedSpace>(())
     /// ```
     CmaEs, CmaAlgo
 }

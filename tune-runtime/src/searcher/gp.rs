@@ -433,7 +433,7 @@ mod tests {
     fn searches_mixed_and_conditional_spaces() {
         let m = drive(&mut GpBo::<Mixed>::new().n_candidates(128), 30, 2, 1, mixed_loss);
         all_valid(&m);
-        let rand = drive(&mut crate::RandomSearch::<Mixed>::new(), 30, 1, 1, mixed_loss);
+        let rand = drive(&mut crate::searcher::RandomSearch::<Mixed>::new(), 30, 1, 1, mixed_loss);
         let best = |v: &[Mixed]| v.iter().map(mixed_loss).fold(f64::INFINITY, f64::min);
         assert!(best(&m) <= best(&rand) + 0.05, "{} vs {}", best(&m), best(&rand));
         let c = drive(&mut GpBo::<Cond>::new().n_candidates(64), 25, 3, 1, cond_loss);

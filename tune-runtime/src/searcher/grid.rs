@@ -115,7 +115,7 @@ searcher_type! {
     /// variant's fields are only crossed with that variant.
     ///
     /// Each grid point is suggested once, then the search is finished; the experiment's
-    /// `num_samples` is ignored (wrap it in a [`Repeater`](crate::Repeater) to run each
+    /// `num_samples` is ignored (wrap it in a [`Repeater`](crate::searcher::Repeater) to run each
     /// point several times). `points_to_evaluate` come first, in addition to the grid.
     GridSearch, Grid
 }

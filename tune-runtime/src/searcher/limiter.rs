@@ -20,7 +20,7 @@ use crate::trial::{Key, Mode, TrialId, TrialResult};
 /// ```
 /// # use tune_runtime::prelude::*;
 /// # search_space! { struct Cfg { lr: f64 = loguniform(1e-4, 1e-1) } }
-/// let searcher = tune_runtime::ConcurrencyLimiter::new(tune_runtime::Tpe::<Cfg>::new(), 4);
+/// let searcher = tune_runtime::searcher::ConcurrencyLimiter::new(tune_runtime::searcher::Tpe::<Cfg>::new(), 4);
 /// ```
 #[derive(Debug)]
 pub struct ConcurrencyLimiter<S> {

@@ -193,7 +193,7 @@ searcher_type! {
     /// ```
     /// # use tune_runtime::prelude::*;
     /// # search_space! { struct Cfg { lr: f64 = loguniform(1e-4, 1e-1), layers: u8 = choice([1, 2, 3]) } }
-    /// let nsga = tune_runtime::Nsga2::<Cfg>::new().population_size(40);
+    /// let nsga = tune_runtime::searcher::Nsga2::<Cfg>::new().population_size(40);
     /// ```
     Nsga2, NsgaAlgo
 }

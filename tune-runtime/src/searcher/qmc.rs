@@ -132,7 +132,7 @@ searcher_type! {
     /// ```
     /// # use tune_runtime::prelude::*;
     /// # search_space! { struct Cfg { lr: f64 = loguniform(1e-4, 1e-1), layers: u8 = choice([1, 2, 3]) } }
-    /// let sobol = tune_runtime::SobolSearch::<Cfg>::new();
+    /// let sobol = tune_runtime::searcher::SobolSearch::<Cfg>::new();
     /// ```
     SobolSearch, SobolAlgo
 }

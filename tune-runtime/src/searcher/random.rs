@@ -36,13 +36,13 @@ searcher_type! {
     /// Random search: `num_samples` configs drawn independently from the space's prior
     /// (each field's declared domain; enum variants uniformly, then their fields).
     ///
-    /// Unlike [`BasicVariantGenerator`](crate::BasicVariantGenerator) it does not repeat
+    /// Unlike [`BasicVariantGenerator`](crate::searcher::BasicVariantGenerator) it does not repeat
     /// the grid: `grid` fields are sampled like `choice`. It takes `points_to_evaluate`.
     ///
     /// ```
     /// # use tune_runtime::prelude::*;
     /// # search_space! { struct Cfg { lr: f64 = loguniform(1e-4, 1e-1) } }
-    /// let searcher = tune_runtime::RandomSearch::<Cfg>::new();
+    /// let searcher = tune_runtime::searcher::RandomSearch::<Cfg>::new();
     /// ```
     RandomSearch, Prior
 }

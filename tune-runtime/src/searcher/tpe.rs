@@ -202,7 +202,7 @@ searcher_type! {
     /// ```
     /// # use tune_runtime::prelude::*;
     /// # search_space! { struct Cfg { lr: f64 = loguniform(1e-4, 1e-1) } }
-    /// let tpe = tune_runtime::Tpe::<Cfg>::new().n_startup(10).n_candidates(24);
+    /// let tpe = tune_runtime::searcher::Tpe::<Cfg>::new().n_startup(10).n_candidates(24);
     /// ```
     Tpe, TpeAlgo
 }

@@ -49,6 +49,6 @@ fn main() {
     assert_eq!(r.custom.len(), 2);
     let r = <Computed as tune_runtime::TrainableSpec>::resources(&Config);
     assert_eq!((r.cpu, r.gpu), (3.0, 0.25));
-    tune_runtime::validate_save_restore::<Net>().unwrap();
-    tune_runtime::validate_save_restore::<Computed>().unwrap();
+    tune_runtime::check::validate_save_restore::<Net>().unwrap();
+    tune_runtime::check::validate_save_restore::<Computed>().unwrap();
 }

@@ -26,7 +26,7 @@ fn r#loop(_config: &Config, session: &mut tune_runtime::Session<config::Loss>) -
 fn main() {
     assert_eq!(<Train as tune_runtime::TrainableSpec>::NAME, "train");
     assert_eq!(<Custom as tune_runtime::TrainableSpec>::NAME, "loop");
-    tune_runtime::validate_save_restore::<Train>().unwrap();
+    tune_runtime::check::validate_save_restore::<Train>().unwrap();
     let mut t = <Custom as Trainable>::setup(&Config, &TrialContext::detached("x", 0)).unwrap();
     t.step().unwrap();
     t.cleanup();

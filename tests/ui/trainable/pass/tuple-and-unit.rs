@@ -36,6 +36,6 @@ fn main() {
     p.step().unwrap();
     assert_eq!(p.save_state().unwrap(), br#"{"0":1,"2":2}"#);
     assert_eq!(Stateless.save_state().unwrap(), b"{}");
-    tune_runtime::validate_save_restore::<Pair>().unwrap();
-    tune_runtime::validate_save_restore::<Stateless>().unwrap();
+    tune_runtime::check::validate_save_restore::<Pair>().unwrap();
+    tune_runtime::check::validate_save_restore::<Stateless>().unwrap();
 }

@@ -9,7 +9,10 @@ use std::time::SystemTime;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 use tune_runtime::report::{Report, ReportOptions, guess_mode};
-use tune_runtime::{ExperimentLog, JOURNAL_FILE, Mode, TrialStatus};
+use tune_runtime::{
+    Mode, TrialStatus,
+    storage::{ExperimentLog, JOURNAL_FILE},
+};
 
 /// Inspect tune-runtime experiments: list them, show their trials, pick the best, export
 /// tables, write an HTML report or serve a live dashboard.

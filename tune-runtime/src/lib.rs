@@ -51,8 +51,8 @@ pub use check::{
     validate_save_restore, validate_save_restore_with,
 };
 pub use checkpoint::{
-    CheckpointMeta, CheckpointStore, LocalCheckpoints, META_FILE, STATE_FILE, read_meta,
-    restore_checkpoint, save_checkpoint,
+    CheckpointMeta, CheckpointStore, Durability, LocalCheckpoints, META_FILE, STATE_FILE,
+    read_meta, restore_checkpoint, save_checkpoint,
 };
 pub use error::{
     CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult,

@@ -29,6 +29,7 @@ const STEPS: u64 = 40;
 const TRIALS: usize = 4;
 
 #[trainable(config = Work, metrics = Out, resources(cpu = 1), test = false)]
+#[derive(Debug)]
 pub struct Parallel {
     x: f64,
 }
@@ -72,8 +73,11 @@ fn run(budgets: bool) -> (Duration, Vec<f64>) {
         .run()
         .expect("run");
     let wall = t0.elapsed();
-    let mut steps: Vec<f64> =
-        a.trials().iter().flat_map(|t| t.results().map(|r| r.time_this_iter_s())).collect();
+    let mut steps: Vec<f64> = a
+        .trials()
+        .iter()
+        .flat_map(|t| t.results().map(|r| r.get(tune_runtime::Auto::TimeThisIterS)))
+        .collect();
     assert_eq!(steps.len(), TRIALS * STEPS as usize);
     steps.sort_by(f64::total_cmp);
     (wall, steps)

@@ -48,6 +48,7 @@ fn accuracy(hp: &Hp, iteration: u64) -> f64 {
 }
 
 #[trainable(config = Hp, metrics = Acc, resources(cpu = 1), test = false)]
+#[derive(Debug)]
 pub struct Model {
     hp: Hp,
     iteration: u64,
@@ -85,7 +86,7 @@ struct Tuned {
     checkpoints: usize,
 }
 
-fn tune(checkpoint_freq: u64, durability: Durability) -> Tuned {
+fn tune(checkpoint_freq: u64, durability: Durability, budgets: bool) -> Tuned {
     let dir = bench_dir();
     let asha = Asha::builder(Acc::ACC, Mode::Max)
         .max_t(MAX_T as f64)
@@ -102,6 +103,7 @@ fn tune(checkpoint_freq: u64, durability: Durability) -> Tuned {
         .stop(Stop::iterations(MAX_T))
         .checkpoint_freq(checkpoint_freq)
         .durability(durability)
+        .cpu_budgets(budgets)
         .total_cpus(1.0)
         .local_dir(dir.path())
         .name("bench")
@@ -167,21 +169,22 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(5);
     WORK.store(calibrate(), Ordering::Relaxed);
-    let settings: [(&str, u64, Durability); 3] = [
-        ("no checkpoints", 0, Durability::Synced),
-        ("checkpoint every 3, synced", 3, Durability::Synced),
-        ("checkpoint every 3, relaxed", 3, Durability::Relaxed),
+    let settings: [(&str, u64, Durability, bool); 4] = [
+        ("no checkpoints", 0, Durability::Synced, true),
+        ("checkpoint every 3, synced", 3, Durability::Synced, true),
+        ("checkpoint every 3, relaxed", 3, Durability::Relaxed, true),
+        ("no checkpoints, no budgets", 0, Durability::Synced, false),
     ];
     // Warm up (and find the training to compare with: the same in every setting).
-    let reference = tune(0, Durability::Synced);
+    let reference = tune(0, Durability::Synced, true);
     let steps: u64 = reference.trials.iter().map(|t| t.1).sum();
     let mut plain_s = Vec::new();
     let mut tuned_s: Vec<Vec<f64>> = vec![Vec::new(); settings.len()];
     let mut checkpoints = vec![0; settings.len()];
     for _ in 0..rounds {
         plain_s.push(plain(&reference.trials).as_secs_f64());
-        for (k, (_, freq, durability)) in settings.iter().enumerate() {
-            let t = tune(*freq, *durability);
+        for (k, (_, freq, durability, budgets)) in settings.iter().enumerate() {
+            let t = tune(*freq, *durability, *budgets);
             assert_eq!(t.trials.len(), TRIALS);
             let same: u64 = t.trials.iter().map(|t| t.1).sum();
             assert_eq!(same, steps, "the runs train the same steps");
@@ -198,7 +201,7 @@ fn main() {
     println!("{:<30} {:>8}  {:>6}  {:>11}", "setting", "wall s", "ratio", "checkpoints");
     println!("{:<30} {plain:>8.3}  {:>6.3}  {:>11}", "plain loop", 1.0, "-");
     let walls: Vec<f64> = tuned_s.iter().map(|v| median(v.clone())).collect();
-    for (k, (name, _, _)) in settings.iter().enumerate() {
+    for (k, (name, ..)) in settings.iter().enumerate() {
         println!("{name:<30} {:>8.3}  {:>6.3}  {:>11}", walls[k], walls[k] / plain, checkpoints[k]);
     }
     let per_result = (walls[0] - plain) / steps as f64;
@@ -209,5 +212,10 @@ fn main() {
         1e3 * per_result,
         1e3 * per_ckpt(1),
         1e3 * per_ckpt(2)
+    );
+    println!(
+        "per result without budgets: {:.3} ms (the hand-off to the trial's pool: {:.3} ms)",
+        1e3 * (walls[3] - plain) / steps as f64,
+        1e3 * (walls[0] - walls[3]) / steps as f64
     );
 }

@@ -6,7 +6,8 @@
 //!
 //! `cargo bench -p tune-runtime --bench overhead` prints, for each setting, the wall time
 //! (median of the rounds) over the plain loop's, and the cost per result and per
-//! checkpoint derived from the differences. `-- --rounds N` sets the rounds (default 5);
+//! checkpoint derived from the differences. `-- --rounds N` sets the rounds (default 5),
+//! `-- --step-ms X` the step's compute (default 5; 0 leaves the tuner's own cost alone);
 //! files go to `$TUNE_BENCH_DIR` (default: the system temp dir).
 
 use std::hint::black_box;
@@ -142,7 +143,8 @@ fn plain(trials: &[(Hp, u64)]) -> Duration {
     t0.elapsed()
 }
 
-fn calibrate() -> u64 {
+/// Iterations of [`compute`] that take `ms` milliseconds here.
+fn calibrate(ms: f64) -> u64 {
     let probe = 200_000;
     let mut times: Vec<f64> = (0..15)
         .map(|_| {
@@ -152,7 +154,7 @@ fn calibrate() -> u64 {
         })
         .collect();
     times.sort_by(f64::total_cmp);
-    (probe as f64 * 0.005 / times[times.len() / 2]) as u64
+    (probe as f64 * ms / 1e3 / times[times.len() / 2]) as u64
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -168,7 +170,13 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(5);
-    WORK.store(calibrate(), Ordering::Relaxed);
+    let step_ms = args
+        .iter()
+        .position(|a| a == "--step-ms")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5.0);
+    WORK.store(calibrate(step_ms), Ordering::Relaxed);
     let settings: [(&str, u64, Durability, bool); 4] = [
         ("no checkpoints", 0, Durability::Synced, true),
         ("checkpoint every 3, synced", 3, Durability::Synced, true),

@@ -55,6 +55,8 @@ struct ReadmeDoctests;
 // in their modules: `searcher`, `scheduler`, `storage`, `shared`, `analysis`, `trial`,
 // `space`, `check`, `callback`, `logger`, `report`.
 pub use analysis::Analysis;
+/// How hard checkpoints are pushed to the disk (`Tuner::durability`).
+pub use checkpoint::Durability;
 pub use error::{CheckpointError, TrainError, TrainResult};
 pub use metrics::{Metric, MetricValue, Metrics};
 pub use objectives::{Constraint, Objectives};

@@ -79,8 +79,8 @@ fn slashed(rel: &Path) -> String {
         .join("/")
 }
 
-/// Writes the manifest of every regular file under `dir` (and syncs it).
-pub(crate) fn write(dir: &Path) -> io::Result<()> {
+/// Writes the manifest of every regular file under `dir` (and syncs it when `sync`).
+pub(crate) fn write(dir: &Path, sync: bool) -> io::Result<()> {
     let mut paths = Vec::new();
     walk(dir, Path::new(""), &mut paths)?;
     paths.sort();
@@ -92,7 +92,10 @@ pub(crate) fn write(dir: &Path) -> io::Result<()> {
     let bytes = serde_json::to_vec(&Manifest { version: 1, files }).map_err(io::Error::other)?;
     let path = dir.join(MANIFEST_FILE);
     fs::write(&path, bytes)?;
-    File::open(&path)?.sync_all()
+    if sync {
+        crate::checkpoint::sync_file(&File::open(&path)?, &path)?;
+    }
+    Ok(())
 }
 
 /// A relative path made of plain names only: no root, no `..`, no `.`, no prefix.
@@ -208,7 +211,7 @@ mod tests {
         fs::write(dir.path().join("state.json"), b"{\"a\":1}").unwrap();
         fs::create_dir(dir.path().join("sub")).unwrap();
         fs::write(dir.path().join("sub/w.bin"), [1u8, 2, 3]).unwrap();
-        write(dir.path()).unwrap();
+        write(dir.path(), true).unwrap();
         verify(dir.path(), &["state.json"]).unwrap();
         // A file added afterwards is not accepted.
         fs::write(dir.path().join("extra"), b"x").unwrap();

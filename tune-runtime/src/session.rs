@@ -256,10 +256,16 @@ impl<C: Space, M: Metrics> FunctionRunner<C, M> {
         let func = self.func;
         let config = self.config.clone();
         let name = self.name;
+        // The function runs within the trial's CPU budget, like a class trainable's steps.
+        let budget = crate::runner::threads::current_budget();
         let thread = std::thread::Builder::new()
             // A NUL in a thread name panics in `spawn`; trial ids come from users.
             .name(format!("tune-{}-{}", self.name, self.ctx.trial_id).replace('\0', ""))
-            .spawn(move || run_function(name, func, config, session));
+            .spawn(move || {
+                crate::runner::threads::run_within(budget, || {
+                    run_function(name, func, config, session)
+                })
+            });
         let handle = match thread {
             Ok(handle) => Some(handle),
             Err(e) => {

@@ -212,6 +212,8 @@ pub struct Tuner<T: Trainable> {
     gpu_ids: Option<Vec<usize>>,
     custom_totals: BTreeMap<String, f64>,
     reuse_actors: bool,
+    cpu_budgets: bool,
+    durability: crate::checkpoint::Durability,
     checkpoint_freq: u64,
     checkpoint_at_end: bool,
     keep_checkpoints_num: Option<usize>,
@@ -279,6 +281,8 @@ impl<T: Trainable> Tuner<T> {
             gpu_ids: None,
             custom_totals: BTreeMap::new(),
             reuse_actors: false,
+            cpu_budgets: true,
+            durability: crate::checkpoint::Durability::Synced,
             checkpoint_freq: 0,
             checkpoint_at_end: false,
             keep_checkpoints_num: None,
@@ -388,6 +392,29 @@ impl<T: Trainable> Tuner<T> {
     /// [`Trainable::reset_config`] instead of building a new one. Default false.
     pub fn reuse_actors(mut self, reuse: bool) -> Self {
         self.reuse_actors = reuse;
+        self
+    }
+
+    /// Run each trial's code within its CPU grant. Default true: a trial's `setup`, steps,
+    /// checkpoints and `cleanup` (and a function trainable's own thread) run inside a rayon
+    /// thread pool of `ceil(cpu)` threads (at least 1), so rayon-parallel code (`par_iter`,
+    /// burn's and ndarray's CPU backends, linfa) uses the trial's CPUs instead of sharing
+    /// rayon's global pool with every other trial. Isolated trials
+    /// ([`isolate_trials`](Self::isolate_trials)) get `RAYON_NUM_THREADS` and
+    /// `OMP_NUM_THREADS` set to the same number in their process. `false` leaves threads
+    /// alone: trials use rayon's global pool (one thread per core, shared by all trials).
+    pub fn cpu_budgets(mut self, yes: bool) -> Self {
+        self.cpu_budgets = yes;
+        self
+    }
+
+    /// Whether checkpoints are synced to the disk before they count. Default
+    /// [`Durability::Synced`](crate::Durability::Synced) (two `fsync`s per checkpoint);
+    /// [`Durability::Relaxed`](crate::Durability::Relaxed) skips them, for cheap experiments:
+    /// a process crash still loses nothing, a machine crash may lose the checkpoints of the
+    /// last seconds (a resume then repeats the steps since the latest one that survived).
+    pub fn durability(mut self, durability: crate::checkpoint::Durability) -> Self {
+        self.durability = durability;
         self
     }
 
@@ -774,6 +801,8 @@ impl<T: Trainable> Tuner<T> {
             gpu_ids,
             custom_totals: self.custom_totals,
             reuse_actors: self.reuse_actors,
+            cpu_budgets: self.cpu_budgets,
+            durability: self.durability,
             checkpoint_freq: self.checkpoint_freq,
             checkpoint_at_end: self.checkpoint_at_end,
             keep_checkpoints_num: self.keep_checkpoints_num,

@@ -31,6 +31,7 @@ impl Driver {
             iteration,
             time_total_s: live.time_total,
             trial: id.to_string(),
+            durability: self.s.durability,
         })
     }
 

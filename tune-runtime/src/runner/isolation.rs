@@ -344,10 +344,14 @@ impl<T: Trainable> Isolated<T> {
         let addr = listener.local_addr()?;
         let token = token();
         let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .args(std::env::args_os().skip(1))
-            .env(WORKER_ENV, format!("{}:{addr}:{token}", T::NAME))
-            .spawn()?;
+            .env(WORKER_ENV, format!("{}:{addr}:{token}", T::NAME));
+        for (key, value) in child_env(ctx, super::threads::current_budget()) {
+            command.env(key, value);
+        }
+        let mut child = command.spawn()?;
         listener.set_nonblocking(true)?;
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         let stream = loop {
@@ -404,6 +408,20 @@ impl<T: Trainable> Isolated<T> {
         })?;
         Ok(inst)
     }
+}
+
+/// What a worker process's environment says about its trial's resources: the GPUs it was
+/// granted (`CUDA_VISIBLE_DEVICES`, empty when none, so that it sees no other trial's
+/// GPU), and with a CPU budget (`Tuner::cpu_budgets`) the threads that rayon's global pool
+/// and OpenMP (BLAS libraries, many C++ backends) start.
+fn child_env(ctx: &TrialContext, threads: Option<usize>) -> Vec<(&'static str, String)> {
+    let gpus: Vec<String> = ctx.gpu_ids.iter().map(ToString::to_string).collect();
+    let mut env = vec![("CUDA_VISIBLE_DEVICES", gpus.join(","))];
+    if let Some(n) = threads {
+        env.push(("RAYON_NUM_THREADS", n.to_string()));
+        env.push(("OMP_NUM_THREADS", n.to_string()));
+    }
+    env
 }
 
 fn hook_err(e: TrainError) -> CheckpointError {

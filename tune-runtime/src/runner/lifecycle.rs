@@ -8,7 +8,7 @@ use super::events::Start;
 use super::model::{Instance, Suggested};
 use super::splitmix64;
 use super::state::{End, Live, Phase, Trial};
-use super::worker::{Ending, Task};
+use super::worker::{Ending, Job, Task};
 use crate::checkpoint::SaveError;
 use crate::journal::{FlushError, Record, TrialLog};
 use crate::logger;
@@ -229,8 +229,9 @@ impl Driver {
     }
 
     pub fn send(&mut self, task: Task) {
-        // A trial's task is timed from here (`Tuner::step_timeout`); cleanups of instances
-        // no trial holds are counted apart, for `shutdown`.
+        // A trial's task is timed from here (`Tuner::step_timeout`) and runs within its CPU
+        // budget; cleanups of instances no trial holds are counted apart, for `shutdown`.
+        let mut threads = None;
         match &task {
             Task::Start { trial, .. }
             | Task::Run { trial, .. }
@@ -238,10 +239,15 @@ impl Driver {
             | Task::Suspend { trial, .. } => {
                 if let Some(live) = self.trials[*trial as usize].live.as_mut() {
                     live.sent = Some(Instant::now());
+                    threads = Some(super::threads::threads_for(&live.resources));
                 }
             }
-            Task::Cleanup { .. } => self.cleanups += 1,
+            Task::Cleanup { .. } => {
+                self.cleanups += 1;
+                threads = Some(1);
+            }
         }
+        let threads = threads.filter(|_| self.s.cpu_budgets);
         self.in_flight += 1;
         if self.in_flight > self.workers.threads() {
             // Every task in flight gets a thread: fractional CPUs admit more trials than
@@ -249,7 +255,7 @@ impl Driver {
             // never returned) are in flight and hold their thread.
             let _ = self.workers.grow(self.in_flight);
         }
-        if self.workers.tasks.send(task).is_err() {
+        if self.workers.tasks.send(Job { task, threads }).is_err() {
             // Workers only exit when the queue closes, which happens after the loop.
             self.in_flight -= 1;
         }

@@ -24,6 +24,7 @@
 //! | `shared.rs` | experiments shared by several processes: following, claims, takeovers |
 //! | `state.rs` | a trial's record, live state and phase |
 //! | `worker.rs` | worker threads and their tasks |
+//! | `threads.rs` | CPU budgets: the rayon pool each trial's code runs in |
 //! | `isolation.rs` | trials in child processes |
 
 mod checkpoints;
@@ -45,6 +46,7 @@ mod snapshot;
 mod state;
 mod status;
 mod stopping;
+pub(crate) mod threads;
 pub(crate) mod typed;
 mod worker;
 

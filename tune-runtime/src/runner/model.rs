@@ -40,6 +40,8 @@ pub(crate) struct CheckpointRequest {
     pub time_total_s: f64,
     /// The trial's id, recorded in the checkpoint's metadata.
     pub trial: String,
+    /// Whether the checkpoint's files are synced (`Tuner::durability`).
+    pub durability: crate::checkpoint::Durability,
 }
 
 /// A trainable instance, type-erased, as workers hold it.

@@ -55,6 +55,10 @@ pub(crate) struct Settings {
     pub gpu_ids: Vec<usize>,
     pub custom_totals: BTreeMap<String, f64>,
     pub reuse_actors: bool,
+    /// Each trial's code runs in a rayon pool of its CPU grant (`Tuner::cpu_budgets`).
+    pub cpu_budgets: bool,
+    /// Checkpoints are synced to the disk before they count (`Tuner::durability`).
+    pub durability: crate::checkpoint::Durability,
     pub checkpoint_freq: u64,
     pub checkpoint_at_end: bool,
     pub keep_checkpoints_num: Option<usize>,

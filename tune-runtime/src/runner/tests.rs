@@ -310,3 +310,57 @@ fn an_exploit_answer_is_taken_and_failed_when_the_journal_records_no_exploit() {
         ]
     );
 }
+
+/// Runs 3 trials of 4 iterations with a checkpoint every 2 under `durability`; returns the
+/// experiment directory (kept alive by the returned temporary directory).
+fn checkpointed(durability: crate::Durability) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let analysis = Tuner::<Counter>::new()
+        .stop(Stop::iterations(4))
+        .checkpoint_freq(2)
+        .durability(durability)
+        .local_dir(dir.path())
+        .name("exp")
+        .seed(1)
+        .verbose(0)
+        .run()
+        .unwrap();
+    assert_eq!(analysis.count(TrialStatus::Terminated), 3);
+    let exp = dir.path().join("exp");
+    (dir, exp)
+}
+
+/// The checkpoint directories under `exp`, each checked against its manifest.
+fn verified_checkpoints(exp: &Path) -> usize {
+    let mut n = 0;
+    for trial in std::fs::read_dir(exp).unwrap() {
+        let trial = trial.unwrap().path();
+        if !trial.is_dir() {
+            continue;
+        }
+        for c in std::fs::read_dir(&trial).unwrap() {
+            let c = c.unwrap().path();
+            if c.file_name().unwrap().to_string_lossy().starts_with("checkpoint_") {
+                crate::checkpoint::read_meta(&c).unwrap();
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn synced_checkpoints_sync_their_state_and_manifest() {
+    let (_dir, exp) = checkpointed(crate::Durability::Synced);
+    assert_eq!(verified_checkpoints(&exp), 6);
+    // The state file and the manifest of each of the 6 checkpoints, in its scratch
+    // directory before the rename.
+    assert_eq!(crate::checkpoint::synced::under(&exp), 12);
+}
+
+#[test]
+fn relaxed_checkpoints_sync_nothing_and_still_verify() {
+    let (_dir, exp) = checkpointed(crate::Durability::Relaxed);
+    assert_eq!(verified_checkpoints(&exp), 6);
+    assert_eq!(crate::checkpoint::synced::under(&exp), 0);
+}

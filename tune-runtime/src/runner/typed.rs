@@ -62,7 +62,7 @@ impl<T: Trainable> Instance for Inst<T> {
             time_total_s: req.time_total_s + elapsed,
             trial: Some(req.trial.clone()),
         };
-        checkpoint::save(store, &self.0, &req.dir, &meta)
+        checkpoint::save(store, &self.0, &req.dir, &meta, req.durability)
     }
 
     fn restore(&mut self, dir: &Path) -> Result<(), String> {

@@ -121,12 +121,20 @@ pub(crate) struct Done {
     pub out: Outcome,
 }
 
+/// A task and the CPU budget of its trial: the threads of the rayon pool it runs in
+/// (`None`: no budget, rayon's global pool).
+pub(crate) struct Job {
+    pub task: Task,
+    pub threads: Option<usize>,
+}
+
 /// Worker threads. The pool grows to as many threads as tasks are in flight, so that
 /// every admitted trial (fractional CPUs admit more trials than cores) has a thread.
+/// Each task runs inside a rayon pool sized by its trial's CPU grant (`threads.rs`).
 pub(crate) struct Pool {
-    pub tasks: Sender<Task>,
+    pub tasks: Sender<Job>,
     pub done: Receiver<Done>,
-    task_rx: Receiver<Task>,
+    task_rx: Receiver<Job>,
     done_tx: Sender<Done>,
     factory: Arc<dyn Factory>,
     store: Arc<dyn CheckpointStore>,
@@ -139,7 +147,7 @@ impl Pool {
         factory: Arc<dyn Factory>,
         store: Arc<dyn CheckpointStore>,
     ) -> std::io::Result<Self> {
-        let (tasks, task_rx) = crossbeam_channel::unbounded::<Task>();
+        let (tasks, task_rx) = crossbeam_channel::unbounded::<Job>();
         let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
         let mut pool = Self { tasks, done, task_rx, done_tx, factory, store, handles: Vec::new() };
         pool.grow(workers.max(1))?;
@@ -160,8 +168,11 @@ impl Pool {
             let factory = Arc::clone(&self.factory);
             let name = format!("tune-worker-{}", self.handles.len());
             self.handles.push(std::thread::Builder::new().name(name).spawn(move || {
-                while let Ok(task) = rx.recv() {
-                    if tx.send(run_task(task, &*factory, &*store)).is_err() {
+                while let Ok(Job { task, threads }) = rx.recv() {
+                    let (factory, store) = (&*factory, &*store);
+                    let done =
+                        super::threads::run_within(threads, || run_task(task, factory, store));
+                    if tx.send(done).is_err() {
                         break;
                     }
                 }

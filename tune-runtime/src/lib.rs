@@ -24,6 +24,7 @@ mod faultpoint;
 mod journal;
 pub mod logger;
 mod manifest;
+mod tensors;
 mod metrics;
 mod number;
 mod objectives;
@@ -64,6 +65,7 @@ pub use journal::{
     Record, Run, TrialLog, read_journal,
 };
 pub use manifest::MANIFEST_FILE;
+pub use tensors::{TENSORS_FILE, TensorElement, TensorField, TensorRef};
 pub use metrics::{Metric, MetricValue, Metrics};
 pub use objectives::{Constraint, Objectives};
 pub use runner::{WORKER_ENV, is_worker};
@@ -84,7 +86,8 @@ pub use space::{Condition, Dim, DimKind, Space};
 pub use state::StateError;
 pub use stop::Stop;
 pub use trainable::{
-    Checkpointable, InvalidResources, Resources, Trainable, TrainableSpec, TrialContext,
+    Checkpointable, InvalidResources, Resources, SharedData, Trainable, TrainableSpec,
+    TrialContext,
 };
 pub use trial::{Auto, Key, Mode, ResultRow, Scope, TrialId, TrialResult, TrialStatus};
 pub use tuner::{RunError, Tuner};
@@ -105,10 +108,12 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::check::{
-        check_function_trainable, check_function_trainable_steps, check_save_restore,
-        check_save_restore_steps,
+        SaveRestoreOptions, check_function_trainable, check_function_trainable_steps,
+        check_function_trainable_with, check_save_restore, check_save_restore_steps,
+        check_save_restore_with, test_config, test_data,
     };
     pub use crate::checkpoint::{StateFields, load_json, save_json};
+    pub use crate::tensors::{TensorField, TensorFile, write_tensors};
     /// Samplers, checks and decoders of every domain.
     pub mod domain {
         pub use crate::domain::*;

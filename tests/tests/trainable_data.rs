@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use tune_runtime::prelude::*;
 use tune_runtime::{
-    MANIFEST_FILE, STATE_FILE, TENSORS_FILE, TrainableSpec, validate_save_restore_with,
-    SaveRestoreOptions,
+    MANIFEST_FILE, STATE_FILE, SaveRestoreOptions, TENSORS_FILE, TrainableSpec,
+    validate_save_restore_with,
 };
 
 search_space! {
@@ -72,7 +72,14 @@ impl Trainable for Model {
         }
         SEEN.lock().unwrap().push((config.tag, Arc::as_ptr(&data) as usize));
         let weights = data.pixels.iter().map(|p| p * config.scale as f32).collect();
-        Ok(Model { weights, moments: [0.0; 4], iter: 0, fail_at: config.fail_at, tag: config.tag, data })
+        Ok(Model {
+            weights,
+            moments: [0.0; 4],
+            iter: 0,
+            fail_at: config.fail_at,
+            tag: config.tag,
+            data,
+        })
     }
 
     fn step(&mut self) -> TrainResult<Fit> {
@@ -302,8 +309,13 @@ fn a_retried_function_trainable_reads_its_files_back() {
     let t = &a.trials()[0];
     assert_eq!(t.status(), TrialStatus::Terminated, "{:?}", t.error());
     assert_eq!(t.failures().len(), 1);
-    let restored: Vec<String> =
-        RESTORED.lock().unwrap().iter().filter(|(tag, _)| *tag == 12).map(|(_, s)| s.clone()).collect();
+    let restored: Vec<String> = RESTORED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(tag, _)| *tag == 12)
+        .map(|(_, s)| s.clone())
+        .collect();
     assert_eq!(restored, ["4,4.0625,4.125"]);
     let totals: Vec<f64> = t.results().map(|row| row.get(Fit::TOTAL)).collect();
     let expected: Vec<f64> = (1..=6).map(|i| 3.0 * f64::from(i) + 0.1875).collect();

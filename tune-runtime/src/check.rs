@@ -215,7 +215,13 @@ pub struct SaveRestoreOptions<C> {
 
 impl<C> Default for SaveRestoreOptions<C> {
     fn default() -> Self {
-        Self { seed: 0x5EED, steps_before: 3, steps_after: 3, config: None, data: SharedData::none() }
+        Self {
+            seed: 0x5EED,
+            steps_before: 3,
+            steps_after: 3,
+            config: None,
+            data: SharedData::none(),
+        }
     }
 }
 

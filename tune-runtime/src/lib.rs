@@ -24,7 +24,6 @@ mod faultpoint;
 mod journal;
 pub mod logger;
 mod manifest;
-mod tensors;
 mod metrics;
 mod number;
 mod objectives;
@@ -39,6 +38,7 @@ mod space;
 mod space_support;
 mod state;
 mod stop;
+mod tensors;
 mod trainable;
 mod trial;
 mod tuner;
@@ -65,7 +65,6 @@ pub use journal::{
     Record, Run, TrialLog, read_journal,
 };
 pub use manifest::MANIFEST_FILE;
-pub use tensors::{TENSORS_FILE, TensorElement, TensorField, TensorRef};
 pub use metrics::{Metric, MetricValue, Metrics};
 pub use objectives::{Constraint, Objectives};
 pub use runner::{WORKER_ENV, is_worker};
@@ -85,9 +84,9 @@ pub use session::{Finished, Session, Stopped, TrainFn};
 pub use space::{Condition, Dim, DimKind, Space};
 pub use state::StateError;
 pub use stop::Stop;
+pub use tensors::{TENSORS_FILE, TensorElement, TensorField, TensorRef};
 pub use trainable::{
-    Checkpointable, InvalidResources, Resources, SharedData, Trainable, TrainableSpec,
-    TrialContext,
+    Checkpointable, InvalidResources, Resources, SharedData, Trainable, TrainableSpec, TrialContext,
 };
 pub use trial::{Auto, Key, Mode, ResultRow, Scope, TrialId, TrialResult, TrialStatus};
 pub use tuner::{RunError, Tuner};
@@ -98,8 +97,8 @@ pub use tune_macros::{Metrics, search_space, trainable};
 pub mod prelude {
     pub use crate::{
         Analysis, Auto, Metric, Metrics, Mode, Resources, Rows, RunError, Scope, Session, Space,
-        Stop, TrainError, TrainResult, Trainable, TrialContext, TrialStatus, Tuner, search_space,
-        trainable,
+        Stop, TrainError, TrainResult, Trainable, TrainableSpec, TrialContext, TrialStatus, Tuner,
+        search_space, trainable,
     };
 }
 

@@ -37,7 +37,10 @@ enum Command {
     Stop,
     /// The runner keeps a checkpoint at this report: write its files into `dir` (the
     /// closure of `report_with`) and answer on `reply`; then wait for the next command.
-    Save { dir: PathBuf, reply: Sender<Result<(), String>> },
+    Save {
+        dir: PathBuf,
+        reply: Sender<Result<(), String>>,
+    },
 }
 
 /// What the function's thread tells the runner.
@@ -314,11 +317,7 @@ impl<C: Space, M: Metrics> FunctionRunner<C, M> {
             name: self.name,
             ctx: self.ctx.clone(),
             iteration: self.iteration,
-            restored: self
-                .checkpoint
-                .as_ref()
-                .map(|c| c.state.clone())
-                .filter(|s| !s.is_null()),
+            restored: self.checkpoint.as_ref().map(|c| c.state.clone()).filter(|s| !s.is_null()),
             restored_dir: self.restored_files.as_ref().map(|d| d.path().to_path_buf()),
             pending_checkpoint: None,
             stopped: false,

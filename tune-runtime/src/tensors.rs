@@ -104,7 +104,11 @@ pub trait TensorField: Sized {
     fn from_tensor(dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result<Self, String>;
 }
 
-fn values_of<E: TensorElement>(dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result<Vec<E>, String> {
+fn values_of<E: TensorElement>(
+    dtype: Dtype,
+    shape: &[usize],
+    bytes: &[u8],
+) -> Result<Vec<E>, String> {
     if dtype != E::DTYPE {
         return Err(format!("it holds {dtype} numbers, the field is of {}", E::NAME));
     }
@@ -148,8 +152,12 @@ impl<E: TensorElement, const N: usize> TensorField for [E; N] {
 
 fn tensor_error(trainable: &'static str, path: &Path, e: SafeTensorError) -> CheckpointError {
     match e {
-        SafeTensorError::IoError(source) => CheckpointError::Io { path: path.to_path_buf(), source },
-        e => CheckpointError::Tensors { trainable, path: path.to_path_buf(), message: e.to_string() },
+        SafeTensorError::IoError(source) => {
+            CheckpointError::Io { path: path.to_path_buf(), source }
+        }
+        e => {
+            CheckpointError::Tensors { trainable, path: path.to_path_buf(), message: e.to_string() }
+        }
     }
 }
 
@@ -215,8 +223,12 @@ mod tests {
         let w: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5 - 3.0).collect();
         let m: [f64; 3] = [1.0, f64::MIN_POSITIVE, -0.0];
         let b: Box<[u16]> = vec![7, 8].into_boxed_slice();
-        write_tensors(dir.path(), "Net", vec![("w", w.tensor()), ("m", m.tensor()), ("b", b.tensor())])
-            .unwrap();
+        write_tensors(
+            dir.path(),
+            "Net",
+            vec![("w", w.tensor()), ("m", m.tensor()), ("b", b.tensor())],
+        )
+        .unwrap();
         let len = std::fs::metadata(dir.path().join(TENSORS_FILE)).unwrap().len();
         assert!(len < 4000 + 6 * 4 + 24 + 4 + 400, "{len} bytes");
         let file = TensorFile::open(dir.path(), "Net").unwrap();

@@ -345,9 +345,10 @@ fn expand_test(
     }
     // Each call is spanned on the user's function, so that a function of the wrong type
     // is reported there.
-    let steps = args.test_steps.as_ref().map(|(_, steps)| {
-        quote!(let __tune_options = __tune_options.steps(#steps, #steps);)
-    });
+    let steps = args
+        .test_steps
+        .as_ref()
+        .map(|(_, steps)| quote!(let __tune_options = __tune_options.steps(#steps, #steps);));
     let config = args.test_config.as_ref().map(|(_, path)| {
         quote_spanned! {path.span()=>
             let __tune_options = #rt::__private::test_config::<#ident>(__tune_options, #path());

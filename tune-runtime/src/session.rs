@@ -25,6 +25,9 @@ use crate::trainable::{Trainable, TrialContext};
 
 pub use crate::error::{Finished, Stopped};
 
+/// The closure of [`Session::report_with`], borrowed for one report.
+type SaveFiles<'a> = &'a mut dyn FnMut(&Path) -> TrainResult<()>;
+
 /// The type of a training function: what `#[trainable]` accepts on a `fn`.
 pub type TrainFn<C, M> = fn(&C, &mut Session<M>) -> TrainResult<()>;
 
@@ -179,11 +182,7 @@ impl<M: Metrics> Session<M> {
         self.report_inner(metrics, Some(&mut save))
     }
 
-    fn report_inner(
-        &mut self,
-        metrics: M,
-        mut save: Option<&mut dyn FnMut(&Path) -> TrainResult<()>>,
-    ) -> Result<(), Stopped> {
+    fn report_inner(&mut self, metrics: M, mut save: Option<SaveFiles<'_>>) -> Result<(), Stopped> {
         if self.stopped {
             return Err(Stopped);
         }

@@ -147,13 +147,19 @@ pub struct TrialContext {
 /// `data = Type` the trainable declares, so asking for another type does not compile.
 #[derive(Clone, Default)]
 pub struct SharedData {
-    value: Option<(Arc<dyn Any + Send + Sync>, &'static str)>,
+    // One pointer: every trial's context (and every task that carries one) holds a copy.
+    value: Option<Arc<Shared>>,
+}
+
+struct Shared {
+    value: Arc<dyn Any + Send + Sync>,
+    name: &'static str,
 }
 
 impl fmt::Debug for SharedData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.value {
-            Some((_, name)) => write!(f, "SharedData({name})"),
+            Some(shared) => write!(f, "SharedData({})", shared.name),
             None => f.write_str("SharedData(none)"),
         }
     }
@@ -167,14 +173,14 @@ impl SharedData {
 
     /// Shares `data` (a value or an `Arc` of it).
     pub fn new<D: Send + Sync + 'static>(data: impl Into<Arc<D>>) -> Self {
-        let data: Arc<D> = data.into();
-        Self { value: Some((data, std::any::type_name::<D>())) }
+        let value: Arc<D> = data.into();
+        Self { value: Some(Arc::new(Shared { value, name: std::any::type_name::<D>() })) }
     }
 
     /// The data when it is a `D`.
     pub fn get<D: Send + Sync + 'static>(&self) -> Option<Arc<D>> {
-        let (value, _) = self.value.as_ref()?;
-        Arc::clone(value).downcast::<D>().ok()
+        let shared = self.value.as_ref()?;
+        Arc::clone(&shared.value).downcast::<D>().ok()
     }
 
     /// Whether any data is shared.
@@ -184,7 +190,7 @@ impl SharedData {
 
     /// The type name of the shared data, if any.
     pub fn type_name(&self) -> Option<&'static str> {
-        self.value.as_ref().map(|(_, name)| *name)
+        self.value.as_ref().map(|shared| shared.name)
     }
 
     /// The data of a trainable declaring `data = D`: what was shared, or `()` for a

@@ -49,11 +49,11 @@ impl Trainable for Net {
 
     fn step(&mut self) -> TrainResult<Fit> {
         self.iter += 1;
-        if self.iter == 4 {
-            if let Some(marker) = self.marker.as_ref().filter(|m| !m.exists()) {
-                std::fs::write(marker, b"")?;
-                return Err(TrainError::msg("injected failure"));
-            }
+        if self.iter == 4
+            && let Some(marker) = self.marker.as_ref().filter(|m| !m.exists())
+        {
+            std::fs::write(marker, b"")?;
+            return Err(TrainError::msg("injected failure"));
         }
         for (w, p) in self.weights.iter_mut().zip(&self.data.0) {
             *w = *w * 0.5 + p;

@@ -316,7 +316,12 @@ impl<C: Space, M: Metrics> FunctionRunner<C, M> {
             name: self.name,
             ctx: self.ctx.clone(),
             iteration: self.iteration,
-            restored: self.checkpoint.as_ref().map(|c| c.state.clone()).filter(|s| !s.is_null()),
+            // A checkpoint of files alone has no state.
+            restored: self
+                .checkpoint
+                .as_ref()
+                .filter(|c| !(c.files && c.state.is_null()))
+                .map(|c| c.state.clone()),
             restored_dir: self.restored_files.as_ref().map(|d| d.path().to_path_buf()),
             pending_checkpoint: None,
             stopped: false,
@@ -646,6 +651,46 @@ mod tests {
         assert!(r.step().unwrap_err().is_finished());
         let err = r.load_state(b"[]").unwrap_err();
         assert!(err.to_string().starts_with("could not restore `f`"), "{err}");
+    }
+
+    /// Reports with files at odd counts, plainly at even ones; the files hold the count.
+    fn files_at_odd_counts(_: &Cfg, session: &mut Session<Loss>) -> TrainResult<()> {
+        let mut count: u64 = match session.restored_dir() {
+            Some(dir) => std::fs::read_to_string(dir.join("sub/count"))?.parse()?,
+            None => 0,
+        };
+        loop {
+            count += 1;
+            if count % 2 == 1 {
+                session.report_with(Loss { loss: 0.0, count }, |dir| {
+                    std::fs::create_dir_all(dir.join("sub"))?;
+                    std::fs::write(dir.join("sub/count"), count.to_string())?;
+                    Ok(())
+                })?;
+            } else {
+                session.report(Loss { loss: 0.0, count })?;
+            }
+        }
+    }
+
+    #[test]
+    fn files_are_written_on_demand_at_their_report_and_read_back() {
+        let mut r = runner(files_at_odd_counts);
+        assert_eq!(r.step().unwrap().count, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = r.save_state().unwrap();
+        r.save_files(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("sub/count")).unwrap(), "1");
+        // A later plain report leaves nothing to save.
+        assert_eq!(r.step().unwrap().count, 2);
+        assert!(matches!(r.save_state(), Err(CheckpointError::NoCheckpoint { .. })));
+        // Restored: the function starts again from the files' count.
+        r.load_state(&bytes).unwrap();
+        r.restore_files(dir.path()).unwrap();
+        assert_eq!(r.iteration(), 1);
+        assert_eq!(r.step().unwrap().count, 2);
+        assert_eq!(r.step().unwrap().count, 3);
+        r.cleanup();
     }
 
     #[test]

@@ -99,7 +99,11 @@ struct HBinary {
 impl Trainable for HBinary {
     fn setup(config: &GuessConfig, ctx: &TrialContext) -> R<Self> {
         let data = Self::data(ctx)?;
-        R::Ok(HBinary { weights: ::std::vec![data.0 as f32; 3], moments: [config.guess as f64; 2], step: 0 })
+        R::Ok(HBinary {
+            weights: ::std::vec![data.0 as f32; 3],
+            moments: [config.guess as f64; 2],
+            step: 0,
+        })
     }
     fn step(&mut self) -> R<HMetrics> {
         self.step += 1;
@@ -112,7 +116,12 @@ impl Trainable for HBinary {
 #[trainable(data = HData, test_data = h_small_data)]
 fn h_files(_: &GuessConfig, session: &mut Session<HMetrics>) -> R<()> {
     let data = HFiles::data(session.context())?;
-    let mut step = data.0;
+    let mut step: u64 = match session.restored_dir() {
+        ::core::option::Option::Some(dir) => {
+            ::std::fs::read_to_string(dir.join("step"))?.parse()?
+        }
+        ::core::option::Option::None => data.0,
+    };
     loop {
         step += 1;
         session.report_with(HMetrics { loss: 1.0, step }, |dir| {

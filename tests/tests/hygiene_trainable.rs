@@ -77,6 +77,60 @@ impl Trainable for HTuple {
     }
 }
 
+struct HData(u64);
+
+fn h_small_config() -> GuessConfig {
+    GuessConfig { guess: 2, workers: 1 }
+}
+
+fn h_small_data() -> HData {
+    HData(7)
+}
+
+#[trainable(config = GuessConfig, metrics = HMetrics, data = HData, test_config = h_small_config, test_data = h_small_data, test_steps = 2)]
+struct HBinary {
+    #[checkpoint(binary)]
+    weights: ::std::vec::Vec<f32>,
+    #[checkpoint(binary)]
+    moments: [f64; 2],
+    step: u64,
+}
+
+impl Trainable for HBinary {
+    fn setup(config: &GuessConfig, ctx: &TrialContext) -> R<Self> {
+        let data = Self::data(ctx)?;
+        R::Ok(HBinary {
+            weights: ::std::vec![data.0 as f32; 3],
+            moments: [config.guess as f64; 2],
+            step: 0,
+        })
+    }
+    fn step(&mut self) -> R<HMetrics> {
+        self.step += 1;
+        self.weights[0] += 1.0;
+        self.moments[1] *= 0.5;
+        R::Ok(HMetrics { loss: f64::from(self.weights[0]) + self.moments[1], step: self.step })
+    }
+}
+
+#[trainable(data = HData, test_data = h_small_data)]
+fn h_files(_: &GuessConfig, session: &mut Session<HMetrics>) -> R<()> {
+    let data = HFiles::data(session.context())?;
+    let mut step: u64 = match session.restored_dir() {
+        ::core::option::Option::Some(dir) => {
+            ::std::fs::read_to_string(dir.join("step"))?.parse()?
+        }
+        ::core::option::Option::None => data.0,
+    };
+    loop {
+        step += 1;
+        session.report_with(HMetrics { loss: 1.0, step }, |dir| {
+            ::std::fs::write(dir.join("step"), step.to_string())?;
+            R::Ok(())
+        })?;
+    }
+}
+
 #[trainable(resources(gpu = 0.5))]
 fn h_train(config: &GuessConfig, session: &mut Session<HMetrics>) -> R<()> {
     let mut step: u64 = session.restored_state()?.unwrap_or(0);

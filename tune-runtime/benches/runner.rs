@@ -72,6 +72,7 @@ struct Trivial {
 impl TrainableSpec for Trivial {
     type Config = Cfg;
     type Metrics = Score;
+    type Data = ();
     const NAME: &'static str = "Trivial";
 }
 

@@ -7,6 +7,7 @@
 //! fresh `setup` of that config.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -16,7 +17,8 @@ use crate::error::{CheckpointError, TrainError};
 use crate::metrics::Metrics;
 use crate::session::FunctionTrainable;
 use crate::space::Space;
-use crate::trainable::{InvalidResources, Trainable, TrialContext};
+use crate::tensors::TENSORS_FILE;
+use crate::trainable::{InvalidResources, SharedData, Trainable, TrialContext};
 
 /// How long a function trainable may take to return after a stop in
 /// `check_function_trainable`.
@@ -209,11 +211,18 @@ pub struct SaveRestoreOptions<C> {
     steps_before: usize,
     steps_after: usize,
     config: Option<C>,
+    data: SharedData,
 }
 
 impl<C> Default for SaveRestoreOptions<C> {
     fn default() -> Self {
-        Self { seed: 0x5EED, steps_before: 3, steps_after: 3, config: None }
+        Self {
+            seed: 0x5EED,
+            steps_before: 3,
+            steps_after: 3,
+            config: None,
+            data: SharedData::none(),
+        }
     }
 }
 
@@ -240,6 +249,59 @@ impl<C> SaveRestoreOptions<C> {
     pub fn config(mut self, config: C) -> Self {
         self.config = Some(config);
         self
+    }
+
+    /// Shares `data` with every instance the check sets up (what `Tuner::with_data` does
+    /// in a run); it must be of the trainable's `data = Type`.
+    pub fn data<D: Send + Sync + 'static>(mut self, data: Arc<D>) -> Self {
+        self.data = SharedData::new::<D>(data);
+        self
+    }
+}
+
+/// `#[trainable(test_config = f)]`: the generated test checks `f()`'s config (typed: a
+/// function returning another type does not compile).
+#[doc(hidden)]
+pub fn test_config<T: Trainable>(
+    options: SaveRestoreOptions<T::Config>,
+    config: T::Config,
+) -> SaveRestoreOptions<T::Config> {
+    options.config(config)
+}
+
+/// `#[trainable(test_data = f)]`: the generated test shares `f()`'s data (typed).
+#[doc(hidden)]
+pub fn test_data<T: Trainable>(
+    options: SaveRestoreOptions<T::Config>,
+    data: impl Into<Arc<T::Data>>,
+) -> SaveRestoreOptions<T::Config> {
+    options.data::<T::Data>(data.into())
+}
+
+/// Panicking form of [`validate_save_restore_with`], called by the generated test when
+/// `#[trainable]` names a test config or test data.
+///
+/// # Panics
+///
+/// When the check fails, with the error's message.
+#[doc(hidden)]
+#[track_caller]
+pub fn check_save_restore_with<T: Trainable>(options: SaveRestoreOptions<T::Config>) {
+    if let Err(e) = validate_save_restore_with::<T>(options) {
+        panic!("{e}");
+    }
+}
+
+/// Panicking form of [`validate_function_trainable`] with options.
+///
+/// # Panics
+///
+/// When the check fails, with the error's message.
+#[doc(hidden)]
+#[track_caller]
+pub fn check_function_trainable_with<T: FunctionTrainable>(options: SaveRestoreOptions<T::Config>) {
+    if let Err(e) = validate_function_trainable::<T>(options) {
+        panic!("{e}");
     }
 }
 
@@ -361,7 +423,8 @@ impl<T: Trainable> Check<T> {
             Some(config) => config,
             None => T::Config::sample(&mut rng),
         };
-        let ctx = TrialContext::detached("validate_save_restore", options.seed);
+        let ctx =
+            TrialContext::detached("validate_save_restore", options.seed).with_data(options.data);
         Self {
             config,
             rng,
@@ -426,8 +489,14 @@ impl<T: Trainable> Check<T> {
             from: RestoredFrom::Memory,
             source,
         })?;
-        // A trainable that keeps part of its state in files of its own needs them: the
-        // in-memory copy is the bytes of `save_state` plus the same files.
+        // The `#[checkpoint(binary)]` fields are in `state.safetensors`, and a trainable
+        // that keeps part of its state in files of its own needs them: the in-memory copy
+        // is the bytes of `save_state` plus the same files.
+        from_bytes.restore_tensors(dir.path()).map_err(|source| SaveRestoreError::Restore {
+            trainable: T::NAME,
+            from: RestoredFrom::Memory,
+            source,
+        })?;
         if writes_files(dir.path()) {
             from_bytes.restore_files(dir.path()).map_err(|e| SaveRestoreError::Restore {
                 trainable: T::NAME,
@@ -441,6 +510,15 @@ impl<T: Trainable> Check<T> {
             let resaved = t.save_state().map_err(save)?;
             if let Some(field) = state_difference(&bytes, &resaved) {
                 return Err(SaveRestoreError::StateDiffers { trainable: T::NAME, from, field });
+            }
+            if T::TENSORS {
+                let again = tempfile::tempdir().map_err(SaveRestoreError::TempDir)?;
+                t.save_tensors(again.path()).map_err(save)?;
+                let read = |d: &std::path::Path| std::fs::read(d.join(TENSORS_FILE)).ok();
+                if read(dir.path()) != read(again.path()) {
+                    let field = Some(TENSORS_FILE.to_owned());
+                    return Err(SaveRestoreError::StateDiffers { trainable: T::NAME, from, field });
+                }
             }
         }
 
@@ -532,7 +610,9 @@ impl<T: Trainable> Check<T> {
 /// Whether `save_files` wrote anything beside `state.json`.
 fn writes_files(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| e.file_name() != crate::checkpoint::STATE_FILE)
+        entries.flatten().any(|e| {
+            e.file_name() != crate::checkpoint::STATE_FILE && e.file_name() != TENSORS_FILE
+        })
     })
 }
 
@@ -696,6 +776,7 @@ pub(crate) mod tests {
     impl<V: Variant> TrainableSpec for Counter<V> {
         type Config = Cfg;
         type Metrics = Loss;
+        type Data = ();
         const NAME: &'static str = "Counter";
     }
 

@@ -183,7 +183,7 @@ fn write_state<T: Trainable>(trainable: &T, dir: &Path, sync: bool) -> Result<()
         sync_file(file.as_file(), &path).map_err(io)?;
     }
     file.persist(&path).map_err(|e| CheckpointError::Io { path, source: e.error })?;
-    Ok(())
+    trainable.save_tensors(dir)
 }
 
 /// Restores `trainable` from a directory written by [`save_checkpoint`]: loads
@@ -202,6 +202,7 @@ pub fn restore_checkpoint<T: Trainable>(
     let path = dir.join(STATE_FILE);
     let bytes = std::fs::read(&path).map_err(|source| CheckpointError::Io { path, source })?;
     trainable.load_state(&bytes)?;
+    trainable.restore_tensors(dir)?;
     trainable
         .restore_files(dir)
         .map_err(|e| CheckpointError::Hook { trainable: T::NAME, message: e.to_string() })
@@ -376,8 +377,17 @@ pub(crate) fn is_storage(e: &io::Error) -> bool {
 
 /// Loads the checkpoint at `dir` into `t`, after checking its files against its manifest.
 pub(crate) fn restore<T: Trainable>(t: &mut T, dir: &Path) -> Result<(), String> {
-    crate::manifest::verify(dir, &[META_FILE, STATE_FILE])?;
+    crate::manifest::verify(dir, required_files::<T>())?;
     restore_checkpoint(t, dir).map_err(|e| e.to_string())
+}
+
+/// The files every checkpoint of `T` holds: the manifest must list them.
+pub(crate) fn required_files<T: Trainable>() -> &'static [&'static str] {
+    if T::TENSORS {
+        &[META_FILE, STATE_FILE, crate::tensors::TENSORS_FILE]
+    } else {
+        &[META_FILE, STATE_FILE]
+    }
 }
 
 /// Reads a checkpoint's metadata after checking every file against the checkpoint's

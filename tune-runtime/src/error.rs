@@ -92,6 +92,17 @@ pub enum CheckpointError {
         /// The hook's error message.
         message: String,
     },
+    /// The binary state file (`state.safetensors`) could not be written or does not hold
+    /// the trainable's `#[checkpoint(binary)]` fields.
+    #[error("binary checkpoint `{}` of `{trainable}`: {message}", path.display())]
+    Tensors {
+        /// Name of the trainable.
+        trainable: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (names the field).
+        message: String,
+    },
     /// A function trainable was asked for a checkpoint but has not made one.
     #[error(
         "`{trainable}` has not made a checkpoint (call `session.checkpoint(&state)` before `report`)"

@@ -38,6 +38,7 @@ pub mod space;
 mod space_support;
 mod state;
 mod stop;
+mod tensors;
 mod trainable;
 pub mod trial;
 mod tuner;
@@ -66,7 +67,7 @@ pub use space::Space;
 pub use state::StateError;
 pub use stop::Stop;
 pub use trainable::{
-    Checkpointable, InvalidResources, Resources, Trainable, TrainableSpec, TrialContext,
+    Checkpointable, InvalidResources, Resources, SharedData, Trainable, TrainableSpec, TrialContext,
 };
 pub use trial::{Mode, Scope, TrialId, TrialResult, TrialStatus};
 pub use tuner::{RunError, Tuner};
@@ -91,6 +92,7 @@ pub mod storage {
         MAX_RECORD_BYTES, Record, Run, TrialLog, read_journal,
     };
     pub use crate::manifest::MANIFEST_FILE;
+    pub use crate::tensors::{TENSORS_FILE, TensorElement, TensorField, TensorRef};
 }
 
 /// Journals shared by several tuner processes (experiments that span machines).
@@ -102,8 +104,8 @@ pub mod prelude {
     pub use crate::trial::Auto;
     pub use crate::{
         Analysis, Metric, Metrics, Mode, Resources, RunError, Scope, Session, Space, Stop,
-        TrainError, TrainResult, Trainable, TrialContext, TrialStatus, Tuner, search_space,
-        trainable,
+        TrainError, TrainResult, Trainable, TrainableSpec, TrialContext, TrialStatus, Tuner,
+        search_space, trainable,
     };
 }
 
@@ -112,10 +114,12 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::check::{
-        check_function_trainable, check_function_trainable_steps, check_save_restore,
-        check_save_restore_steps,
+        SaveRestoreOptions, check_function_trainable, check_function_trainable_steps,
+        check_function_trainable_with, check_save_restore, check_save_restore_steps,
+        check_save_restore_with, test_config, test_data,
     };
     pub use crate::checkpoint::{StateFields, load_json, save_json};
+    pub use crate::tensors::{TensorField, TensorFile, write_tensors};
     /// Samplers, checks and decoders of every domain.
     pub mod domain {
         pub use crate::domain::*;

@@ -10,7 +10,7 @@
 use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -25,6 +25,9 @@ use crate::trainable::{Trainable, TrialContext};
 
 pub use crate::error::{Finished, Stopped};
 
+/// The closure of [`Session::report_with`], borrowed for one report.
+type SaveFiles<'a> = &'a mut dyn FnMut(&Path) -> TrainResult<()>;
+
 /// The type of a training function: what `#[trainable]` accepts on a `fn`.
 pub type TrainFn<C, M> = fn(&C, &mut Session<M>) -> TrainResult<()>;
 
@@ -35,12 +38,19 @@ const CLEANUP_GRACE: Duration = Duration::from_secs(10);
 enum Command {
     Continue,
     Stop,
+    /// The runner keeps a checkpoint at this report: write its files into `dir` (the
+    /// closure of `report_with`) and answer on `reply`; then wait for the next command.
+    Save {
+        dir: PathBuf,
+        reply: Sender<Result<(), String>>,
+    },
 }
 
 /// What the function's thread tells the runner.
 enum Event<M> {
-    /// A `report`, with the state passed to `checkpoint` since the previous one.
-    Report { metrics: M, checkpoint: Option<serde_json::Value> },
+    /// A `report`, with the state passed to `checkpoint` since the previous one; `files`
+    /// when it was `report_with`, which writes files on demand.
+    Report { metrics: M, checkpoint: Option<serde_json::Value>, files: bool },
     /// The function returned (or panicked); a checkpoint made after the last report comes
     /// along.
     Done { result: TrainResult<()>, checkpoint: Option<serde_json::Value> },
@@ -67,6 +77,7 @@ pub struct Session<M> {
     ctx: TrialContext,
     iteration: u64,
     restored: Option<serde_json::Value>,
+    restored_dir: Option<PathBuf>,
     pending_checkpoint: Option<serde_json::Value>,
     stopped: bool,
     events: Sender<Event<M>>,
@@ -117,6 +128,15 @@ impl<M: Metrics> Session<M> {
         }
     }
 
+    /// The files that the `report_with` closure wrote into the checkpoint this run was
+    /// restored from, or `None` on a fresh start (or when that checkpoint has no files).
+    /// Paths inside are as the closure wrote them, relative to this directory; read them
+    /// before the first report (the directory is the trial's private copy, removed when
+    /// the trial's instance is dropped).
+    pub fn restored_dir(&self) -> Option<&Path> {
+        self.restored_dir.as_deref()
+    }
+
     /// Attaches `state` to the next [`Session::report`]: when the runner saves this trial
     /// after that report, the checkpoint holds `state`, and a restored run reads it back with
     /// [`Session::restored_state`]. The state is serialized right away.
@@ -138,21 +158,63 @@ impl<M: Metrics> Session<M> {
     /// [`Stopped`] when the runner stops the trial (a scheduler decision, a stop criterion,
     /// the end of the experiment): return it with `?`. Every later call returns it too.
     pub fn report(&mut self, metrics: M) -> Result<(), Stopped> {
+        self.report_inner(metrics, None)
+    }
+
+    /// Reports like [`Session::report`], with a checkpoint written only if the runner
+    /// keeps one at this report (`checkpoint_freq`, a scheduler's pause or exploit, the
+    /// end of the trial): then `save` is called, on this thread while `report_with`
+    /// waits, with the checkpoint directory to write files into (model weights written by
+    /// a framework; paths relative to it; not `state.json`, `state.safetensors` or names
+    /// starting with `.tune`). At every other report nothing is serialized or written, so
+    /// call it at every report. A restored run finds the files in
+    /// [`Session::restored_dir`]. The state passed to [`Session::checkpoint`] before this
+    /// report, if any, is part of the same checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`Stopped`] when the runner stops the trial, as [`Session::report`]. An error (or
+    /// panic) of `save` fails the checkpoint, and the runner ends the trial in ERROR.
+    pub fn report_with<F>(&mut self, metrics: M, mut save: F) -> Result<(), Stopped>
+    where
+        F: FnMut(&Path) -> TrainResult<()>,
+    {
+        self.report_inner(metrics, Some(&mut save))
+    }
+
+    fn report_inner(&mut self, metrics: M, mut save: Option<SaveFiles<'_>>) -> Result<(), Stopped> {
         if self.stopped {
             return Err(Stopped);
         }
         let checkpoint = self.pending_checkpoint.take();
-        if self.events.send(Event::Report { metrics, checkpoint }).is_err() {
+        let files = save.is_some();
+        if self.events.send(Event::Report { metrics, checkpoint, files }).is_err() {
             self.stopped = true;
             return Err(Stopped);
         }
         self.iteration += 1;
-        match self.commands.recv() {
-            Ok(Command::Continue) => Ok(()),
-            // A dropped runner is a stop too: never leave the thread blocked.
-            Ok(Command::Stop) | Err(_) => {
-                self.stopped = true;
-                Err(Stopped)
+        loop {
+            match self.commands.recv() {
+                Ok(Command::Continue) => return Ok(()),
+                Ok(Command::Save { dir, reply }) => {
+                    let result = match save.as_mut() {
+                        Some(save) => match catch_unwind(AssertUnwindSafe(|| save(&dir))) {
+                            Ok(result) => result.map_err(|e| e.to_string()),
+                            Err(p) => Err(format!(
+                                "the checkpoint closure of `{}` panicked: {}",
+                                self.name,
+                                panic_message(p.as_ref())
+                            )),
+                        },
+                        None => Err("this report has no files to checkpoint".to_owned()),
+                    };
+                    let _ = reply.send(result);
+                }
+                // A dropped runner is a stop too: never leave the thread blocked.
+                Ok(Command::Stop) | Err(_) => {
+                    self.stopped = true;
+                    return Err(Stopped);
+                }
             }
         }
     }
@@ -164,6 +226,10 @@ impl<M: Metrics> Session<M> {
 struct FunctionCheckpoint {
     iteration: u64,
     state: serde_json::Value,
+    /// Whether the checkpoint has files written by the `report_with` closure (the state
+    /// is then `null` unless `checkpoint` was called before that report).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    files: bool,
 }
 
 enum RunState<M> {
@@ -192,6 +258,8 @@ pub struct FunctionRunner<C, M> {
     iteration: u64,
     /// The checkpoint attached to the latest report that carried one.
     checkpoint: Option<FunctionCheckpoint>,
+    /// The private copy of the restored checkpoint's files (`Session::restored_dir`).
+    restored_files: Option<tempfile::TempDir>,
 }
 
 impl<C, M> fmt::Debug for FunctionRunner<C, M> {
@@ -222,6 +290,7 @@ impl<C: Space, M: Metrics> FunctionRunner<C, M> {
             state: RunState::NotStarted,
             iteration: 0,
             checkpoint: None,
+            restored_files: None,
         }
     }
 
@@ -247,7 +316,13 @@ impl<C: Space, M: Metrics> FunctionRunner<C, M> {
             name: self.name,
             ctx: self.ctx.clone(),
             iteration: self.iteration,
-            restored: self.checkpoint.as_ref().map(|c| c.state.clone()),
+            // A checkpoint of files alone has no state.
+            restored: self
+                .checkpoint
+                .as_ref()
+                .filter(|c| !(c.files && c.state.is_null()))
+                .map(|c| c.state.clone()),
+            restored_dir: self.restored_files.as_ref().map(|d| d.path().to_path_buf()),
             pending_checkpoint: None,
             stopped: false,
             events: event_tx,
@@ -305,10 +380,24 @@ impl<C: Space, M: Metrics> FunctionRunner<C, M> {
             }
         };
         match events.recv() {
-            Ok(Event::Report { metrics, checkpoint }) => {
+            Ok(Event::Report { metrics, checkpoint, files }) => {
                 self.iteration += 1;
-                if let Some(state) = checkpoint {
-                    self.checkpoint = Some(FunctionCheckpoint { iteration: self.iteration, state });
+                let iteration = self.iteration;
+                match (checkpoint, files) {
+                    (Some(state), files) => {
+                        self.checkpoint = Some(FunctionCheckpoint { iteration, state, files });
+                    }
+                    (None, true) => {
+                        let state = serde_json::Value::Null;
+                        self.checkpoint = Some(FunctionCheckpoint { iteration, state, files });
+                    }
+                    // Files can only be written at their own report: a later plain report
+                    // leaves nothing to save.
+                    (None, false) => {
+                        if self.checkpoint.as_ref().is_some_and(|c| c.files) {
+                            self.checkpoint = None;
+                        }
+                    }
                 }
                 self.state = RunState::Running { commands, events, handle };
                 Ok(metrics)
@@ -316,7 +405,8 @@ impl<C: Space, M: Metrics> FunctionRunner<C, M> {
             Ok(Event::Done { result, checkpoint }) => {
                 join(handle);
                 if let Some(state) = checkpoint {
-                    self.checkpoint = Some(FunctionCheckpoint { iteration: self.iteration, state });
+                    let iteration = self.iteration;
+                    self.checkpoint = Some(FunctionCheckpoint { iteration, state, files: false });
                 }
                 match result {
                     Ok(()) => Err(Finished.into()),
@@ -393,9 +483,81 @@ impl<C: Space, M: Metrics> FunctionRunner<C, M> {
         self.stop(CLEANUP_GRACE);
         self.iteration = checkpoint.iteration;
         self.checkpoint = Some(checkpoint);
+        self.restored_files = None;
         self.state = RunState::NotStarted;
         Ok(())
     }
+
+    /// Writes the files of the latest checkpoint into `dir`: the `report_with` closure of
+    /// the report the function waits in runs on its thread. Nothing when the checkpoint
+    /// has no files.
+    ///
+    /// # Errors
+    ///
+    /// When the closure fails or panics, or when the function is no longer waiting in the
+    /// report the checkpoint belongs to.
+    pub fn save_files(&self, dir: &Path) -> TrainResult<()> {
+        let Some(checkpoint) = self.checkpoint.as_ref().filter(|c| c.files) else {
+            return Ok(());
+        };
+        let gone = || {
+            TrainError::msg(format!(
+                "`{}` cannot write the files of its checkpoint at iteration {}: the function \
+                 is no longer waiting in that `report_with`",
+                self.name, checkpoint.iteration
+            ))
+        };
+        let RunState::Running { commands, .. } = &self.state else { return Err(gone()) };
+        if checkpoint.iteration != self.iteration {
+            return Err(gone());
+        }
+        let (reply, answer) = mpsc::channel();
+        commands.send(Command::Save { dir: dir.to_path_buf(), reply }).map_err(|_| gone())?;
+        match answer.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(TrainError::msg(message)),
+            Err(_) => Err(gone()),
+        }
+    }
+
+    /// Keeps a private copy of the files of the checkpoint at `dir` (hard links where the
+    /// file system allows) for [`Session::restored_dir`] when the function starts again.
+    ///
+    /// # Errors
+    ///
+    /// When the files cannot be copied.
+    pub fn restore_files(&mut self, dir: &Path) -> TrainResult<()> {
+        self.restored_files = None;
+        if !self.checkpoint.as_ref().is_some_and(|c| c.files) {
+            return Ok(());
+        }
+        let copy = tempfile::Builder::new().prefix(".tune-restored-").tempdir()?;
+        copy_files(dir, copy.path(), true)?;
+        self.restored_files = Some(copy);
+        Ok(())
+    }
+}
+
+/// Copies the user's files of a checkpoint directory (not the runner's own) into `to`.
+fn copy_files(from: &Path, to: &Path, top: bool) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let reserved = name.to_string_lossy().starts_with(".tune")
+            || name == crate::checkpoint::STATE_FILE
+            || name == crate::tensors::TENSORS_FILE;
+        if top && reserved {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir_all(&dst)?;
+            copy_files(&src, &dst, false)?;
+        } else if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
 }
 
 impl<C, M> Drop for FunctionRunner<C, M> {
@@ -495,6 +657,46 @@ mod tests {
         assert!(r.step().unwrap_err().is_finished());
         let err = r.load_state(b"[]").unwrap_err();
         assert!(err.to_string().starts_with("could not restore `f`"), "{err}");
+    }
+
+    /// Reports with files at odd counts, plainly at even ones; the files hold the count.
+    fn files_at_odd_counts(_: &Cfg, session: &mut Session<Loss>) -> TrainResult<()> {
+        let mut count: u64 = match session.restored_dir() {
+            Some(dir) => std::fs::read_to_string(dir.join("sub/count"))?.parse()?,
+            None => 0,
+        };
+        loop {
+            count += 1;
+            if count % 2 == 1 {
+                session.report_with(Loss { loss: 0.0, count }, |dir| {
+                    std::fs::create_dir_all(dir.join("sub"))?;
+                    std::fs::write(dir.join("sub/count"), count.to_string())?;
+                    Ok(())
+                })?;
+            } else {
+                session.report(Loss { loss: 0.0, count })?;
+            }
+        }
+    }
+
+    #[test]
+    fn files_are_written_on_demand_at_their_report_and_read_back() {
+        let mut r = runner(files_at_odd_counts);
+        assert_eq!(r.step().unwrap().count, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = r.save_state().unwrap();
+        r.save_files(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("sub/count")).unwrap(), "1");
+        // A later plain report leaves nothing to save.
+        assert_eq!(r.step().unwrap().count, 2);
+        assert!(matches!(r.save_state(), Err(CheckpointError::NoCheckpoint { .. })));
+        // Restored: the function starts again from the files' count.
+        r.load_state(&bytes).unwrap();
+        r.restore_files(dir.path()).unwrap();
+        assert_eq!(r.iteration(), 1);
+        assert_eq!(r.step().unwrap().count, 2);
+        assert_eq!(r.step().unwrap().count, 3);
+        r.cleanup();
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub struct Counter {
 impl TrainableSpec for Counter {
     type Config = Cfg;
     type Metrics = Score;
+    type Data = ();
     const NAME: &'static str = "Counter";
 }
 

@@ -1,12 +1,15 @@
 //! The trainable traits: what `#[trainable]` generates and what the user implements.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CheckpointError, TrainResult};
+use crate::error::{CheckpointError, TrainError, TrainResult};
 use crate::metrics::Metrics;
 use crate::space::Space;
 
@@ -133,6 +136,71 @@ pub struct TrialContext {
     /// A seed derived from the experiment seed and the trial: use it for the trial's own
     /// randomness so that a seeded experiment is reproducible.
     pub seed: u64,
+    /// The data shared by every trial of the run (`Tuner::with_data`); read it typed with
+    /// [`TrainableSpec::data`].
+    pub data: SharedData,
+}
+
+/// The data set shared by every trial of a run: loaded once, handed to every `setup`
+/// behind an [`Arc`] (Ray Tune's `tune.with_parameters`). The runner fills it from
+/// `Tuner::with_data`; a trainable reads it with [`TrainableSpec::data`], whose type is the
+/// `data = Type` the trainable declares, so asking for another type does not compile.
+#[derive(Clone, Default)]
+pub struct SharedData {
+    // One pointer: every trial's context (and every task that carries one) holds a copy.
+    value: Option<Arc<Shared>>,
+}
+
+struct Shared {
+    value: Arc<dyn Any + Send + Sync>,
+    name: &'static str,
+}
+
+impl fmt::Debug for SharedData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(shared) => write!(f, "SharedData({})", shared.name),
+            None => f.write_str("SharedData(none)"),
+        }
+    }
+}
+
+impl SharedData {
+    /// No shared data: what a detached context holds.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Shares `data` (a value or an `Arc` of it).
+    pub fn new<D: Send + Sync + 'static>(data: impl Into<Arc<D>>) -> Self {
+        let value: Arc<D> = data.into();
+        Self { value: Some(Arc::new(Shared { value, name: std::any::type_name::<D>() })) }
+    }
+
+    /// The data when it is a `D`.
+    pub fn get<D: Send + Sync + 'static>(&self) -> Option<Arc<D>> {
+        let shared = self.value.as_ref()?;
+        Arc::clone(&shared.value).downcast::<D>().ok()
+    }
+
+    /// Whether any data is shared.
+    pub fn is_some(&self) -> bool {
+        self.value.is_some()
+    }
+
+    /// The type name of the shared data, if any.
+    pub fn type_name(&self) -> Option<&'static str> {
+        self.value.as_ref().map(|shared| shared.name)
+    }
+
+    /// The data of a trainable declaring `data = D`: what was shared, or `()` for a
+    /// trainable that declares none.
+    pub(crate) fn typed<D: Send + Sync + 'static>(&self) -> Option<Arc<D>> {
+        self.get::<D>().or_else(|| {
+            let unit: Arc<dyn Any + Send + Sync> = Arc::new(());
+            unit.downcast::<D>().ok()
+        })
+    }
 }
 
 impl TrialContext {
@@ -144,7 +212,14 @@ impl TrialContext {
             gpu_ids: Vec::new(),
             resources: Resources::default(),
             seed,
+            data: SharedData::none(),
         }
+    }
+
+    /// The same context with `data` shared.
+    pub fn with_data(mut self, data: SharedData) -> Self {
+        self.data = data;
+        self
     }
 
     /// A reproducible random generator seeded with [`TrialContext::seed`].
@@ -164,8 +239,35 @@ pub trait TrainableSpec: Send + 'static {
     type Config: Space;
     /// The metrics type, deriving `Metrics`.
     type Metrics: Metrics;
+    /// The data shared by every trial (`#[trainable(data = Type)]`, handed over with
+    /// `Tuner::with_data`); `()` when the trainable declares none.
+    type Data: Send + Sync + 'static;
     /// Display name: the struct or function name.
     const NAME: &'static str;
+
+    /// The shared data of the run, typed: call it in `setup` (`Self::data(ctx)?`) or, in a
+    /// function trainable, on the generated struct (`TrainMnist::data(session.context())?`).
+    ///
+    /// # Errors
+    ///
+    /// When the context holds no data of type [`TrainableSpec::Data`]: the trainable runs
+    /// outside a run that shared it (a detached context, a save/restore check without
+    /// `test_data`).
+    fn data(ctx: &TrialContext) -> TrainResult<Arc<Self::Data>> {
+        ctx.data.typed::<Self::Data>().ok_or_else(|| {
+            let held = match ctx.data.type_name() {
+                Some(name) => format!("data of type `{name}`"),
+                None => "no shared data".to_owned(),
+            };
+            TrainError::msg(format!(
+                "`{}` reads shared data of type `{}`, but its trial context holds {held}; \
+                 give it with `Tuner::with_data(..)` (or `test_data = fn` in `#[trainable]` \
+                 for the generated test, `SaveRestoreOptions::data` for the check)",
+                Self::NAME,
+                std::any::type_name::<Self::Data>()
+            ))
+        })
+    }
 
     /// Resources one trial of this trainable needs with `config`.
     fn resources(config: &Self::Config) -> Resources {
@@ -188,10 +290,30 @@ pub trait TrainableSpec: Send + 'static {
     label = "annotate the definition of `{Self}` with `#[trainable(..)]`"
 )]
 pub trait Checkpointable {
-    /// The checkpointed fields as self-describing bytes (JSON).
+    /// Whether the trainable has fields checkpointed in binary (`#[checkpoint(binary)]`):
+    /// then [`Checkpointable::save_tensors`] writes `state.safetensors`, which every
+    /// checkpoint of it must hold.
+    const TENSORS: bool = false;
+
+    /// The checkpointed fields as self-describing bytes (JSON), but for those marked
+    /// `#[checkpoint(binary)]`.
     fn save_state(&self) -> Result<Vec<u8>, CheckpointError>;
     /// Overwrites the checkpointed fields from bytes made by [`Checkpointable::save_state`].
     fn load_state(&mut self, bytes: &[u8]) -> Result<(), CheckpointError>;
+
+    /// Writes the `#[checkpoint(binary)]` fields to `dir/state.safetensors`
+    /// ([`TENSORS_FILE`](crate::TENSORS_FILE)); nothing when there are none.
+    fn save_tensors(&self, dir: &Path) -> Result<(), CheckpointError> {
+        let _ = dir;
+        Ok(())
+    }
+
+    /// Reads the `#[checkpoint(binary)]` fields back from `dir/state.safetensors`; they are
+    /// assigned only once all of them were read.
+    fn restore_tensors(&mut self, dir: &Path) -> Result<(), CheckpointError> {
+        let _ = dir;
+        Ok(())
+    }
 
     /// The number of steps the saved (or just loaded) state belongs to, when it can lag
     /// behind the steps taken: a function trainable's state is the one of its latest

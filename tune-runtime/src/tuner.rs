@@ -244,6 +244,8 @@ pub struct Tuner<T: Trainable> {
     objectives: Option<Objectives<Mets<T>>>,
     // --- results (callbacks, TensorBoard files, status table columns) ---
     results: crate::callback::ResultOptions,
+    /// `with_data`: shared by every trial.
+    data: Option<crate::trainable::SharedData>,
 }
 
 impl<T: Trainable> fmt::Debug for Tuner<T> {
@@ -312,7 +314,20 @@ impl<T: Trainable> Tuner<T> {
             objectives: None,
             // --- results ---
             results: crate::callback::ResultOptions::default(),
+            data: None,
         }
+    }
+
+    /// The data set every trial's `setup` gets (Ray Tune's `tune.with_parameters`): loaded
+    /// once by the caller, shared behind an [`Arc`](std::sync::Arc), never copied or
+    /// serialized. Its type is the trainable's `#[trainable(data = Type)]`, so a value of
+    /// another type does not compile; `setup` reads it with `Self::data(ctx)?`.
+    ///
+    /// With [`Tuner::isolate_trials`] each worker process runs `main` again up to this
+    /// `run()`, so it loads the data itself, with the same code.
+    pub fn with_data(mut self, data: impl Into<std::sync::Arc<T::Data>>) -> Self {
+        self.data = Some(crate::trainable::SharedData::new::<T::Data>(data));
+        self
     }
 
     /// Number of times to sample the search space (each repetition covers the whole grid,
@@ -700,7 +715,21 @@ impl<T: Trainable> Tuner<T> {
     /// a pool of worker threads. Returns the analysis, which lists errored trials; an
     /// `Err` means the experiment could not run or could not write its results.
     pub fn run(mut self) -> Result<Analysis<Config<T>, Mets<T>>, RunError> {
-        runner::serve_if_worker::<T>()?;
+        let data = match self.data.take() {
+            Some(data) => data,
+            None if std::any::TypeId::of::<T::Data>() == std::any::TypeId::of::<()>() => {
+                crate::trainable::SharedData::none()
+            }
+            None => {
+                return Err(RunError::InvalidOption(format!(
+                    "`{}` declares shared data of type `{}`: hand it over with \
+                     `Tuner::with_data(data)` before `run()`",
+                    T::NAME,
+                    std::any::type_name::<T::Data>()
+                )));
+            }
+        };
+        runner::serve_if_worker::<T>(&data)?;
         if self.num_samples == 0 {
             return Err(RunError::NoSamples);
         }
@@ -829,6 +858,7 @@ impl<T: Trainable> Tuner<T> {
             lease: self.lease,
             space: space_fingerprint::<Config<T>>(),
             results: self.results,
+            data,
         };
         let model =
             TypedModel::<T>::new(self.searcher, self.scheduler, self.stop, metric, self.resources)

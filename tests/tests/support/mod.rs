@@ -182,6 +182,7 @@ pub struct Toy {
 impl TrainableSpec for Toy {
     type Config = Cfg;
     type Metrics = Score;
+    type Data = ();
     const NAME: &'static str = "Toy";
     fn resources(config: &Cfg) -> Resources {
         Resources { cpu: config.cpu, gpu: config.gpu, ..Resources::default() }

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::parse::{Amount, Args, Class, Function, Model, Resource, ResourceKey};
+use super::parse::{Amount, Args, Class, Function, Model, Resource, ResourceKey, StateField};
 
 pub(crate) fn expand(args: &Args, model: &Model, rt: &TokenStream) -> TokenStream {
     match model {
@@ -28,10 +28,12 @@ pub(crate) fn expand_dummy(args: &Args, model: &Model, rt: &TokenStream) -> Toke
             let spec = match (&args.config, &args.metrics) {
                 (Some((_, config)), Some((_, metrics))) => {
                     let name = ident.to_string();
+                    let data = data_type(args);
                     quote! {
                         impl #rt::__private::TrainableSpec for #ident {
                             type Config = #config;
                             type Metrics = #metrics;
+                            type Data = #data;
                             const NAME: &'static str = #name;
                         }
                     }
@@ -110,15 +112,26 @@ fn expand_spec(
     // Spanned on the user's types, so that "`X` is not a search space" points at them.
     let config_ty = quote_spanned!(config.span()=> type Config = #config;);
     let metrics_ty = quote_spanned!(metrics.span()=> type Metrics = #metrics;);
+    let data = data_type(args);
+    let data_ty = quote_spanned!(data.span()=> type Data = #data;);
     let resources = expand_resources(args, rt);
     quote! {
         #[automatically_derived]
         impl #rt::__private::TrainableSpec for #ident {
             #config_ty
             #metrics_ty
+            #data_ty
             const NAME: &'static str = #name;
             #resources
         }
+    }
+}
+
+/// `data = Type`, or `()`.
+fn data_type(args: &Args) -> TokenStream {
+    match &args.data {
+        Some((_, ty)) => quote!(#ty),
+        None => quote!(()),
     }
 }
 
@@ -186,18 +199,18 @@ fn expand_assignment(resource: &Resource, rt: &TokenStream) -> TokenStream {
 fn expand_checkpointable(class: &Class, rt: &TokenStream) -> TokenStream {
     let ident = &class.item.ident;
     let name = ident.to_string();
-    let saved: Vec<_> = class.fields.iter().filter(|f| !f.skip).collect();
+    let saved: Vec<_> = class.fields.iter().filter(|f| !f.skip && !f.binary).collect();
+    let binary: Vec<_> = class.fields.iter().filter(|f| f.binary && !f.skip).collect();
     let count = saved.len();
-    let keys: Vec<String> = saved
-        .iter()
-        .map(|f| match &f.member {
-            syn::Member::Named(ident) => {
-                let key = ident.to_string();
-                key.strip_prefix("r#").map(str::to_owned).unwrap_or(key)
-            }
-            syn::Member::Unnamed(index) => index.index.to_string(),
-        })
-        .collect();
+    let key_of = |f: &&StateField| match &f.member {
+        syn::Member::Named(ident) => {
+            let key = ident.to_string();
+            key.strip_prefix("r#").map(str::to_owned).unwrap_or(key)
+        }
+        syn::Member::Unnamed(index) => index.index.to_string(),
+    };
+    let keys: Vec<String> = saved.iter().map(key_of).collect();
+    let tensors = expand_tensors(&binary, &binary.iter().map(key_of).collect::<Vec<_>>(), rt);
     // Each call is spanned on the field's type, so that a type without `Serialize` or
     // `Deserialize` is reported on the user's field.
     let writes = saved.iter().zip(&keys).map(|(f, key)| {
@@ -235,6 +248,8 @@ fn expand_checkpointable(class: &Class, rt: &TokenStream) -> TokenStream {
 
         #[automatically_derived]
         impl #rt::__private::Checkpointable for #ident {
+            #tensors
+
             fn save_state(&self) -> ::core::result::Result<#rt::__private::Vec<u8>, #rt::__private::CheckpointError> {
                 #rt::__private::save_json(<Self as #rt::__private::TrainableSpec>::NAME, &__tune_StateRef(self))
             }
@@ -255,6 +270,50 @@ fn expand_checkpointable(class: &Class, rt: &TokenStream) -> TokenStream {
     }
 }
 
+/// `save_tensors` and `restore_tensors` for the `#[checkpoint(binary)]` fields: one
+/// tensor per field in `state.safetensors`, read back whole before any is assigned.
+fn expand_tensors(binary: &[&StateField], keys: &[String], rt: &TokenStream) -> TokenStream {
+    if binary.is_empty() {
+        return TokenStream::new();
+    }
+    // Spanned on the field's type: a type that is no tensor is reported there.
+    let views = binary.iter().zip(keys).map(|(f, key)| {
+        let (ty, member) = (&f.ty, &f.member);
+        quote_spanned! {ty.span()=>
+            (#key, <#ty as #rt::__private::TensorField>::tensor(&self.#member))
+        }
+    });
+    let locals: Vec<_> = (0..binary.len()).map(|i| format_ident!("__tune_tensor_{}", i)).collect();
+    let reads = binary.iter().zip(keys).zip(&locals).map(|((f, key), local)| {
+        let ty = &f.ty;
+        quote_spanned! {ty.span()=>
+            let #local = __tune_file.take::<#ty>(#key)?;
+        }
+    });
+    let members = binary.iter().map(|f| &f.member);
+    quote! {
+        const TENSORS: bool = true;
+
+        fn save_tensors(&self, __tune_dir: &#rt::__private::Path) -> ::core::result::Result<(), #rt::__private::CheckpointError> {
+            #rt::__private::write_tensors(
+                __tune_dir,
+                <Self as #rt::__private::TrainableSpec>::NAME,
+                #rt::__private::Vec::from([#(#views),*]),
+            )
+        }
+
+        fn restore_tensors(&mut self, __tune_dir: &#rt::__private::Path) -> ::core::result::Result<(), #rt::__private::CheckpointError> {
+            let __tune_file = #rt::__private::TensorFile::open(
+                __tune_dir,
+                <Self as #rt::__private::TrainableSpec>::NAME,
+            )?;
+            #(#reads)*
+            #(self.#members = #locals;)*
+            ::core::result::Result::Ok(())
+        }
+    }
+}
+
 fn expand_test(
     args: &Args,
     ident: &syn::Ident,
@@ -266,20 +325,66 @@ fn expand_test(
         return TokenStream::new();
     }
     let test_ident = format_ident!("__tune_save_restore_{}", snake, span = ident.span());
-    let call = match &args.test_steps {
-        Some((_, steps)) => {
-            let steps_fn = format_ident!("{}_steps", check.to_string());
-            quote!(#rt::__private::#steps_fn::<#ident>(#steps))
+    if args.test_config.is_none() && args.test_data.is_none() {
+        let call = match &args.test_steps {
+            Some((_, steps)) => {
+                let steps_fn = format_ident!("{}_steps", check.to_string());
+                quote!(#rt::__private::#steps_fn::<#ident>(#steps))
+            }
+            None => quote!(#rt::__private::#check::<#ident>()),
+        };
+        return quote! {
+            /// The save/restore check generated by `#[trainable]`.
+            #[cfg(test)]
+            #[test]
+            #[doc(hidden)]
+            fn #test_ident() {
+                #call;
+            }
+        };
+    }
+    // Each call is spanned on the user's function, so that a function of the wrong type
+    // is reported there.
+    let steps = args
+        .test_steps
+        .as_ref()
+        .map(|(_, steps)| quote!(let __tune_options = __tune_options.steps(#steps, #steps);));
+    let config = args.test_config.as_ref().map(|(_, path)| {
+        quote_spanned! {path.span()=>
+            let __tune_options = #rt::__private::test_config::<#ident>(__tune_options, #path());
         }
-        None => quote!(#rt::__private::#check::<#ident>()),
+    });
+    let data = args.test_data.as_ref().map(|(_, path)| {
+        quote_spanned! {path.span()=>
+            let __tune_options = #rt::__private::test_data::<#ident>(__tune_options, #path());
+        }
+    });
+    let with = format_ident!("{}_with", check.to_string());
+    let options = quote! {
+        let __tune_options = #rt::__private::SaveRestoreOptions::<
+            <#ident as #rt::__private::TrainableSpec>::Config,
+        >::new();
+        #steps
+        #config
+        #data
     };
     quote! {
+        // Type-checks the test's functions in every build, not only under `cfg(test)`.
+        const _: () = {
+            #[allow(dead_code)]
+            fn __tune_test_options() {
+                #options
+                let _ = __tune_options;
+            }
+        };
+
         /// The save/restore check generated by `#[trainable]`.
         #[cfg(test)]
         #[test]
         #[doc(hidden)]
         fn #test_ident() {
-            #call;
+            #options
+            #rt::__private::#with::<#ident>(__tune_options);
         }
     }
 }
@@ -387,6 +492,14 @@ fn expand_function(
 
                 fn cleanup(&mut self) {
                     self.__tune_runner.cleanup();
+                }
+
+                fn save_files(&self, __tune_dir: &#rt::__private::Path) -> #rt::__private::TrainResult<()> {
+                    self.__tune_runner.save_files(__tune_dir)
+                }
+
+                fn restore_files(&mut self, __tune_dir: &#rt::__private::Path) -> #rt::__private::TrainResult<()> {
+                    self.__tune_runner.restore_files(__tune_dir)
                 }
             }
 

@@ -24,6 +24,12 @@ pub(crate) struct Args {
     pub krate: Option<syn::Path>,
     /// `name = Ident` (function API only).
     pub name: Option<(Ident, Ident)>,
+    /// `data = Type`: the data shared by every trial.
+    pub data: Option<(Ident, Type)>,
+    /// `test_config = path`: a function giving the generated test's config.
+    pub test_config: Option<(Ident, syn::Path)>,
+    /// `test_data = path`: a function giving the generated test's shared data.
+    pub test_data: Option<(Ident, syn::Path)>,
     /// Options that are not known, for `validate` to report with a suggestion.
     pub unknown: Vec<Ident>,
     /// Options given twice: the second key.
@@ -71,6 +77,8 @@ pub(crate) struct StateField {
     pub ty: Type,
     /// `#[checkpoint(skip)]`: not saved, rebuilt by `setup`.
     pub skip: bool,
+    /// `#[checkpoint(binary)]`: saved as a tensor in `state.safetensors`.
+    pub binary: bool,
 }
 
 /// A function: the function API.
@@ -139,6 +147,9 @@ fn parse_option(
         "test_steps" => args.test_steps.is_some(),
         "crate" => args.krate.is_some(),
         "name" => args.name.is_some(),
+        "data" => args.data.is_some(),
+        "test_config" => args.test_config.is_some(),
+        "test_data" => args.test_data.is_some(),
         _ => false,
     };
     if seen {
@@ -154,6 +165,30 @@ fn parse_option(
             expect_eq(input, &key, "metrics = MyMetrics")?;
             let ty = input.parse()?;
             args.metrics = Some((key, ty));
+        }
+        "data" => {
+            expect_eq(input, &key, "data = MyDataSet")?;
+            let ty = input.parse()?;
+            args.data = Some((key, ty));
+        }
+        "test_config" | "test_data" => {
+            let example = format!("{name} = small_{}", &name[5..]);
+            expect_eq(input, &key, &example)?;
+            let path: syn::Path = input.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    format!(
+                        "expected the path of a function without parameters, e.g. `{example}` \
+                         with `fn small_{}() -> ..`",
+                        &name[5..]
+                    ),
+                )
+            })?;
+            if name == "test_config" {
+                args.test_config = Some((key, path));
+            } else {
+                args.test_data = Some((key, path));
+            }
         }
         "test" => {
             expect_eq(input, &key, "test = false")?;
@@ -335,12 +370,23 @@ pub(crate) fn parse_item(item: syn::Item, errors: &mut Vec<syn::Error>) -> Optio
 fn parse_class(mut item: syn::ItemStruct, errors: &mut Vec<syn::Error>) -> Class {
     let mut fields = Vec::new();
     for (index, field) in item.fields.iter_mut().enumerate() {
-        let mut skip = false;
+        let (mut skip, mut binary) = (false, false);
         let mut kept = Vec::with_capacity(field.attrs.len());
         for attr in std::mem::take(&mut field.attrs) {
             if attr.path().is_ident("checkpoint") {
                 match parse_checkpoint_attr(&attr) {
-                    Ok(s) => skip |= s,
+                    Ok((s, b)) => {
+                        if (s || skip) && (b || binary) {
+                            errors.push(syn::Error::new_spanned(
+                                &attr,
+                                "a field is either skipped or checkpointed in binary: \
+                                 `#[checkpoint(skip)]` and `#[checkpoint(binary)]` exclude \
+                                 each other",
+                            ));
+                        }
+                        skip |= s;
+                        binary |= b;
+                    }
                     Err(e) => errors.push(e),
                 }
             } else {
@@ -352,33 +398,47 @@ fn parse_class(mut item: syn::ItemStruct, errors: &mut Vec<syn::Error>) -> Class
             Some(ident) => syn::Member::Named(ident.clone()),
             None => syn::Member::Unnamed(syn::Index { index: index as u32, span: field.ty.span() }),
         };
-        fields.push(StateField { member, ty: field.ty.clone(), skip });
+        fields.push(StateField { member, ty: field.ty.clone(), skip, binary });
     }
     Class { item, fields }
 }
 
-/// `#[checkpoint(skip)]`: the only form.
-fn parse_checkpoint_attr(attr: &syn::Attribute) -> syn::Result<bool> {
-    let mut skip = false;
+/// `#[checkpoint(skip)]` or `#[checkpoint(binary)]`: (skip, binary).
+fn parse_checkpoint_attr(attr: &syn::Attribute) -> syn::Result<(bool, bool)> {
+    let (mut skip, mut binary) = (false, false);
     attr.parse_nested_meta(|meta| {
         if meta.path.is_ident("skip") {
             skip = true;
             Ok(())
+        } else if meta.path.is_ident("binary") {
+            binary = true;
+            Ok(())
         } else {
             Err(meta.error(format!(
-                "unknown checkpoint option `{}`; the only option is `#[checkpoint(skip)]`",
+                "unknown checkpoint option `{}`; expected `#[checkpoint(skip)]` (not saved) or \
+                 `#[checkpoint(binary)]` (saved as a tensor in `state.safetensors`)",
                 meta.path.to_token_stream()
             )))
         }
     })
     .map_err(|e| {
         if matches!(attr.meta, syn::Meta::Path(_)) {
-            syn::Error::new_spanned(attr, "expected `#[checkpoint(skip)]`")
+            syn::Error::new_spanned(
+                attr,
+                "expected `#[checkpoint(skip)]` or `#[checkpoint(binary)]`",
+            )
         } else {
             e
         }
     })?;
-    Ok(skip)
+    if skip && binary {
+        return Err(syn::Error::new_spanned(
+            attr,
+            "a field is either skipped or checkpointed in binary: `#[checkpoint(skip)]` and \
+             `#[checkpoint(binary)]` exclude each other",
+        ));
+    }
+    Ok((skip, binary))
 }
 
 fn parse_function(item: syn::ItemFn, errors: &mut Vec<syn::Error>) -> Function {

@@ -5,7 +5,18 @@ use quote::ToTokens;
 
 use super::parse::{Amount, Args, Model, ResourceKey};
 
-const OPTIONS: &[&str] = &["config", "metrics", "resources", "test", "test_steps", "crate", "name"];
+const OPTIONS: &[&str] = &[
+    "config",
+    "metrics",
+    "resources",
+    "data",
+    "test",
+    "test_steps",
+    "test_config",
+    "test_data",
+    "crate",
+    "name",
+];
 const RESOURCE_KEYS: &[&str] = &["cpu", "gpu", "extra_cpu", "extra_gpu", "custom"];
 /// Above these a literal is a mistake (a percentage, milli-units), not a real machine.
 const MAX_CPUS: f64 = 4096.0;
@@ -72,10 +83,19 @@ fn check_options(args: &Args, errors: &mut Vec<syn::Error>) {
             Some(s) => format!("unknown option `{name}` of `#[trainable]`; did you mean `{s}`?"),
             None => format!(
                 "unknown option `{name}` of `#[trainable]`; expected one of `config`, `metrics`, \
-                 `resources(..)`, `test`, `test_steps`, `crate`, `name`"
+                 `resources(..)`, `data`, `test`, `test_steps`, `test_config`, `test_data`, \
+                 `crate`, `name`"
             ),
         };
         errors.push(syn::Error::new(key.span(), message));
+    }
+    if matches!(args.test, Some((_, false))) {
+        for (key, _) in [args.test_config.as_ref(), args.test_data.as_ref()].into_iter().flatten() {
+            errors.push(syn::Error::new(
+                key.span(),
+                format!("`{key}` configures the generated test, which `test = false` turns off; remove one of them"),
+            ));
+        }
     }
     for key in &args.duplicates {
         errors.push(syn::Error::new(key.span(), format!("duplicate option `{key}`; give it once")));

@@ -25,7 +25,9 @@ use crate::error::{CheckpointError, TrainError, TrainResult};
 use crate::metrics::Metrics;
 use crate::session::panic_message;
 use crate::space::Space;
-use crate::trainable::{Checkpointable, Resources, Trainable, TrainableSpec, TrialContext};
+use crate::trainable::{
+    Checkpointable, Resources, SharedData, Trainable, TrainableSpec, TrialContext,
+};
 use crate::tuner::RunError;
 
 use std::collections::HashMap;
@@ -131,6 +133,12 @@ enum Request {
         dir: PathBuf,
     },
     RestoreFiles {
+        dir: PathBuf,
+    },
+    SaveTensors {
+        dir: PathBuf,
+    },
+    RestoreTensors {
         dir: PathBuf,
     },
     Cleanup,
@@ -265,6 +273,7 @@ pub(crate) struct Isolated<T> {
 impl<T: Trainable> TrainableSpec for Isolated<T> {
     type Config = T::Config;
     type Metrics = T::Metrics;
+    type Data = T::Data;
     const NAME: &'static str = T::NAME;
 
     fn resources(config: &Self::Config) -> Resources {
@@ -429,6 +438,32 @@ fn hook_err(e: TrainError) -> CheckpointError {
 }
 
 impl<T: Trainable> Checkpointable for Isolated<T> {
+    const TENSORS: bool = T::TENSORS;
+
+    // The worker writes and reads the binary state file itself: large state never travels
+    // through the connection.
+    fn save_tensors(&self, dir: &Path) -> Result<(), CheckpointError> {
+        if !T::TENSORS {
+            return Ok(());
+        }
+        let mut writer = self.writer.try_clone().map_err(|e| hook_err(e.into()))?;
+        let mut reader = BufReader::new(self.writer.try_clone().map_err(|e| hook_err(e.into()))?);
+        let reply = write_message(&mut writer, &Request::SaveTensors { dir: dir.to_path_buf() })
+            .and_then(|()| read_live::<Reply>(&mut reader, self.child.id()))
+            .map_err(|e| hook_err(e.into()))?;
+        match reply {
+            Reply::Err { message, .. } => Err(hook_err(TrainError::msg(message))),
+            _ => Ok(()),
+        }
+    }
+
+    fn restore_tensors(&mut self, dir: &Path) -> Result<(), CheckpointError> {
+        if !T::TENSORS {
+            return Ok(());
+        }
+        self.call(&Request::RestoreTensors { dir: dir.to_path_buf() }).map(drop).map_err(hook_err)
+    }
+
     fn save_state(&self) -> Result<Vec<u8>, CheckpointError> {
         // `save_state` takes `&self`; the connection needs `&mut`: use a clone of it.
         let mut writer = self.writer.try_clone().map_err(|e| hook_err(e.into()))?;
@@ -524,7 +559,8 @@ fn msg_reply(message: String) -> Reply {
 
 /// In a worker process of trainable `T`: serves one trial, then exits the process.
 /// Returns only when this process is not a worker for `T`.
-pub(crate) fn serve_if_worker<T: Trainable>() -> Result<(), RunError> {
+/// `data` is what this process's `Tuner::with_data` shares: the worker's trials get it.
+pub(crate) fn serve_if_worker<T: Trainable>(data: &SharedData) -> Result<(), RunError> {
     let Some(value) = std::env::var_os(WORKER_ENV) else { return Ok(()) };
     let value = value.to_string_lossy().into_owned();
     let mut parts = value.splitn(3, ':');
@@ -556,7 +592,7 @@ pub(crate) fn serve_if_worker<T: Trainable>() -> Result<(), RunError> {
             }
         });
     }
-    let code = match serve::<T>(&format!("{host}:{port}"), token) {
+    let code = match serve::<T>(&format!("{host}:{port}"), token, data) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("tune worker for `{}`: {e}", T::NAME);
@@ -566,7 +602,7 @@ pub(crate) fn serve_if_worker<T: Trainable>() -> Result<(), RunError> {
     std::process::exit(code)
 }
 
-fn serve<T: Trainable>(addr: &str, token: &str) -> io::Result<()> {
+fn serve<T: Trainable>(addr: &str, token: &str, data: &SharedData) -> io::Result<()> {
     let stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
@@ -586,7 +622,9 @@ fn serve<T: Trainable>(addr: &str, token: &str) -> io::Result<()> {
                 match T::Config::from_json_value(config) {
                     Err(e) => msg_reply(format!("the worker cannot read the config: {e}")),
                     Ok(config) => {
-                        let ctx = TrialContext { trial_id, trial_dir, gpu_ids, resources, seed };
+                        let data = data.clone();
+                        let ctx =
+                            TrialContext { trial_id, trial_dir, gpu_ids, resources, seed, data };
                         match guard("setup", || T::setup(&config, &ctx)) {
                             Ok(Ok(t)) => {
                                 inst = Some(t);
@@ -636,6 +674,20 @@ fn serve<T: Trainable>(addr: &str, token: &str) -> io::Result<()> {
                 Ok(Err(e)) => err_reply(&e),
                 Err(m) => msg_reply(m),
             },
+            (Request::SaveTensors { dir }, Some(t)) => {
+                match guard("save", || t.save_tensors(&dir)) {
+                    Ok(Ok(())) => Reply::Ok,
+                    Ok(Err(e)) => msg_reply(e.to_string()),
+                    Err(m) => msg_reply(m),
+                }
+            }
+            (Request::RestoreTensors { dir }, Some(t)) => {
+                match guard("restore", || t.restore_tensors(&dir)) {
+                    Ok(Ok(())) => Reply::Ok,
+                    Ok(Err(e)) => msg_reply(e.to_string()),
+                    Err(m) => msg_reply(m),
+                }
+            }
             (Request::RestoreFiles { dir }, Some(t)) => {
                 match guard("restore", || t.restore_files(&dir)) {
                     Ok(Ok(())) => Reply::Ok,

@@ -152,6 +152,7 @@ impl Driver {
             gpu_ids,
             resources: live.resources.clone(),
             seed: splitmix64(self.s.seed ^ splitmix64(u64::from(id.0))),
+            data: self.s.data.clone(),
         }
     }
 

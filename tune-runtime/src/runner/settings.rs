@@ -84,4 +84,6 @@ pub(crate) struct Settings {
     pub space: String,
     /// The user's callbacks, TensorBoard files, the status table's columns.
     pub results: crate::callback::ResultOptions,
+    /// The data every trial's context shares (`Tuner::with_data`).
+    pub data: crate::trainable::SharedData,
 }

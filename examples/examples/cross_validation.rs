@@ -61,8 +61,12 @@ impl Folds {
         let (n, features) = (set.num_samples, set.num_features);
         let x = DenseMatrix::new(n, features, set.data.clone(), false)
             .map_err(|e| TrainError::msg(format!("digits: {e}")))?;
-        let splits =
-            KFold::default().with_n_splits(FOLDS).with_shuffle(true).with_seed(Some(5)).split(&x).collect();
+        let splits = KFold::default()
+            .with_n_splits(FOLDS)
+            .with_shuffle(true)
+            .with_seed(Some(5))
+            .split(&x)
+            .collect();
         let labels = set.target.iter().map(|&t| t as u32).collect();
         Ok(Folds { pixels: set.data, labels, features, splits })
     }
@@ -188,8 +192,7 @@ mod tests {
         let key = FoldScore::MEAN_ACCURACY;
         let finished: Vec<_> =
             analysis.trials().iter().filter(|t| t.num_results() == FOLDS).collect();
-        let pruned: Vec<_> =
-            analysis.trials().iter().filter(|t| t.num_results() < FOLDS).collect();
+        let pruned: Vec<_> = analysis.trials().iter().filter(|t| t.num_results() < FOLDS).collect();
         assert!(pruned.len() >= 5, "only {} configs were stopped early", pruned.len());
         assert!(!finished.is_empty());
         // Nothing is stopped before the grace period (2 folds).

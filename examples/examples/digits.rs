@@ -1,12 +1,13 @@
 //! The main example: a real neural network on real data.
 //!
-//! A multi-layer perceptron (64 inputs, one hidden ReLU layer, 10 outputs, written by hand
-//! on `ndarray`, trained with mini-batch Adam) learns the UCI handwritten digits (1,797
-//! 8x8 images of the digits 0-9, the copy shipped inside smartcore, so nothing is
-//! downloaded). TPE proposes the learning rate, hidden width, batch size and weight decay;
-//! ASHA stops the trials that fall behind at 3, 9 and 27 epochs. Each trial keeps its best
-//! epoch as a checkpoint (weights and Adam moments); at the end the best checkpoint is read
-//! back from disk and evaluated on the test split, which no trial has seen.
+//! A multi-layer perceptron (64 inputs, one or two hidden ReLU layers, 10 outputs, written
+//! by hand on `ndarray`, trained with mini-batch AdamW) learns the UCI handwritten digits
+//! (1,797 8x8 images of the digits 0-9, the copy shipped inside smartcore, so nothing is
+//! downloaded). TPE proposes the learning rate, depth, width, batch size and weight decay;
+//! ASHA stops the trials that fall behind at 3, 9 and 27 epochs. Every third epoch is
+//! checkpointed (weights and Adam moments) and each trial keeps its best; at the end the
+//! best checkpoint is read back from disk and evaluated on the test split, which no trial
+//! has seen.
 //!
 //! ```sh
 //! cargo run --release -p tune-examples --example digits
@@ -28,9 +29,11 @@ search_space! {
     /// The hyperparameters TPE tunes.
     pub struct MlpConfig {
         /// Adam's learning rate.
-        lr: f64 = loguniform(1e-4, 3e-2),
-        /// Width of the hidden layer.
-        hidden: usize = choice([16, 32, 64, 128, 256]),
+        lr: f64 = loguniform(1e-4, 1e-1),
+        /// Hidden layers.
+        layers: usize = choice([1, 2]),
+        /// Units in each hidden layer.
+        hidden: usize = choice([32, 64, 128, 256, 512]),
         /// Images per mini-batch.
         batch: usize = choice([16, 32, 64, 128]),
         /// Decoupled weight decay (AdamW), on the weights only.
@@ -140,57 +143,68 @@ impl Param {
     }
 }
 
-/// `64 -> hidden (ReLU) -> 10 (softmax)`, with its optimizer state.
+/// One fully connected layer: `x . w + b`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dense {
+    w: Param,
+    b: Param,
+}
+
+/// `64 -> hidden (ReLU) [-> hidden (ReLU)] -> 10 (softmax)`, with its optimizer state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Mlp {
-    w1: Param,
-    b1: Param,
-    w2: Param,
-    b2: Param,
+    layers: Vec<Dense>,
     /// Adam steps taken.
     t: i32,
 }
 
 impl Mlp {
-    /// He-uniform weights, zero biases.
-    fn new(hidden: usize, rng: &mut impl Rng) -> Self {
-        let mut init = |rows: usize, cols: usize| {
-            let a = (6.0 / rows as f32).sqrt();
-            Param::new(Array2::from_shape_simple_fn((rows, cols), || rng.random_range(-a..a)))
-        };
-        let (w1, w2) = (init(INPUTS, hidden), init(hidden, CLASSES));
-        Mlp {
-            w1,
-            b1: Param::new(Array2::zeros((1, hidden))),
-            w2,
-            b2: Param::new(Array2::zeros((1, CLASSES))),
-            t: 0,
-        }
+    /// `hidden_layers` layers of `width` units; He-uniform weights, zero biases.
+    fn new(hidden_layers: usize, width: usize, rng: &mut impl Rng) -> Self {
+        let mut sizes = vec![INPUTS];
+        sizes.extend(std::iter::repeat_n(width, hidden_layers));
+        sizes.push(CLASSES);
+        let layers = sizes
+            .windows(2)
+            .map(|io| {
+                let a = (6.0 / io[0] as f32).sqrt();
+                let w = Array2::from_shape_simple_fn((io[0], io[1]), || rng.random_range(-a..a));
+                Dense { w: Param::new(w), b: Param::new(Array2::zeros((1, io[1]))) }
+            })
+            .collect();
+        Mlp { layers, t: 0 }
     }
 
-    /// Hidden activations and class probabilities of a batch.
-    fn forward(&self, x: &Array2<f32>) -> (Array2<f32>, Array2<f32>) {
-        let mut h = x.dot(&self.w1.value) + &self.b1.value;
-        h.mapv_inplace(|v| v.max(0.0));
-        let mut p = h.dot(&self.w2.value) + &self.b2.value;
+    /// The hidden layers' activations and the class probabilities of a batch.
+    fn forward(&self, x: &Array2<f32>) -> (Vec<Array2<f32>>, Array2<f32>) {
+        let mut hidden: Vec<Array2<f32>> = Vec::with_capacity(self.layers.len() - 1);
+        for layer in &self.layers[..self.layers.len() - 1] {
+            let input = hidden.last().unwrap_or(x);
+            let mut h = input.dot(&layer.w.value) + &layer.b.value;
+            h.mapv_inplace(|v| v.max(0.0));
+            hidden.push(h);
+        }
+        let last = &self.layers[self.layers.len() - 1];
+        let mut p = hidden.last().unwrap_or(x).dot(&last.w.value) + &last.b.value;
         for mut row in p.rows_mut() {
             let max = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             row.mapv_inplace(|v| (v - max).exp());
             let sum = row.sum();
             row /= sum;
         }
-        (h, p)
+        (hidden, p)
     }
 
     /// Mean cross-entropy of probabilities `p` for labels `y`.
     fn loss(p: &Array2<f32>, y: &[usize]) -> f64 {
-        let total: f64 = y.iter().enumerate().map(|(i, &c)| -f64::from(p[[i, c]].max(1e-12)).ln()).sum();
+        let total: f64 =
+            y.iter().enumerate().map(|(i, &c)| -f64::from(p[[i, c]].max(1e-12)).ln()).sum();
         total / y.len() as f64
     }
 
     /// One Adam step on a batch; returns the batch's mean loss before the step.
     fn train_batch(&mut self, x: &Array2<f32>, y: &[usize], lr: f32, weight_decay: f32) -> f64 {
-        let (h, p) = self.forward(x);
+        let (hidden, p) = self.forward(x);
         let loss = Self::loss(&p, y);
         // d(loss)/d(logits) = (p - onehot(y)) / batch
         let mut d = p;
@@ -198,21 +212,25 @@ impl Mlp {
             d[[i, c]] -= 1.0;
         }
         d /= y.len() as f32;
-        let gw2 = h.t().dot(&d);
-        let gb2 = d.sum_axis(Axis(0)).insert_axis(Axis(0));
-        let mut dh = d.dot(&self.w2.value.t());
-        Zip::from(&mut dh).and(&h).for_each(|g, &a| {
-            if a <= 0.0 {
-                *g = 0.0;
-            }
-        });
-        let gw1 = x.t().dot(&dh);
-        let gb1 = dh.sum_axis(Axis(0)).insert_axis(Axis(0));
         self.t += 1;
-        self.w1.adam(&gw1, lr, weight_decay, self.t);
-        self.b1.adam(&gb1, lr, 0.0, self.t);
-        self.w2.adam(&gw2, lr, weight_decay, self.t);
-        self.b2.adam(&gb2, lr, 0.0, self.t);
+        for i in (0..self.layers.len()).rev() {
+            let input = if i == 0 { x } else { &hidden[i - 1] };
+            let gw = input.t().dot(&d);
+            let gb = d.sum_axis(Axis(0)).insert_axis(Axis(0));
+            let layer = &mut self.layers[i];
+            if i > 0 {
+                // Through this layer's weights (before their update) and the ReLU below.
+                let mut below = d.dot(&layer.w.value.t());
+                Zip::from(&mut below).and(&hidden[i - 1]).for_each(|g, &a| {
+                    if a <= 0.0 {
+                        *g = 0.0;
+                    }
+                });
+                d = below;
+            }
+            layer.w.adam(&gw, lr, weight_decay, self.t);
+            layer.b.adam(&gb, lr, 0.0, self.t);
+        }
         loss
     }
 
@@ -224,7 +242,8 @@ impl Mlp {
             .into_iter()
             .zip(&split.y)
             .filter(|(row, y)| {
-                let guess = row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
+                let guess =
+                    (0..CLASSES).fold(0, |best, i| if row[i] > row[best] { i } else { best });
                 guess == **y
             })
             .count();
@@ -257,7 +276,7 @@ impl Trainable for DigitsMlp {
     fn setup(config: &MlpConfig, ctx: &TrialContext) -> TrainResult<Self> {
         let mut rng = ctx.rng();
         Ok(DigitsMlp {
-            net: Mlp::new(config.hidden, &mut rng),
+            net: Mlp::new(config.layers, config.hidden, &mut rng),
             epoch: 0,
             seed: rng.random(),
             config: config.clone(),
@@ -311,8 +330,8 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// The README's run: 40 trials of up to 27 epochs.
-    pub const FULL: Budget = Budget { samples: 40, max_epochs: 27, grace_epochs: 3, seed: 7 };
+    /// The README's run: 48 trials of up to 81 epochs.
+    pub const FULL: Budget = Budget { samples: 48, max_epochs: 81, grace_epochs: 3, seed: 7 };
 }
 
 /// What the experiment found.
@@ -324,8 +343,13 @@ pub struct Outcome {
     pub best_config: MlpConfig,
     /// The best validation accuracy any epoch of any trial reported.
     pub best_val_accuracy: f64,
-    /// The checkpoint of that epoch.
+    /// The best checkpoint of the trial with that accuracy (checkpoints are written every
+    /// third epoch, so it may hold another epoch than the best one).
     pub checkpoint: PathBuf,
+    /// The epoch `checkpoint` holds.
+    pub checkpoint_epoch: u64,
+    /// The validation accuracy the trial reported at `checkpoint_epoch`.
+    pub checkpoint_val_accuracy: f64,
     /// Validation accuracy of the network loaded from `checkpoint`.
     pub reloaded_val_accuracy: f64,
     /// Test accuracy of the network loaded from `checkpoint`.
@@ -347,8 +371,9 @@ pub fn run(local_dir: &Path, budget: &Budget, verbose: u8) -> Result<Outcome, Bo
         .metric(Epoch::VAL_ACCURACY, Mode::Max)
         .num_samples(budget.samples)
         .stop(Stop::iterations(budget.max_epochs))
-        // A checkpoint every epoch, of which each trial keeps its best.
-        .checkpoint_freq(1)
+        // A checkpoint every 3 epochs (ASHA decides at multiples of 3), of which each
+        // trial keeps its best.
+        .checkpoint_freq(3)
         .keep_checkpoints_num(1)
         .checkpoint_score(Epoch::VAL_ACCURACY, Mode::Max)
         .status_interval(Duration::from_secs(2))
@@ -359,14 +384,24 @@ pub fn run(local_dir: &Path, budget: &Budget, verbose: u8) -> Result<Outcome, Bo
         .run()?;
 
     let key = Epoch::VAL_ACCURACY;
-    let best = analysis.best_result(key, Mode::Max, Scope::All).ok_or("no trial reported")?;
-    let best_val_accuracy = best.get(key);
-    let best_config =
-        analysis.best_config(key, Mode::Max, Scope::All).ok_or("no trial reported")?.clone();
+    let best = analysis.best_trial(key, Mode::Max, Scope::All).ok_or("no trial reported")?;
+    let best_val_accuracy = best.score(key, Mode::Max, Scope::All).ok_or("no trial reported")?;
+    let best_config = best.config().clone();
     let checkpoint = analysis
         .best_checkpoint(key, Mode::Max, Scope::All)
         .ok_or("the best trial kept no checkpoint")?
         .to_path_buf();
+    let checkpoint_epoch = best
+        .checkpoints()
+        .iter()
+        .find(|c| c.path == checkpoint)
+        .map(|c| c.iteration)
+        .ok_or("the best checkpoint is not the best trial's")?;
+    let checkpoint_val_accuracy = best
+        .results()
+        .find(|r| r.training_iteration() == checkpoint_epoch)
+        .map(|r| r.get(key))
+        .ok_or("no result at the checkpoint's epoch")?;
 
     // A fresh network of the best config, loaded from the checkpoint on disk.
     let mut model = DigitsMlp::setup(&best_config, &TrialContext::detached("best", 0))
@@ -380,6 +415,8 @@ pub fn run(local_dir: &Path, budget: &Budget, verbose: u8) -> Result<Outcome, Bo
         best_config,
         best_val_accuracy,
         checkpoint,
+        checkpoint_epoch,
+        checkpoint_val_accuracy,
         reloaded_val_accuracy,
         test_accuracy,
         epochs,
@@ -391,8 +428,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let out = run(&tune_examples::results_dir("digits"), &Budget::FULL, 2)?;
     let c = &out.best_config;
     println!(
-        "best config: lr = {:.2e}, hidden = {}, batch = {}, weight_decay = {:.1e}",
-        c.lr, c.hidden, c.batch, c.weight_decay
+        "best config: lr = {:.2e}, {} x {} hidden, batch = {}, weight_decay = {:.1e}",
+        c.lr, c.layers, c.hidden, c.batch, c.weight_decay
     );
     println!(
         "{} trials, {} epochs in all ({} if none had been stopped), {:.1} s",
@@ -402,10 +439,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         start.elapsed().as_secs_f64()
     );
     println!("best validation accuracy: {:.4}", out.best_val_accuracy);
-    println!("best checkpoint: {}", out.checkpoint.display());
+    println!("best checkpoint (epoch {}): {}", out.checkpoint_epoch, out.checkpoint.display());
     println!(
-        "reloaded from disk: validation accuracy {:.4}, test accuracy {:.4}",
-        out.reloaded_val_accuracy, out.test_accuracy
+        "reloaded from disk: validation accuracy {:.4} (reported {:.4}), test accuracy {:.4}",
+        out.reloaded_val_accuracy, out.checkpoint_val_accuracy, out.test_accuracy
     );
     Ok(())
 }
@@ -426,40 +463,43 @@ mod tests {
     }
 
     /// The gradient of the hand-written backward pass matches finite differences of the
-    /// loss.
+    /// loss, in every layer of a two-hidden-layer network.
     #[test]
     fn backward_matches_finite_differences() {
         let data = load_digits().unwrap();
         let x = data.train.x.slice(ndarray::s![..8, ..]).to_owned();
         let y = &data.train.y[..8];
-        let net = Mlp::new(16, &mut ChaCha8Rng::seed_from_u64(1));
-        // With lr = 1 and plain SGD the gradient would be the change; here read it off
-        // Adam's first moment after one step: m = (1 - beta1) * g.
+        let net = Mlp::new(2, 16, &mut ChaCha8Rng::seed_from_u64(1));
+        // One step with lr = 0 leaves the weights and fills Adam's first moment with
+        // (1 - beta1) * gradient.
         let mut stepped = net.clone();
         stepped.train_batch(&x, y, 0.0, 0.0);
         let loss_at = |net: &Mlp| Mlp::loss(&net.forward(&x).1, y);
-        for (i, j) in [(3, 0), (20, 5), (40, 15)] {
-            let analytic = f64::from(stepped.w1.m[[i, j]]) / 0.1;
+        for (layer, i, j) in [
+            (0, 3, 0),
+            (0, 20, 5),
+            (0, 40, 15),
+            (1, 2, 7),
+            (1, 9, 1),
+            (2, 0, 0),
+            (2, 7, 3),
+            (2, 15, 9),
+        ] {
+            let analytic = f64::from(stepped.layers[layer].w.m[[i, j]]) / 0.1;
             let h = 1e-2;
             let (mut plus, mut minus) = (net.clone(), net.clone());
-            plus.w1.value[[i, j]] += h;
-            minus.w1.value[[i, j]] -= h;
+            plus.layers[layer].w.value[[i, j]] += h;
+            minus.layers[layer].w.value[[i, j]] -= h;
             let numeric = (loss_at(&plus) - loss_at(&minus)) / (2.0 * f64::from(h));
-            assert!((analytic - numeric).abs() < 1e-3 + 0.05 * numeric.abs(), "w1[{i},{j}]: {analytic} vs {numeric}");
-        }
-        for (i, j) in [(0, 0), (7, 3), (15, 9)] {
-            let analytic = f64::from(stepped.w2.m[[i, j]]) / 0.1;
-            let h = 1e-2;
-            let (mut plus, mut minus) = (net.clone(), net.clone());
-            plus.w2.value[[i, j]] += h;
-            minus.w2.value[[i, j]] -= h;
-            let numeric = (loss_at(&plus) - loss_at(&minus)) / (2.0 * f64::from(h));
-            assert!((analytic - numeric).abs() < 1e-3 + 0.05 * numeric.abs(), "w2[{i},{j}]: {analytic} vs {numeric}");
+            assert!(
+                (analytic - numeric).abs() < 1e-3 + 0.05 * numeric.abs(),
+                "layer {layer} w[{i},{j}]: backward {analytic}, finite differences {numeric}"
+            );
         }
     }
 
     /// A reduced search (6 trials of up to 9 epochs) still learns the digits, and the best
-    /// checkpoint read back from disk is the network that scored best.
+    /// checkpoint read back from disk is the network that was checkpointed.
     #[test]
     fn a_short_search_learns_the_digits_and_the_best_checkpoint_reloads() {
         let dir = tempfile::tempdir().unwrap();
@@ -469,10 +509,15 @@ mod tests {
         assert_eq!(out.analysis.count(TrialStatus::Terminated), 6);
         // Chance is 0.1; a network with a wrong gradient stays far below this.
         assert!(out.best_val_accuracy > 0.85, "best validation accuracy {}", out.best_val_accuracy);
-        assert_eq!(out.reloaded_val_accuracy, out.best_val_accuracy, "{}", out.checkpoint.display());
+        assert_eq!(
+            out.reloaded_val_accuracy,
+            out.checkpoint_val_accuracy,
+            "{} (epoch {})",
+            out.checkpoint.display(),
+            out.checkpoint_epoch
+        );
+        assert!(out.checkpoint_val_accuracy > 0.85, "{}", out.checkpoint_val_accuracy);
         assert!(out.test_accuracy > 0.85, "test accuracy {}", out.test_accuracy);
-        // ASHA stopped some trials at its first rung (3 epochs).
-        assert!(out.epochs < 6 * 9, "{} epochs", out.epochs);
         assert!(out.checkpoint.join(tune_runtime::STATE_FILE).is_file());
     }
 }

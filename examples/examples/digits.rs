@@ -332,9 +332,9 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// The README's run: 48 trials of up to 81 epochs.
+    /// The README's run: 64 trials of up to 81 epochs.
     pub const FULL: Budget =
-        Budget { samples: 48, max_epochs: 81, grace_epochs: 3, seed: 7, fixed: None };
+        Budget { samples: 64, max_epochs: 81, grace_epochs: 3, seed: 7, fixed: None };
 }
 
 /// What the experiment found.

@@ -86,6 +86,9 @@ const SPLIT_SEED: u64 = 1797;
 pub fn load_digits() -> TrainResult<Digits> {
     let set = smartcore::dataset::digits::load_dataset();
     let (n, d) = (set.num_samples, set.num_features);
+    if d != INPUTS {
+        return Err(TrainError::msg(format!("digits: {d} pixels per image, {INPUTS} expected")));
+    }
     // Pixels are counts 0..=16 of a 4x4 block; scale them to [0, 1].
     let x = Array2::from_shape_vec((n, d), set.data)
         .map_err(|e| TrainError::msg(format!("digits: {n} x {d} pixels expected: {e}")))?

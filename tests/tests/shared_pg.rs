@@ -1,0 +1,171 @@
+//! Experiments shared by several OS processes through a real PostgreSQL server (feature
+//! `postgres`): peers are `pg_peer` processes (`src/bin/pg_peer.rs`) on one experiment,
+//! some of them killed or stopped; the experiment PostgreSQL holds must equal, trial for
+//! trial and row for row, the one a single process runs alone.
+//!
+//! The server is `TUNE_TEST_POSTGRES_URL` (default `postgres://root@127.0.0.1:5432/test`);
+//! each test works in a schema of its own, dropped at its end. Without a server the tests
+//! say loudly that they were skipped, and fail when `CI` is set.
+#![cfg(unix)]
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tune_runtime::shared::postgres_testing::TestSchema;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pg_peer");
+
+fn peer(url: &str, name: &str, dir: &Path, env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(BIN);
+    cmd.args([url, name]).arg(dir).env_remove("KILL_AT_STEP");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Waits for `child`; returns its exit code (None: killed by a signal), the steps it ran,
+/// and its stderr.
+fn finish(mut child: Child) -> (Option<i32>, u64, String) {
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    let steps = out
+        .lines()
+        .find_map(|l| l.strip_prefix("steps="))
+        .map_or(0, |n| n.parse().unwrap());
+    (status.code(), steps, err)
+}
+
+/// Waits until `child` ran its first step (it has a trial).
+fn wait_stepping(child: &mut Child) -> BufReader<std::process::ChildStdout> {
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "stepping", "the peer started a trial");
+    out
+}
+
+/// The summary of the same experiment run by one process alone, and its step count.
+fn solo() -> (String, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN).args(["-", "solo"]).arg(dir.path()).arg("--solo").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = String::from_utf8(out.stdout).unwrap();
+    let (summary, steps) = out.rsplit_once("steps=").unwrap();
+    assert_eq!(summary.lines().count(), 9, "{summary}");
+    (summary.to_string(), steps.trim().parse().unwrap())
+}
+
+fn summary(url: &str, name: &str, dir: &Path) -> String {
+    let out = Command::new(BIN).args([url, name]).arg(dir).arg("--summary").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// How many trials were taken over from a process that stopped answering.
+fn takeovers(url: &str, name: &str) -> usize {
+    use tune_runtime::shared::SharedJournal;
+    let mut j = tune_runtime::shared::PostgresJournal::connect(url, name).unwrap();
+    let mut n = 0;
+    j.read_from(0, &mut |_, _, bytes| {
+        if let Ok(tune_runtime::Record::Rollback { .. }) = serde_json::from_slice(bytes) {
+            n += 1;
+        }
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    n
+}
+
+#[test]
+fn three_processes_run_every_trial_exactly_once() {
+    let Some(db) = TestSchema::create("three_processes_run_every_trial_exactly_once") else {
+        return;
+    };
+    let (reference, solo_steps) = solo();
+    // One local directory, as on a shared file system: every peer reads the checkpoints.
+    let dir = tempfile::tempdir().unwrap();
+    let peers: Vec<Child> = (0..3).map(|_| peer(&db.url, "exp", dir.path(), &[])).collect();
+    let mut steps = 0;
+    let mut ran = 0;
+    for p in peers {
+        let (code, n, err) = finish(p);
+        assert_eq!(code, Some(0), "every peer ends with the experiment done: {err}");
+        steps += n;
+        ran += usize::from(n > 0);
+    }
+    assert!(ran >= 2, "the trials were spread over the processes");
+    assert_eq!(summary(&db.url, "exp", dir.path()), reference);
+    // No step ran twice: the peers together stepped exactly what one process steps.
+    assert_eq!(steps, solo_steps);
+    assert_eq!(takeovers(&db.url, "exp"), 0);
+}
+
+#[test]
+fn a_killed_process_loses_nothing_its_trials_finish_elsewhere() {
+    let Some(db) = TestSchema::create("a_killed_process_loses_nothing") else { return };
+    let (reference, _) = solo();
+    let dir = tempfile::tempdir().unwrap();
+    let victim = peer(&db.url, "exp", dir.path(), &[("KILL_AT_STEP", "6")]);
+    let others: Vec<Child> = (0..2).map(|_| peer(&db.url, "exp", dir.path(), &[])).collect();
+    let (code, _, err) = finish(victim);
+    assert_eq!(code, None, "the victim was killed by SIGKILL: {err}");
+    for p in others {
+        let (code, _, err) = finish(p);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(err.is_empty() || err.contains("stopped answering"), "{err}");
+    }
+    assert!(takeovers(&db.url, "exp") > 0, "the killed process's trials were taken over");
+    // Every result once, as one process would have produced them.
+    assert_eq!(summary(&db.url, "exp", dir.path()), reference);
+}
+
+#[test]
+fn a_stopped_process_is_fenced_when_it_comes_back() {
+    let Some(db) = TestSchema::create("a_stopped_process_is_fenced") else { return };
+    let (reference, _) = solo();
+    let dir = tempfile::tempdir().unwrap();
+    let lease = [("LEASE_MS", "600")];
+    let mut stopped = peer(&db.url, "exp", dir.path(), &lease);
+    let out = wait_stepping(&mut stopped);
+    let pid = stopped.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let other = peer(&db.url, "exp", dir.path(), &lease);
+    // Well past its lease: the other process takes its trials over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while takeovers(&db.url, "exp") == 0 {
+        assert!(std::time::Instant::now() < deadline, "the stopped process's trials were taken");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    stopped.stdout = Some(out.into_inner());
+    let (code, _, err) = finish(stopped);
+    assert_eq!(code, Some(5), "the process that came back is fenced: {err}");
+    assert!(err.contains("lost its lease"), "{err}");
+    let (code, _, err) = finish(other);
+    assert_eq!(code, Some(0), "{err}");
+    // Nothing the stopped process reported late was counted.
+    assert_eq!(summary(&db.url, "exp", dir.path()), reference);
+}
+
+#[test]
+fn two_experiments_in_one_database_do_not_see_each_other() {
+    let Some(db) = TestSchema::create("two_experiments_in_one_database") else { return };
+    let (reference, solo_steps) = solo();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = peer(&db.url, "exp-a", dir_a.path(), &[]);
+    let b = peer(&db.url, "exp-b", dir_b.path(), &[]);
+    for (p, dir, name) in [(a, &dir_a, "exp-a"), (b, &dir_b, "exp-b")] {
+        let (code, steps, err) = finish(p);
+        assert_eq!(code, Some(0), "{err}");
+        // Each ran its whole experiment: nothing of the other's was taken as its own.
+        assert_eq!(steps, solo_steps, "{name}");
+        assert_eq!(summary(&db.url, name, dir.path()), reference, "{name}");
+    }
+}

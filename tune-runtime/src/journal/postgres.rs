@@ -320,7 +320,8 @@ impl SharedJournal for PostgresJournal {
         let row = conn.client.query_one(
             "INSERT INTO tune_processes (experiment, id, lease_ms, lease_until) VALUES \
              ($1, $2 || ':' || substr(md5(random()::text || clock_timestamp()::text), 1, 8), \
-             $3, clock_timestamp() + $3 * interval '1 millisecond') RETURNING id",
+             $3::bigint, clock_timestamp() + $3::bigint * interval '1 millisecond') \
+             RETURNING id",
             &[&experiment, &prefix, &ms],
         );
         let id: String = row.and_then(|r| r.try_get(0)).map_err(|e| self.err(e))?;

@@ -30,6 +30,16 @@ fn peer(url: &str, name: &str, dir: &Path, env: &[(&str, &str)]) -> Child {
 /// Waits for `child`; returns its exit code (None: killed by a signal), the steps it ran,
 /// and its stderr.
 fn finish(mut child: Child) -> (Option<i32>, u64, String) {
+    // A peer that never ends (its experiment never completes) fails the test, not CI.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("peer {} did not end within 120 s", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut out = String::new();
     child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     let mut err = String::new();

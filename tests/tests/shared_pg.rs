@@ -14,7 +14,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use tune_runtime::Analysis;
 use tune_runtime::shared::postgres_testing::TestSchema;
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pg_peer");
 
@@ -180,4 +183,17 @@ fn two_experiments_in_one_database_do_not_see_each_other() {
         assert_eq!(steps, solo_steps, "{name}");
         assert_eq!(summary(&db.url, name, dir.path()), reference, "{name}");
     }
+}
+
+#[test]
+fn loading_from_an_unreachable_database_says_where_and_what_to_check() {
+    let err = Analysis::<support::Cfg, support::Score>::from_postgres(
+        "postgres://me:hunter2@127.0.0.1:1/tuning",
+        "exp",
+        "/nonexistent",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`postgres://me:***@127.0.0.1:1/tuning`"), "{err}");
+    assert!(err.contains("pg_isready") && !err.contains("hunter2"), "{err}");
 }

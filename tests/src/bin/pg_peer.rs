@@ -96,8 +96,7 @@ fn main() {
     };
     let flag = |f: &str| args.iter().any(|a| a == f);
     if flag("--summary") {
-        let mut journal = PostgresJournal::connect(url, name).expect("connect");
-        let a = Analysis::<Cfg, Score>::from_shared(&mut journal, Path::new(local).join(name))
+        let a = Analysis::<Cfg, Score>::from_postgres(url, name, Path::new(local).join(name))
             .expect("load the analysis");
         print!("{}", summary(&a));
         return;

@@ -48,10 +48,8 @@ fn finish(mut child: Child) -> (Option<i32>, u64, String) {
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     let status = child.wait().unwrap();
-    let steps = out
-        .lines()
-        .find_map(|l| l.strip_prefix("steps="))
-        .map_or(0, |n| n.parse().unwrap());
+    let steps =
+        out.lines().find_map(|l| l.strip_prefix("steps=")).map_or(0, |n| n.parse().unwrap());
     (status.code(), steps, err)
 }
 

@@ -93,7 +93,8 @@ fn main() {
     let Some(db) = TestSchema::create("postgres_journal bench") else { return };
     let url = db.url.clone();
     println!("PostgreSQL journal ({url})");
-    for (writers, batch, total) in [(1, 1, 2_000), (1, 100, 50_000), (4, 1, 1_000), (4, 100, 50_000)]
+    for (writers, batch, total) in
+        [(1, 1, 2_000), (1, 100, 50_000), (4, 1, 1_000), (4, 100, 50_000)]
     {
         let name = format!("throughput-{writers}-{batch}");
         // A warm-up on the same experiment, then the measure.

@@ -353,8 +353,7 @@ impl SharedJournal for PostgresJournal {
         loop {
             let conn = self.conn()?;
             let start = i64::try_from(next).map_err(io::Error::other)?;
-            let rows = match conn.client.query(&conn.st.read, &[&experiment, &start, &READ_BATCH])
-            {
+            let rows = match conn.client.query(&conn.st.read, &[&experiment, &start, &READ_BATCH]) {
                 Ok(rows) => rows,
                 Err(e) => return Err(self.err(e)),
             };
@@ -617,7 +616,8 @@ mod tests {
                         let r: Vec<Vec<u8>> = (0..batch)
                             .map(|k| format!("{{\"t\":{t},\"i\":{i},\"k\":{k}}}").into_bytes())
                             .collect();
-                        firsts.push(j.append(Append { records: &r, ..Default::default() }).unwrap());
+                        firsts
+                            .push(j.append(Append { records: &r, ..Default::default() }).unwrap());
                     }
                     firsts
                 })
@@ -665,7 +665,7 @@ mod tests {
         assert!(matches!(err, SharedError::Claimed { .. }), "a live owner keeps its trial: {err}");
         std::thread::sleep(Duration::from_millis(300));
         let orphans = b.orphans().unwrap();
-        assert_eq!(orphans, [early.clone()]);
+        assert_eq!(orphans, std::slice::from_ref(&early));
         assert_eq!(b.take_over(&orphans[0], &r).unwrap(), 1);
         // Only one takeover of a generation succeeds.
         assert!(matches!(c.take_over(&orphans[0], &r), Err(SharedError::Claimed { .. })));
@@ -706,7 +706,12 @@ mod tests {
         std::thread::sleep(Duration::from_millis(400));
         // The same claim is free in the other experiment, and numbers start at 0 there.
         let first = b
-            .append(Append { records: &r[..1], claims: &claims, creates: &[0], ..Default::default() })
+            .append(Append {
+                records: &r[..1],
+                claims: &claims,
+                creates: &[0],
+                ..Default::default()
+            })
             .unwrap();
         assert_eq!(first, 0);
         assert_eq!(all(&mut b).len(), 1);
@@ -762,7 +767,8 @@ mod tests {
         for h in handles {
             h.join().unwrap().unwrap();
         }
-        let mut client = PostgresJournal::connect(&db.url, "e0").unwrap().conn.take().unwrap().client;
+        let mut client =
+            PostgresJournal::connect(&db.url, "e0").unwrap().conn.take().unwrap().client;
         let versions: Vec<i32> = client
             .query("SELECT version FROM tune_schema_version", &[])
             .unwrap()

@@ -195,3 +195,123 @@ fn loading_from_an_unreachable_database_says_where_and_what_to_check() {
     assert!(err.contains("`postgres://me:***@127.0.0.1:1/tuning`"), "{err}");
     assert!(err.contains("pg_isready") && !err.contains("hunter2"), "{err}");
 }
+
+/// A PostgreSQL server of the test's own (never the machine's shared one): a cluster made
+/// by `initdb` in a temporary directory, on a free loopback port, run as the `postgres`
+/// user when the test runs as root (PostgreSQL refuses to run as root).
+struct OwnServer {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl OwnServer {
+    fn start(test: &str) -> Option<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.filter_map(|e| Some(e.ok()?.path().join("bin"))).max())
+            .filter(|b| b.join("initdb").exists());
+        let Some(bin) = bin else {
+            let msg =
+                format!("test `{test}` needs PostgreSQL's initdb (/usr/lib/postgresql/*/bin)");
+            assert!(std::env::var_os("CI").is_none(), "{msg} (CI is set: not skipped)");
+            eprintln!("\n*** SKIPPED: {msg} ***\n");
+            return None;
+        };
+        let uid = Command::new("id").arg("-u").output().unwrap();
+        let as_postgres = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+        let dir = tempfile::tempdir().unwrap();
+        if as_postgres {
+            let chown = Command::new("chown").arg("postgres").arg(dir.path()).status().unwrap();
+            assert!(chown.success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let server = Self { dir, bin, port, as_postgres };
+        let data = server.dir.path().join("data");
+        let init = server
+            .command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "tune", "--no-sync", "-E", "UTF8"])
+            .output()
+            .unwrap();
+        assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
+        server.pg_ctl("start");
+        Some(server)
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let path = self.bin.join(tool);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let d = self.dir.path();
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, d.display());
+        let mut c = self.command("pg_ctl");
+        c.arg("-D").arg(d.join("data")).arg("-l").arg(d.join("log")).args(["-o", &opts]);
+        let out = c.args(["-w", "-m", "fast", action]).output().unwrap();
+        let log = std::fs::read_to_string(d.join("log")).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "pg_ctl {action}: {}\n{log}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://tune@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let mut c = self.command("pg_ctl");
+        let _ = c
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+#[test]
+fn a_restart_of_postgresql_mid_run_loses_nothing() {
+    let Some(server) = OwnServer::start("a_restart_of_postgresql_mid_run_loses_nothing") else {
+        return;
+    };
+    let url = server.url();
+    let (reference, _) = solo();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("STEP_MS", "40"), ("LEASE_MS", "1500")];
+    let mut first = peer(&url, "exp", dir.path(), &env);
+    let out = wait_stepping(&mut first);
+    first.stdout = Some(out.into_inner());
+    let second = peer(&url, "exp", dir.path(), &env);
+    std::thread::sleep(Duration::from_millis(300));
+    server.pg_ctl("stop");
+    std::thread::sleep(Duration::from_millis(500));
+    server.pg_ctl("start");
+    // Each peer went on, or stopped with a message that names the server.
+    let mut stopped = 0;
+    for p in [first, second] {
+        let (code, _, err) = finish(p);
+        if code != Some(0) {
+            assert_eq!(code, Some(1), "{err}");
+            assert!(err.contains("PostgreSQL at `postgres://tune@127.0.0.1:"), "{err}");
+            stopped += 1;
+        }
+    }
+    eprintln!("{stopped} of 2 peers stopped when PostgreSQL restarted");
+    // Run again (as after any stop): the experiment completes with nothing lost or doubled.
+    let (code, _, err) = finish(peer(&url, "exp", dir.path(), &env));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(summary(&url, "exp", dir.path()), reference, "{stopped} peer(s) had stopped");
+}

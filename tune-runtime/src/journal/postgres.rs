@@ -86,17 +86,24 @@ impl std::fmt::Debug for PostgresJournal {
     }
 }
 
-/// `url` with its password replaced by `***`.
+/// `url` with its password replaced by `***` (in `user:password@`, or a `password=`
+/// parameter of a URL or of a `key=value` connection string).
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some((auth, host)) if !auth.contains('/') => (auth, host),
-        _ => return url.to_string(),
-    };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    let mut out = url.to_string();
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+        if let Some((user, _)) = authority.rsplit_once('@').and_then(|(a, _)| a.split_once(':')) {
+            let host = &rest[authority.rfind('@').map_or(0, |a| a + 1)..];
+            out = format!("{scheme}://{user}:***@{host}");
+        }
     }
+    let mut from = 0;
+    while let Some(at) = out[from..].find("password=").map(|p| from + p + "password=".len()) {
+        let end = out[at..].find(['&', ' ']).map_or(out.len(), |e| at + e);
+        out.replace_range(at..end, "***");
+        from = at + 3;
+    }
+    out
 }
 
 impl PostgresJournal {
@@ -751,6 +758,13 @@ mod tests {
         assert!(err.contains("cannot connect to PostgreSQL at `postgres://u:***@127.0.0.1:1/db`"));
         assert!(err.contains("pg_isready"), "{err}");
         assert!(!err.contains("secret"), "the password is never shown: {err}");
+        for url in [
+            "host=127.0.0.1 port=1 user=u password=secret",
+            "postgres://u@127.0.0.1:1/db?password=secret&x=1",
+        ] {
+            let err = PostgresJournal::connect(url, "exp").unwrap_err().to_string();
+            assert!(err.contains("password=***") && !err.contains("secret"), "{err}");
+        }
         let err = PostgresJournal::connect("postgres://u@127.0.0.1:1/db", "").unwrap_err();
         assert!(err.to_string().contains("experiment name"), "{err}");
     }

@@ -230,6 +230,9 @@ pub enum AnalysisError {
     /// The journal holds no experiment (it is empty).
     #[error("`{}` holds no experiment: its journal is empty", .0.display())]
     Empty(PathBuf),
+    /// The shared journal could not be opened (the database is unreachable).
+    #[error("cannot open the shared experiment: {0}")]
+    Shared(String),
 }
 
 /// The outcome of an experiment: every trial with its config, status and results.
@@ -300,6 +303,21 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
         let log = crate::journal::fold_shared(journal, dir, false, &mut decoder::<C>(&mut failed))
             .map(|(log, _)| log);
         Self::from_log(log, failed, dir)
+    }
+
+    /// Loads experiment `experiment` from the PostgreSQL database at `url` (feature
+    /// `postgres`; see `docs/distributed.md`): what it holds now, finished or still running.
+    /// `dir` is the experiment's local directory (`local_dir/experiment` of the run) its
+    /// checkpoint paths are relative to.
+    #[cfg(feature = "postgres")]
+    pub fn from_postgres(
+        url: &str,
+        experiment: &str,
+        dir: impl AsRef<Path>,
+    ) -> Result<Self, AnalysisError> {
+        let mut journal = crate::journal::shared::PostgresJournal::connect(url, experiment)
+            .map_err(|e| AnalysisError::Shared(e.to_string()))?;
+        Self::from_shared(&mut journal, dir)
     }
 
     fn from_log(

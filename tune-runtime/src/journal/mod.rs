@@ -7,6 +7,8 @@
 //! goes through the one [`fold`](fold::fold_file) of the records.
 
 mod fold;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
 pub mod shared;
 mod store;

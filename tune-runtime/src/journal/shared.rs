@@ -16,6 +16,15 @@
 //! * **Fencing.** An append about a trial is refused unless the appending process owns it
 //!   and holds its lease: a process that comes back after losing its lease (a network
 //!   partition, a SIGSTOP) cannot add a result to a trial another process now runs.
+//!
+//! `PostgresJournal` (feature `postgres`) is the store for processes on several machines;
+//! `MemoryShared` plays it in tests.
+
+#[cfg(feature = "postgres")]
+pub use super::postgres::PostgresJournal;
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+pub use super::postgres::testing as postgres_testing;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;

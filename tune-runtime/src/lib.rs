@@ -27,6 +27,8 @@ mod manifest;
 mod metrics;
 mod number;
 mod objectives;
+#[cfg(feature = "object-store")]
+mod objstore;
 pub mod report;
 mod reporter;
 mod resources;
@@ -51,9 +53,15 @@ pub use check::{
     validate_save_restore, validate_save_restore_with,
 };
 pub use checkpoint::{
-    CheckpointMeta, CheckpointStore, LocalCheckpoints, META_FILE, STATE_FILE, read_meta,
-    restore_checkpoint, save_checkpoint,
+    CheckpointMeta, CheckpointStore, LocalCheckpoints, META_FILE, STATE_FILE, StoreError,
+    read_meta, restore_checkpoint, save_checkpoint,
 };
+#[cfg(feature = "object-store")]
+pub use objstore::{MirroredCheckpoints, ObjectStoreCheckpoints};
+/// The `object_store` crate that [`ObjectStoreCheckpoints`] is built on (the same version),
+/// for [`ObjectStoreCheckpoints::new`] with a store of your own.
+#[cfg(feature = "object-store")]
+pub use object_store;
 pub use error::{
     CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult,
 };

@@ -34,6 +34,7 @@ struct Entry {
 /// The files a manifest lists (`/`-separated paths inside the checkpoint, with their
 /// lengths), for a store that copies a checkpoint file by file. Refuses a manifest that is
 /// not JSON of version 1 or names a path outside the checkpoint.
+#[cfg_attr(not(feature = "object-store"), allow(dead_code))]
 pub(crate) fn listed(bytes: &[u8]) -> Result<Vec<(String, u64)>, String> {
     let manifest: Manifest =
         serde_json::from_slice(bytes).map_err(|e| format!("the manifest is corrupt: {e}"))?;

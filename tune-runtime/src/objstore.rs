@@ -660,7 +660,7 @@ mod tests {
         assert!(err.to_string().contains("`max_retries` must be a whole number"), "{err}");
         let store = ObjectStoreCheckpoints::from_url(
             "s3://b/p/q",
-            [("endpoint", "http://127.0.0.1:1"), ("secret_access_key", "hush")],
+            [("endpoint", "http://127.0.0.1:1"), ("access_key_id", "id"), ("secret_access_key", "hush")],
         )
         .unwrap();
         assert_eq!(store.prefix.as_ref(), "p/q");

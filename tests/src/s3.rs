@@ -74,7 +74,8 @@ impl S3Server {
             Ok(child) => child,
             Err(e) => return missing(&format!("moto's S3 server (cannot start `{python}`: {e})")),
         };
-        let mut server = S3Server { endpoint: format!("http://127.0.0.1:{port}"), child: Some(child) };
+        let mut server =
+            S3Server { endpoint: format!("http://127.0.0.1:{port}"), child: Some(child) };
         if server.wait_ready(Duration::from_secs(60)) {
             return Some(server);
         }
@@ -97,7 +98,11 @@ impl S3Server {
             NEXT.fetch_add(1, Ordering::Relaxed),
             nanos % 1_000_000_000
         );
-        let status = self.request("PUT", &format!("/{name}"));
+        // Writable without signing, so that a test can change objects as another program
+        // would (`put_object`, `delete_object`).
+        let status = self
+            .exchange("PUT", &format!("/{name}"), "x-amz-acl: public-read-write\r\n", &[])
+            .map(|r| r.0);
         assert_eq!(status, Some(200), "creating bucket `{name}` on {} failed", self.endpoint);
         name
     }
@@ -136,16 +141,22 @@ impl S3Server {
 
     /// The status of an unsigned request (moto accepts them), `None` if none came back.
     fn request(&self, method: &str, path: &str) -> Option<u16> {
-        self.exchange(method, path, &[]).map(|(status, _)| status)
+        self.exchange(method, path, "", &[]).map(|(status, _)| status)
     }
 
     /// Status and body of an unsigned request with `body`.
-    fn exchange(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> Option<(u16, Vec<u8>)> {
         let host = self.endpoint.trim_start_matches("http://");
         let mut stream = TcpStream::connect(host).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).ok()?;
@@ -153,13 +164,15 @@ impl S3Server {
         let mut reply = Vec::new();
         let _ = stream.read_to_end(&mut reply);
         let split = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let status = String::from_utf8_lossy(&reply[..split]).split_whitespace().nth(1)?.parse().ok()?;
+        let status =
+            String::from_utf8_lossy(&reply[..split]).split_whitespace().nth(1)?.parse().ok()?;
         Some((status, reply[split + 4..].to_vec()))
     }
 
     /// Writes an object directly (as a corrupting disk or another program would).
     pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
-        let status = self.exchange("PUT", &format!("/{bucket}/{}", encode(key)), body).map(|r| r.0);
+        let status =
+            self.exchange("PUT", &format!("/{bucket}/{}", encode(key)), "", body).map(|r| r.0);
         assert_eq!(status, Some(200), "PUT {key}");
     }
 
@@ -171,7 +184,8 @@ impl S3Server {
 
     /// The keys of the objects of `bucket` (up to 1000), sorted.
     pub fn keys(&self, bucket: &str) -> Vec<String> {
-        let (status, body) = self.exchange("GET", &format!("/{bucket}?list-type=2"), &[]).unwrap();
+        let (status, body) =
+            self.exchange("GET", &format!("/{bucket}?list-type=2"), "", &[]).unwrap();
         assert_eq!(status, 200, "listing {bucket}");
         let text = String::from_utf8_lossy(&body);
         let mut keys: Vec<String> = text

@@ -11,8 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tune_runtime::prelude::*;
 use tune_runtime::{
-    CheckpointStore, Mutation, ObjectStoreCheckpoints, PBT_LOG_FILE, Pbt, PbtLogEntry,
-    read_meta,
+    CheckpointStore, Mutation, ObjectStoreCheckpoints, PBT_LOG_FILE, Pbt, PbtLogEntry, read_meta,
 };
 use tune_tests::s3::S3Server;
 
@@ -54,7 +53,9 @@ impl Trainable for Weights {
     fn step(&mut self) -> TrainResult<Loss> {
         self.steps += 1;
         if self.steps == 5
-            && FAILS_LEFT.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+            && FAILS_LEFT
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
         {
             return Err(TrainError::msg("injected failure at iteration 5"));
         }
@@ -361,12 +362,14 @@ fn a_missing_bucket_is_a_clear_error_before_the_first_trial() {
     let (_serial, Some(server)) = serial() else { return };
     let dir = tempfile::tempdir().unwrap();
     let missing =
-        ObjectStoreCheckpoints::from_url("s3://no-such-bucket-tune/runs", server.options()).unwrap();
+        ObjectStoreCheckpoints::from_url("s3://no-such-bucket-tune/runs", server.options())
+            .unwrap();
     let err = weights(dir.path(), "exp").checkpoint_store(missing).run().unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, RunError::CheckpointStore { .. }), "{msg}");
     assert!(
-        msg.contains("s3://no-such-bucket-tune/runs") && msg.contains("check that the bucket exists"),
+        msg.contains("s3://no-such-bucket-tune/runs")
+            && msg.contains("check that the bucket exists"),
         "{msg}"
     );
     assert!(!msg.contains("testing"), "no credentials in messages: {msg}");

@@ -56,12 +56,6 @@ pub use checkpoint::{
     CheckpointMeta, CheckpointStore, LocalCheckpoints, META_FILE, STATE_FILE, StoreError,
     read_meta, restore_checkpoint, save_checkpoint,
 };
-#[cfg(feature = "object-store")]
-pub use objstore::{MirroredCheckpoints, ObjectStoreCheckpoints};
-/// The `object_store` crate that [`ObjectStoreCheckpoints`] is built on (the same version),
-/// for [`ObjectStoreCheckpoints::new`] with a store of your own.
-#[cfg(feature = "object-store")]
-pub use object_store;
 pub use error::{
     CheckpointError, ConfigError, DomainViolation, SpaceError, TrainError, TrainResult,
 };
@@ -73,7 +67,13 @@ pub use journal::{
 };
 pub use manifest::MANIFEST_FILE;
 pub use metrics::{Metric, MetricValue, Metrics};
+/// The `object_store` crate that [`ObjectStoreCheckpoints`] is built on (the same version),
+/// for [`ObjectStoreCheckpoints::new`] with a store of your own.
+#[cfg(feature = "object-store")]
+pub use object_store;
 pub use objectives::{Constraint, Objectives};
+#[cfg(feature = "object-store")]
+pub use objstore::{MirroredCheckpoints, ObjectStoreCheckpoints};
 pub use runner::{WORKER_ENV, is_worker};
 pub use scheduler::{
     Asha, AshaBuilder, BracketEvent, Decision, Exploit, Explore, FifoScheduler, HyperBand,

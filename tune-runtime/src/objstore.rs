@@ -2,7 +2,8 @@
 //! from a URL, or any [`object_store::ObjectStore`].
 //!
 //! A checkpoint is written into a local scratch directory as always, then uploaded under
-//! `<prefix>/<path relative to the experiment directory>/`: every file first, its manifest
+//! `<prefix>/<experiment name>/<path relative to the experiment directory>/` (the layout of
+//! the local directory, so processes on other machines find it): every file first, its manifest
 //! (`.tune_manifest.json`, every file's length and CRC-32) last. A checkpoint exists for a
 //! reader only once its manifest is there, so a reader never sees half an upload; a
 //! replaced checkpoint loses its old manifest before its new files go up. Opening a
@@ -99,10 +100,8 @@ impl ObjectStoreCheckpoints {
         V: Into<String>,
     {
         let bad = |message: String| StoreError::new(url, message);
-        let rest = url
-            .strip_prefix("s3://")
-            .or_else(|| url.strip_prefix("s3a://"))
-            .ok_or_else(|| {
+        let rest =
+            url.strip_prefix("s3://").or_else(|| url.strip_prefix("s3a://")).ok_or_else(|| {
                 bad("the URL must look like `s3://bucket/prefix` (for another kind of store, \
                      build an `object_store::ObjectStore` and use `ObjectStoreCheckpoints::new`)"
                     .into())
@@ -116,9 +115,9 @@ impl ObjectStoreCheckpoints {
         for (key, value) in options {
             let (key, value) = (key.as_ref(), value.into());
             let number = |what: &str| {
-                value.parse::<u64>().map_err(|_| {
-                    bad(format!("option `{key}` must be {what}, not `{value}`"))
-                })
+                value
+                    .parse::<u64>()
+                    .map_err(|_| bad(format!("option `{key}` must be {what}, not `{value}`")))
             };
             match key {
                 "max_retries" => retry.max_retries = number("a whole number")? as usize,
@@ -178,9 +177,10 @@ impl ObjectStoreCheckpoints {
             .enable_all()
             .build()
             .map_err(|e| StoreError::new(&url, format!("cannot start its I/O threads: {e}")))?;
-        let local = tempfile::Builder::new().prefix("tune-object-store-").tempdir().map_err(
-            |e| StoreError::new(&url, format!("cannot create a local scratch directory: {e}")),
-        )?;
+        let local =
+            tempfile::Builder::new().prefix("tune-object-store-").tempdir().map_err(|e| {
+                StoreError::new(&url, format!("cannot create a local scratch directory: {e}"))
+            })?;
         Ok(ObjectStoreCheckpoints {
             store,
             prefix: ObjPath::from(prefix.trim_matches('/')),
@@ -211,7 +211,10 @@ impl ObjectStoreCheckpoints {
                 "used before a run attached it to its experiment directory",
             ))
         })?;
-        let rel = dir.strip_prefix(root).map_err(|_| {
+        // Named with the experiment's name, as its directory is: experiments with the same
+        // prefix do not mix.
+        let name = root.file_name().map(Path::new).unwrap_or(Path::new(""));
+        let rel = dir.strip_prefix(root).map(|rel| name.join(rel)).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -342,9 +345,9 @@ impl ObjectStoreCheckpoints {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(self.failed(format!("replacing `{manifest_object}`"), e)),
         }
-        futures_util::stream::iter(files.iter().map(|(file, _)| {
-            self.upload(scratch.join(file), self.object(rel, file))
-        }))
+        futures_util::stream::iter(
+            files.iter().map(|(file, _)| self.upload(scratch.join(file), self.object(rel, file))),
+        )
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;
@@ -416,15 +419,16 @@ impl ObjectStoreCheckpoints {
             .buffer_unordered(CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
-            manifest::verify(&tmp, &[]).map_err(|e| {
-                corrupt(format!("a downloaded file does not match the manifest: {e}"))
-            })
+            manifest::verify(&tmp, &[])
+                .map_err(|e| corrupt(format!("a downloaded file does not match the manifest: {e}")))
         }
         .await;
         if let Err(e) = fetched {
             let _ = fs::remove_dir_all(&tmp);
             return Err(match e.kind() {
-                io::ErrorKind::NotFound if !crate::checkpoint::is_remote(&e) => corrupt(e.to_string()),
+                io::ErrorKind::NotFound if !crate::checkpoint::is_remote(&e) => {
+                    corrupt(e.to_string())
+                }
                 _ => e,
             });
         }
@@ -495,7 +499,10 @@ impl CheckpointStore for ObjectStoreCheckpoints {
                 .put(&probe, PutPayload::from_static(b"tune"))
                 .await
                 .map_err(|e| self.failed(format!("writing `{probe}`"), e))?;
-            self.store.delete(&probe).await.map_err(|e| self.failed(format!("deleting `{probe}`"), e))
+            self.store
+                .delete(&probe)
+                .await
+                .map_err(|e| self.failed(format!("deleting `{probe}`"), e))
         })
     }
 }
@@ -576,9 +583,9 @@ mod tests {
     fn setup() -> (Arc<InMemory>, ObjectStoreCheckpoints, tempfile::TempDir) {
         let memory = Arc::new(InMemory::new());
         let store = ObjectStoreCheckpoints::new(memory.clone(), "runs/", "memory://runs").unwrap();
-        let exp = tempfile::tempdir().unwrap();
-        store.attach(exp.path()).unwrap();
-        (memory, store, exp)
+        let tmp = tempfile::tempdir().unwrap();
+        store.attach(&tmp.path().join("exp")).unwrap();
+        (memory, store, tmp)
     }
 
     fn keys(memory: &InMemory) -> Vec<String> {
@@ -593,7 +600,7 @@ mod tests {
     #[test]
     fn round_trip_replace_and_delete() {
         let (memory, store, exp) = setup();
-        let dir = exp.path().join("trial_a=1,b=2").join("checkpoint_000001");
+        let dir = exp.path().join("exp/trial_a=1,b=2/checkpoint_000001");
         let scratch = store.begin(&dir).unwrap();
         checkpoint(&scratch, &[("state.json", b"{}"), ("sub/w.bin", &[7u8; 100])]);
         store.commit(&scratch, &dir).unwrap();
@@ -601,9 +608,9 @@ mod tests {
         assert_eq!(
             keys(&memory),
             [
-                "runs/trial_a=1,b=2/checkpoint_000001/.tune_manifest.json",
-                "runs/trial_a=1,b=2/checkpoint_000001/state.json",
-                "runs/trial_a=1,b=2/checkpoint_000001/sub/w.bin",
+                "runs/exp/trial_a=1,b=2/checkpoint_000001/.tune_manifest.json",
+                "runs/exp/trial_a=1,b=2/checkpoint_000001/state.json",
+                "runs/exp/trial_a=1,b=2/checkpoint_000001/sub/w.bin",
             ]
         );
         let local = store.open(&dir).unwrap();
@@ -629,20 +636,26 @@ mod tests {
     #[test]
     fn corrupt_and_partial_checkpoints_are_refused() {
         let (memory, store, exp) = setup();
-        let dir = exp.path().join("t").join("checkpoint_000002");
+        let dir = exp.path().join("exp/t/checkpoint_000002");
         let scratch = store.begin(&dir).unwrap();
         checkpoint(&scratch, &[("state.json", b"{\"a\":1}")]);
         store.commit(&scratch, &dir).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let state = ObjPath::from("runs/t/checkpoint_000002/state.json");
+        let state = ObjPath::from("runs/exp/t/checkpoint_000002/state.json");
         rt.block_on(memory.put(&state, PutPayload::from_static(b"{\"a\":2}"))).unwrap();
         let err = store.open(&dir).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert!(err.to_string().contains("state.json") && err.to_string().contains("corrupt"), "{err}");
-        assert!(!crate::checkpoint::is_remote(&err), "a corrupt checkpoint is not the store's failure");
+        assert!(
+            err.to_string().contains("state.json") && err.to_string().contains("corrupt"),
+            "{err}"
+        );
+        assert!(
+            !crate::checkpoint::is_remote(&err),
+            "a corrupt checkpoint is not the store's failure"
+        );
 
         // Files without their manifest: an upload that stopped half-way.
-        let manifest = ObjPath::from("runs/t/checkpoint_000002/.tune_manifest.json");
+        let manifest = ObjPath::from("runs/exp/t/checkpoint_000002/.tune_manifest.json");
         rt.block_on(memory.delete(&manifest)).unwrap();
         let err = store.open(&dir).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
@@ -660,7 +673,11 @@ mod tests {
         assert!(err.to_string().contains("`max_retries` must be a whole number"), "{err}");
         let store = ObjectStoreCheckpoints::from_url(
             "s3://b/p/q",
-            [("endpoint", "http://127.0.0.1:1"), ("access_key_id", "id"), ("secret_access_key", "hush")],
+            [
+                ("endpoint", "http://127.0.0.1:1"),
+                ("access_key_id", "id"),
+                ("secret_access_key", "hush"),
+            ],
         )
         .unwrap();
         assert_eq!(store.prefix.as_ref(), "p/q");

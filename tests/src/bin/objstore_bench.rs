@@ -21,7 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("no S3 server: install moto (see tests/src/s3.rs)".into());
     };
     let bucket = server.new_bucket();
-    let store = ObjectStoreCheckpoints::from_url(&format!("s3://{bucket}/bench"), server.options())?;
+    let store =
+        ObjectStoreCheckpoints::from_url(&format!("s3://{bucket}/bench"), server.options())?;
     let exp = tempfile::tempdir()?;
     store.attach(exp.path())?;
     let mut weights = vec![0u8; mb << 20];
@@ -56,9 +57,7 @@ fn write_checkpoint(dir: &Path, weights: &[u8]) -> std::io::Result<()> {
     let state = br#"{"steps":1}"#;
     std::fs::write(dir.join("state.json"), state)?;
     std::fs::write(dir.join("weights.bin"), weights)?;
-    let entry = |path: &str, bytes: &[u8]| {
-        serde_json::json!({"path": path, "len": bytes.len(), "crc32": crc32fast::hash(bytes)})
-    };
+    let entry = |path: &str, bytes: &[u8]| serde_json::json!({"path": path, "len": bytes.len(), "crc32": crc32fast::hash(bytes)});
     let manifest = serde_json::json!({
         "version": 1,
         "files": [entry("state.json", state), entry("weights.bin", weights)],

@@ -11,7 +11,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use tune_runtime::prelude::*;
 use tune_runtime::{
-    CheckpointStore, Mutation, ObjectStoreCheckpoints, PBT_LOG_FILE, Pbt, PbtLogEntry, read_meta,
+    CheckpointStore, MirroredCheckpoints, Mutation, ObjectStoreCheckpoints, PBT_LOG_FILE, Pbt,
+    PbtLogEntry, read_meta,
 };
 use tune_tests::s3::S3Server;
 
@@ -201,8 +202,15 @@ fn checkpoints_only_in_the_store_restore_on_retry_and_on_resume() {
 /// Runs an experiment in which trial 0 or 1 errors at iteration 5 with checkpoints at 2
 /// and 4, and returns it with the errored trial's checkpoint at 4.
 fn errored_run(server: &S3Server, bucket: &str, dir: &Path) -> (Analysis<Lr, Loss>, PathBuf) {
+    errored_run_with(dir, store(server, bucket))
+}
+
+fn errored_run_with(
+    dir: &Path,
+    checkpoints: impl CheckpointStore + 'static,
+) -> (Analysis<Lr, Loss>, PathBuf) {
     FAILS_LEFT.store(1, Ordering::SeqCst);
-    let a = weights(dir, "exp").checkpoint_store(store(server, bucket)).run().unwrap();
+    let a = weights(dir, "exp").checkpoint_store(checkpoints).run().unwrap();
     let t = a.errored_trials()[0];
     let ck4 = t.checkpoints().last().unwrap().path.clone();
     assert!(ck4.ends_with("checkpoint_000004"), "{}", ck4.display());
@@ -266,6 +274,34 @@ fn a_partially_uploaded_checkpoint_is_never_restored() {
     assert_eq!(RESTORES.load(Ordering::SeqCst), before + 1);
     assert_eq!(RESTORED_AT.load(Ordering::SeqCst), 2, "restored from the complete checkpoint");
     assert_eq!(c.count(TrialStatus::Terminated), 2);
+}
+
+/// `MirroredCheckpoints` keeps each checkpoint on the local disk and in the bucket: with
+/// the local copies gone (a lost machine), a resume restores from the bucket.
+#[test]
+fn mirrored_checkpoints_are_local_and_in_the_store() {
+    let (_serial, Some(server)) = serial() else { return };
+    let bucket = server.new_bucket();
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("exp");
+    let mirrored = || MirroredCheckpoints::new(store(server, &bucket));
+    let (_, ck4) = errored_run_with(dir.path(), mirrored());
+    assert!(ck4.join("weights.bin").is_file(), "the local copy");
+    assert!(server.keys(&bucket).contains(&key(&exp, &ck4, ".tune_manifest.json")));
+    for local in local_checkpoints(dir.path()) {
+        std::fs::remove_dir_all(local).unwrap();
+    }
+    let before = RESTORES.load(Ordering::SeqCst);
+    let c = weights(dir.path(), "exp")
+        .resume(true)
+        .resume_errored(true)
+        .checkpoint_store(mirrored())
+        .run()
+        .unwrap();
+    assert_eq!(RESTORES.load(Ordering::SeqCst), before + 1);
+    assert_eq!(RESTORED_AT.load(Ordering::SeqCst), 4, "restored from the bucket's copy");
+    assert_eq!(c.count(TrialStatus::Terminated), 2);
+    assert!(ck4.with_file_name("checkpoint_000006").join("weights.bin").is_file());
 }
 
 search_space! {

@@ -1,1 +1,4 @@
-//! Integration tests of the tune workspace live in `tests/`.
+//! Integration tests of the tune workspace live in `tests/`; this library holds what they
+//! and the benchmark binaries share.
+
+pub mod s3;

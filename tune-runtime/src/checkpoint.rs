@@ -126,6 +126,51 @@ pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// A failure of a remote checkpoint store (an object store that cannot be reached, that
+/// refuses the credentials, whose bucket is missing). A [`CheckpointStore`] returns it inside
+/// the [`io::Error`] of a method (`io::Error::other(StoreError::new(..))`): the runner then
+/// reports the store's failure with what to check, instead of a local directory's, and a
+/// checkpoint the store refuses stops the run, resumably, as a full disk does.
+///
+/// ```
+/// use tune_runtime::storage::StoreError;
+/// let e = StoreError::new("s3://bucket/exp", "bucket `bucket` does not exist");
+/// assert_eq!(e.to_string(), "checkpoint store `s3://bucket/exp`: bucket `bucket` does not exist");
+/// let io = std::io::Error::other(e);
+/// assert!(io.get_ref().is_some_and(|e| e.is::<StoreError>()));
+/// ```
+#[derive(Debug, Clone)]
+pub struct StoreError {
+    store: String,
+    message: String,
+}
+
+impl StoreError {
+    /// A failure of the store named `store` (its URL, without credentials); `message` says
+    /// what failed and what to check.
+    pub fn new(store: impl Into<String>, message: impl Into<String>) -> Self {
+        StoreError { store: store.into(), message: message.into() }
+    }
+
+    /// The store's URL.
+    pub fn store(&self) -> &str {
+        &self.store
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "checkpoint store `{}`: {}", self.store, self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Whether an I/O error of a [`CheckpointStore`] is a [`StoreError`].
+pub(crate) fn is_remote(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<StoreError>())
+}
+
 /// Checkpoints on the local file system: written into `.<name>.tmp` and renamed, so a
 /// `checkpoint_<n>/` directory is always complete.
 #[derive(Debug, Clone, Copy, Default)]
@@ -369,10 +414,12 @@ impl std::fmt::Display for SaveError {
 }
 
 /// Whether an I/O error says the storage cannot take writes (full, over quota, read-only,
-/// not permitted), as opposed to a problem of one trial.
+/// not permitted, a remote store that refused or could not be reached), as opposed to a
+/// problem of one trial.
 pub(crate) fn is_storage(e: &io::Error) -> bool {
     use io::ErrorKind::{PermissionDenied, QuotaExceeded, ReadOnlyFilesystem, StorageFull};
     matches!(e.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem | PermissionDenied)
+        || is_remote(e)
 }
 
 /// Loads the checkpoint at `dir` into `t`, after checking its files against its manifest.

@@ -27,6 +27,8 @@ mod manifest;
 mod metrics;
 mod number;
 mod objectives;
+#[cfg(feature = "object-store")]
+mod objstore;
 pub mod report;
 mod reporter;
 mod resources;
@@ -60,6 +62,11 @@ pub use analysis::Analysis;
 pub use checkpoint::Durability;
 pub use error::{CheckpointError, TrainError, TrainResult};
 pub use metrics::{Metric, MetricValue, Metrics};
+/// The `object_store` crate that [`ObjectStoreCheckpoints`](storage::ObjectStoreCheckpoints)
+/// is built on (the same version), for
+/// [`ObjectStoreCheckpoints::new`](storage::ObjectStoreCheckpoints::new) with a store of your own.
+#[cfg(feature = "object-store")]
+pub use object_store;
 pub use objectives::{Constraint, Objectives};
 pub use runner::{WORKER_ENV, is_worker};
 pub use session::{Finished, Session, Stopped, TrainFn};
@@ -84,14 +91,16 @@ pub use rand;
 /// ([`CheckpointStore`](storage::CheckpointStore)) and the functions that read them back.
 pub mod storage {
     pub use crate::checkpoint::{
-        CheckpointMeta, CheckpointStore, LocalCheckpoints, META_FILE, STATE_FILE, read_meta,
-        restore_checkpoint, save_checkpoint,
+        CheckpointMeta, CheckpointStore, LocalCheckpoints, META_FILE, STATE_FILE, StoreError,
+        read_meta, restore_checkpoint, save_checkpoint,
     };
     pub use crate::journal::{
         ExperimentLog, FileJournal, Header, JOURNAL_FILE, JournalError, JournalStore,
         MAX_RECORD_BYTES, Record, Run, TrialLog, read_journal,
     };
     pub use crate::manifest::MANIFEST_FILE;
+    #[cfg(feature = "object-store")]
+    pub use crate::objstore::{MirroredCheckpoints, ObjectStoreCheckpoints};
     pub use crate::tensors::{TENSORS_FILE, TensorElement, TensorField, TensorRef};
 }
 

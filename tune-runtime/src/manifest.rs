@@ -31,6 +31,32 @@ struct Entry {
     crc32: u32,
 }
 
+/// The files a manifest lists (`/`-separated paths inside the checkpoint, with their
+/// lengths), for a store that copies a checkpoint file by file. Refuses a manifest that is
+/// not JSON of version 1 or names a path outside the checkpoint.
+#[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+pub(crate) fn listed(bytes: &[u8]) -> Result<Vec<(String, u64)>, String> {
+    let manifest: Manifest =
+        serde_json::from_slice(bytes).map_err(|e| format!("the manifest is corrupt: {e}"))?;
+    if manifest.version != 1 {
+        return Err(format!(
+            "the manifest has version {}, this build reads version 1",
+            manifest.version
+        ));
+    }
+    let mut files = Vec::with_capacity(manifest.files.len());
+    for entry in manifest.files {
+        if !is_plain_relative(&entry.path) || entry.path == MANIFEST_FILE {
+            return Err(format!(
+                "the manifest names `{}`, which is not a file inside the checkpoint",
+                entry.path
+            ));
+        }
+        files.push((entry.path, entry.len));
+    }
+    Ok(files)
+}
+
 fn checksum(path: &Path) -> io::Result<(u64, u32)> {
     let mut file = File::open(path)?;
     let mut hasher = crc32fast::Hasher::new();

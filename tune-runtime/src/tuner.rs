@@ -140,6 +140,22 @@ pub enum RunError {
         /// The experiment directory.
         experiment_dir: PathBuf,
     },
+    /// The checkpoint store (an object store) failed: it could not be reached, refused the
+    /// credentials or has no such bucket when the run started, or refused a checkpoint
+    /// during the run. A run it stopped stopped as on Ctrl-C: nothing written was lost, and
+    /// `.resume(true)` continues it once the store works again.
+    #[error(
+        "{source}. The run was stopped (or did not start) and nothing written was lost; once \
+         the store works, run the same program again (with `.resume(true)` to continue the \
+         experiment in `{}`)",
+        experiment_dir.display()
+    )]
+    CheckpointStore {
+        /// The store's error (its message names the store and what to check).
+        source: std::io::Error,
+        /// The experiment directory.
+        experiment_dir: PathBuf,
+    },
     /// The worker threads could not be started.
     #[error("cannot start worker threads: {0}")]
     Threads(std::io::Error),

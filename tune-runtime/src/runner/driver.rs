@@ -92,9 +92,14 @@ pub(crate) fn run(
         let path = path.to_path_buf();
         move |source| RunError::LocalDir { path, source }
     };
-    s.checkpoint_store
-        .attach(&s.experiment_dir)
-        .map_err(|source| RunError::LocalDir { path: s.experiment_dir.clone(), source })?;
+    s.checkpoint_store.attach(&s.experiment_dir).map_err(|source| {
+        let experiment_dir = s.experiment_dir.clone();
+        if crate::checkpoint::is_remote(&source) {
+            RunError::CheckpointStore { source, experiment_dir }
+        } else {
+            RunError::LocalDir { path: experiment_dir, source }
+        }
+    })?;
     let mut lock = None;
     let mut journal = None;
     let mut log: Option<crate::journal::ExperimentLog<serde_json::Value>> = None;
@@ -486,6 +491,9 @@ impl Driver {
             return Err(e);
         }
         if let Some(LogError { path, source }) = fatal {
+            if crate::checkpoint::is_remote(&source) {
+                return Err(RunError::CheckpointStore { source, experiment_dir: s.experiment_dir });
+            }
             return Err(RunError::Logging { path, source, experiment_dir: s.experiment_dir });
         }
         if interrupted {

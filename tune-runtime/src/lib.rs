@@ -70,8 +70,8 @@ pub use runner::{WORKER_ENV, is_worker};
 pub use scheduler::{
     Asha, AshaBuilder, BracketEvent, Decision, Exploit, Explore, FifoScheduler, HyperBand,
     HyperBandBuilder, HyperBandForBohb, MedianStopping, MedianStoppingBuilder, Mutation,
-    PBT_LOG_FILE, Patient, PatientBuilder, Pausing, Pbt, PbtBuilder, PbtLogEntry, PbtReplay,
-    PercentilePruner, PercentilePrunerBuilder, ReplayError, Scheduler, SchedulerError,
+    PBT_LOG_FILE, Patient, PatientBuilder, Pausing, Pb2, Pb2Builder, Pbt, PbtBuilder, PbtLogEntry,
+    PbtReplay, PercentilePruner, PercentilePrunerBuilder, ReplayError, Scheduler, SchedulerError,
     ThresholdPruner, ThresholdPrunerBuilder, WilcoxonPruner, WilcoxonPrunerBuilder,
 };
 pub use searcher::{

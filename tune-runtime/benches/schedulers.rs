@@ -349,7 +349,9 @@ fn pbt() -> Result<(), Box<dyn std::error::Error>> {
             .filter_map(|t| t.score(Q::Q, Mode::Max, Scope::Last))
             .fold(f64::NEG_INFINITY, f64::max)
     };
-    println!("| seed | best fixed Q | PBT best Q | PB2 best Q |\n|---|---|---|---|");
+    println!(
+        "| seed | best fixed Q | PBT best Q (1.2 - Q) | PB2 best Q (1.2 - Q) |\n|---|---|---|---|"
+    );
     for seed in 0..SEEDS {
         let base = || {
             Tuner::<Toy>::new()
@@ -382,7 +384,11 @@ fn pbt() -> Result<(), Box<dyn std::error::Error>> {
             .build()?;
         let run = base().name(format!("pb2_{seed}")).scheduler(pb2).reuse_actors(true).run()?;
         let best_pb2 = best(&run);
-        println!("| {seed} | {best_fixed:.4} | {best_pbt:.4} | {best_pb2:.4} |");
+        println!(
+            "| {seed} | {best_fixed:.4} | {best_pbt:.4} ({:.1e}) | {best_pb2:.4} ({:.1e}) |",
+            1.2 - best_pbt,
+            1.2 - best_pb2
+        );
         fixed_q.push(best_fixed);
         pbt_q.push(best_pbt);
         pb2_q.push(best_pb2);
@@ -395,9 +401,11 @@ fn pbt() -> Result<(), Box<dyn std::error::Error>> {
         median(fixed_q)
     );
     println!(
-        "PB2 toy: median best Q {:.4} (PB2) vs {:.4} (PBT); PB2 higher in {pb2_wins}/{SEEDS} seeds",
-        median(pb2_q),
-        median(pbt_q)
+        "PB2 toy: median best Q {:.4} (PB2) vs {:.4} (PBT); median 1.2 - Q {:.1e} vs {:.1e}; PB2 higher in {pb2_wins}/{SEEDS} seeds",
+        median(pb2_q.clone()),
+        median(pbt_q.clone()),
+        1.2 - median(pb2_q),
+        1.2 - median(pbt_q)
     );
     Ok(())
 }

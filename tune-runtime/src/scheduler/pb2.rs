@@ -96,12 +96,15 @@ struct Saved {
     rng: ChaCha8Rng,
 }
 
+/// A GP input: the time (in perturbation intervals) and the other features.
+type Point = (f64, Vec<f64>);
+
 /// The GP of the reward change: Matérn 5/2 over (start reward, hyperparameters) times a
 /// forgetting factor over time, amplitude profiled out, length scale, noise and forgetting
 /// rate chosen by marginal likelihood on a grid.
 struct TvGp {
     /// Inputs: time (in intervals) and features (start reward scaled, hyperparameters).
-    pts: Vec<(f64, Vec<f64>)>,
+    pts: Vec<Point>,
     alpha: DVector<f64>,
     ell: f64,
     noise: f64,
@@ -110,20 +113,20 @@ struct TvGp {
 }
 
 impl TvGp {
-    fn corr(a: &(f64, Vec<f64>), b: &(f64, Vec<f64>), ell: f64, eps: f64) -> f64 {
+    fn corr(a: &Point, b: &Point, ell: f64, eps: f64) -> f64 {
         let d2: f64 = a.1.iter().zip(&b.1).map(|(x, y)| (x - y) * (x - y)).sum();
         let decay = if eps > 0.0 { (1.0 - eps).powf(0.5 * (a.0 - b.0).abs()) } else { 1.0 };
         matern52(d2, ell) * decay
     }
 
-    fn matrix(pts: &[(f64, Vec<f64>)], ell: f64, eps: f64, noise: f64) -> DMatrix<f64> {
+    fn matrix(pts: &[Point], ell: f64, eps: f64, noise: f64) -> DMatrix<f64> {
         let n = pts.len();
         DMatrix::from_fn(n, n, |i, j| {
             Self::corr(&pts[i], &pts[j], ell, eps) + if i == j { noise + 1e-9 } else { 0.0 }
         })
     }
 
-    fn fit(pts: Vec<(f64, Vec<f64>)>, ys: &[f64]) -> Option<Self> {
+    fn fit(pts: Vec<Point>, ys: &[f64]) -> Option<Self> {
         let n = pts.len();
         let scale = (pts.first().map_or(1, |p| p.1.len()) as f64).sqrt();
         let from = n.saturating_sub(FIT_POINTS);
@@ -151,8 +154,8 @@ impl TvGp {
     /// (chosen, not yet observed) are added to the data: the variance of a GP does not
     /// depend on the values observed, so the batch shrinks it around points already taken
     /// and the next choice of the same batch goes elsewhere.
-    fn predict(&self, xs: &[(f64, Vec<f64>)], batch: &[(f64, Vec<f64>)]) -> Vec<(f64, f64)> {
-        let all: Vec<(f64, Vec<f64>)> = self.pts.iter().chain(batch).cloned().collect();
+    fn predict(&self, xs: &[Point], batch: &[Point]) -> Vec<(f64, f64)> {
+        let all: Vec<Point> = self.pts.iter().chain(batch).cloned().collect();
         let (n, m) = (self.pts.len(), all.len());
         let Some(chol) = Self::matrix(&all, self.ell, self.eps, self.noise).cholesky() else {
             return xs.iter().map(|_| (0.0, 0.0)).collect();
@@ -211,7 +214,7 @@ impl Bandit {
     /// The GP inputs of the recent data: time in intervals, and (start reward scaled by the
     /// range of the window, hyperparameters with inactive ones at the centre); with the
     /// scaling of the start reward.
-    fn inputs(&self) -> (Vec<(f64, Vec<f64>)>, Vec<f64>, (f64, f64)) {
+    fn inputs(&self) -> (Vec<Point>, Vec<f64>, (f64, f64)) {
         let from = self.data.len().saturating_sub(self.window);
         let recent = &self.data[from..];
         let lo = recent.iter().map(|i| i.start).fold(f64::INFINITY, f64::min);
@@ -241,14 +244,12 @@ impl Bandit {
         let n = pts.len();
         let gp = TvGp::fit(pts, &standardize(&rates))?;
         let here = (time / self.interval, (score - lo) / span);
-        let batch: Vec<(f64, Vec<f64>)> =
-            self.batch.iter().map(|x| (here.0, features(here.1, x))).collect();
+        let batch: Vec<Point> = self.batch.iter().map(|x| (here.0, features(here.1, x))).collect();
         let k = kappa(n);
         let dims = self.dims.len();
         let mut pool: Vec<(f64, Vec<f64>)> = Vec::new();
         let score_all = |cands: Vec<Vec<f64>>, pool: &mut Vec<(f64, Vec<f64>)>| {
-            let q: Vec<(f64, Vec<f64>)> =
-                cands.iter().map(|x| (here.0, features(here.1, x))).collect();
+            let q: Vec<Point> = cands.iter().map(|x| (here.0, features(here.1, x))).collect();
             for ((m, s), x) in gp.predict(&q, &batch).into_iter().zip(cands) {
                 pool.push((m + k * s, x));
             }
@@ -746,7 +747,7 @@ mod tests {
         1.0 - (c.a - 0.7).powi(2) - (c.lr.log10() + 2.0).powi(2) / 4.0 - 0.01 * c.n as f64
     }
 
-    fn simulate(p: &mut Pb2<P2, Score>, pop: &mut Vec<(u64, f64, P2)>, steps: u64, log: &mut Log) {
+    fn simulate(p: &mut Pb2<P2, Score>, pop: &mut [(u64, f64, P2)], steps: u64, log: &mut Log) {
         for _ in 0..steps {
             for t in 0..pop.len() {
                 let (it, v, c) = &mut pop[t];

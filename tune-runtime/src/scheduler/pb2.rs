@@ -292,6 +292,11 @@ impl<C: Space> ExploreHook<C> for Bandit {
             let rate = (score - m.score) / (time - m.time);
             if time > m.time && rate.is_finite() && m.score.is_finite() {
                 self.data.push(Interval { time: m.time, start: m.score, x: x.clone(), rate });
+                // Only the window is ever used: the state stays bounded.
+                if self.data.len() > self.window {
+                    let extra = self.data.len() - self.window;
+                    self.data.drain(..extra);
+                }
             }
         }
         self.marks[i] = Some(Mark { time, score, x });
@@ -402,7 +407,8 @@ impl<C: Space, M: Metrics> Pb2<C, M> {
         self.pbt.num_exploits()
     }
 
-    /// Number of intervals (reward changes between two perturbation boundaries) observed.
+    /// Number of intervals (reward changes between two perturbation boundaries) held: those
+    /// observed, at most the window's number.
     pub fn num_intervals(&self) -> usize {
         self.bandit.data.len()
     }
@@ -690,6 +696,15 @@ mod tests {
         let want = |time: f64, start: f64| Interval { time, start, x: x.clone(), rate: 3.0 };
         assert_eq!(p.bandit.data, vec![want(2.0, 6.0), want(4.0, 12.0)]);
         assert_eq!(p.num_intervals(), 2);
+        // Beyond the window only the most recent intervals are kept.
+        let mut q: Pb2<P2, Score> =
+            Pb2::builder(SCORE, Mode::Max).perturbation_interval(2.0).window(3).build().unwrap();
+        q.on_trial_add(TrialId(0), &cfg(0.25));
+        for it in 1..=12 {
+            q.on_trial_result(TrialId(0), &result(0, it, 3.0 * it as f64));
+        }
+        let times: Vec<f64> = q.bandit.data.iter().map(|i| i.time).collect();
+        assert_eq!(times, vec![6.0, 8.0, 10.0]);
     }
 
     #[test]

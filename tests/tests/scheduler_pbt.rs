@@ -279,10 +279,11 @@ fn pb2_exploits_copy_checkpoints_and_choose_rates_within_the_bounds() {
         let t = &a.trials()[e.target as usize];
         assert!(t.dir().unwrap().join(format!("checkpoint_{:06}", e.source_iteration)).is_dir());
     }
-    // Not PBT's perturbation: the bandit picks a new rate (never exactly 0.8x or 1.2x).
+    // Not a copy, nor PBT's perturbation: the bandit picks a new rate (never exactly 1x,
+    // 0.8x or 1.2x the source's).
     assert!(entries.iter().all(|e| {
         let ratio = rate(&e.new_config) / rate(&e.source_config);
-        (ratio - 0.8).abs() > 1e-9 && (ratio - 1.2).abs() > 1e-9
+        [1.0, 0.8, 1.2].iter().all(|f| (ratio - f).abs() > 1e-9)
     }));
     for t in a.trials() {
         for r in t.results() {

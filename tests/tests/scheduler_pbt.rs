@@ -1,10 +1,11 @@
 //! Population based training end to end: checkpoint-based exploits with several trials at
-//! once, the exploit log, instance reuse, and the replay of a logged schedule.
+//! once, the exploit log, instance reuse, and the replay of a logged schedule; PB2's
+//! exploits through the same machinery.
 
 use tune_runtime::prelude::*;
 use tune_runtime::{
     TrialStatus,
-    scheduler::{Mutation, PBT_LOG_FILE, Pbt, PbtLogEntry, PbtReplay},
+    scheduler::{Mutation, PBT_LOG_FILE, Pb2, Pbt, PbtLogEntry, PbtReplay, Scheduler},
     storage::{JOURNAL_FILE, Record, read_journal},
 };
 
@@ -66,9 +67,17 @@ fn pbt() -> Pbt<Rate, Acc> {
 }
 
 fn run(dir: &std::path::Path, reuse: bool) -> Analysis<Rate, Acc> {
+    run_with(dir, reuse, pbt())
+}
+
+fn run_with(
+    dir: &std::path::Path,
+    reuse: bool,
+    scheduler: impl Scheduler<Rate, Acc> + 'static,
+) -> Analysis<Rate, Acc> {
     Tuner::<Learner>::new()
         .num_samples(4)
-        .scheduler(pbt())
+        .scheduler(scheduler)
         .stop(Stop::iterations(12))
         .total_cpus(4.0)
         // Two at a time: trials 2 and 3 reach their first perturbation after 0 and 1 have
@@ -247,6 +256,39 @@ fn a_refused_checkpoint_or_exploit_copy_stops_the_run_which_then_resumes() {
             // A trial that exploits a finished source goes on from the source's iteration,
             // so it may end past 12.
             assert!(t.last_result().unwrap().training_iteration() >= 12, "write {n}");
+        }
+    }
+}
+
+#[test]
+fn pb2_exploits_copy_checkpoints_and_choose_rates_within_the_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb2 = Pb2::<Rate, Acc>::builder(Acc::ACCURACY, Mode::Max)
+        .perturbation_interval(2.0)
+        .quantile_fraction(0.25)
+        .build()
+        .unwrap();
+    let a = run_with(dir.path(), false, pb2);
+    assert_eq!(a.count(TrialStatus::Terminated), 4);
+    let entries = log(dir.path());
+    assert!(!entries.is_empty(), "the worst trial exploits at the first boundaries");
+    let rate = |v: &serde_json::Value| v["rate"].as_f64().unwrap();
+    for e in &entries {
+        assert_eq!(e.source_iteration % 2, 0, "sources are checkpointed at the boundaries");
+        let r = rate(&e.new_config);
+        assert!((0.01..=1.0).contains(&r), "the space's bounds: {e:?}");
+        let t = &a.trials()[e.target as usize];
+        assert!(t.dir().unwrap().join(format!("checkpoint_{:06}", e.source_iteration)).is_dir());
+    }
+    // Not a copy, nor PBT's perturbation: the bandit picks a new rate (never exactly 1x,
+    // 0.8x or 1.2x the source's).
+    assert!(entries.iter().all(|e| {
+        let ratio = rate(&e.new_config) / rate(&e.source_config);
+        [1.0, 0.8, 1.2].iter().all(|f| (ratio - f).abs() > 1e-9)
+    }));
+    for t in a.trials() {
+        for r in t.results() {
+            assert_eq!(r.get(Acc::STEPS), r.training_iteration() as f64, "state restored");
         }
     }
 }

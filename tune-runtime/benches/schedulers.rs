@@ -8,7 +8,8 @@
 //!   seed 0).
 //! - `pbt`: the toy problem of Jaderberg et al. 2017 (maximize Q = 1.2 - (t0^2 + t1^2) by
 //!   gradient steps on the surrogate 1.2 - (h0 t0^2 + h1 t1^2)), population 2 with
-//!   h = (1, 0) and (0, 1), against the same population with fixed hyperparameters.
+//!   h = (1, 0) and (0, 1), against the same population with fixed hyperparameters; PBT
+//!   (explore by uniform noise) against PB2 (explore by the GP bandit) with the same budget.
 //! - `overhead`: the driver's per-result cost with ASHA against FIFO.
 //!
 //! `cargo bench -p tune-runtime --bench schedulers [-- multifidelity|pbt|overhead]`
@@ -21,7 +22,7 @@ use std::time::Instant;
 use tune_runtime::prelude::*;
 use tune_runtime::{
     TrialId,
-    scheduler::{Asha, FifoScheduler, HyperBand, Pausing, Pbt},
+    scheduler::{Asha, FifoScheduler, HyperBand, Pausing, Pb2, Pbt},
     searcher::{Searcher, Suggestion},
 };
 
@@ -343,6 +344,16 @@ fn pbt() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let mut fixed_q = Vec::new();
     let mut pbt_q = Vec::new();
+    let mut pb2_q = Vec::new();
+    let best = |a: &tune_runtime::Analysis<H, Q>| {
+        a.trials()
+            .iter()
+            .filter_map(|t| t.score(Q::Q, Mode::Max, Scope::Last))
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    println!(
+        "| seed | best fixed Q | PBT best Q (1.2 - Q) | PB2 best Q (1.2 - Q) |\n|---|---|---|---|"
+    );
     for seed in 0..SEEDS {
         let base = || {
             Tuner::<Toy>::new()
@@ -354,11 +365,7 @@ fn pbt() -> Result<(), Box<dyn std::error::Error>> {
                 .verbose(0)
         };
         let fixed = base().name(format!("fixed{seed}")).scheduler(FifoScheduler::new()).run()?;
-        let best_fixed = fixed
-            .trials()
-            .iter()
-            .filter_map(|t| t.score(Q::Q, Mode::Max, Scope::Last))
-            .fold(f64::NEG_INFINITY, f64::max);
+        let best_fixed = best(&fixed);
         let pbt = Pbt::<H, Q>::builder(Q::Q, Mode::Max)
             .perturbation_interval(4.0)
             .quantile_fraction(0.5)
@@ -370,20 +377,37 @@ fn pbt() -> Result<(), Box<dyn std::error::Error>> {
             })
             .build()?;
         let run = base().name(format!("pbt{seed}")).scheduler(pbt).reuse_actors(true).run()?;
-        let best_pbt = run
-            .trials()
-            .iter()
-            .filter_map(|t| t.score(Q::Q, Mode::Max, Scope::Last))
-            .fold(f64::NEG_INFINITY, f64::max);
-        println!("seed {seed}: best fixed Q {best_fixed:.4}, PBT Q {best_pbt:.4}");
+        let best_pbt = best(&run);
+        // PB2: the same population, interval and quantile; the bandit chooses both weights
+        // in [0, 1] (their search-space bounds).
+        let pb2 = Pb2::<H, Q>::builder(Q::Q, Mode::Max)
+            .perturbation_interval(4.0)
+            .quantile_fraction(0.5)
+            .build()?;
+        let run = base().name(format!("pb2_{seed}")).scheduler(pb2).reuse_actors(true).run()?;
+        let best_pb2 = best(&run);
+        println!(
+            "| {seed} | {best_fixed:.4} | {best_pbt:.4} ({:.1e}) | {best_pb2:.4} ({:.1e}) |",
+            1.2 - best_pbt,
+            1.2 - best_pb2
+        );
         fixed_q.push(best_fixed);
         pbt_q.push(best_pbt);
+        pb2_q.push(best_pb2);
     }
     let wins = pbt_q.iter().zip(&fixed_q).filter(|(p, f)| p > f).count();
+    let pb2_wins = pb2_q.iter().zip(&pbt_q).filter(|(b, p)| b > p).count();
     println!(
         "PBT toy: median best Q {:.4} (PBT) vs {:.4} (fixed h); PBT higher in {wins}/{SEEDS} seeds; optimum 1.2",
-        median(pbt_q),
+        median(pbt_q.clone()),
         median(fixed_q)
+    );
+    println!(
+        "PB2 toy: median best Q {:.4} (PB2) vs {:.4} (PBT); median 1.2 - Q {:.1e} vs {:.1e}; PB2 higher in {pb2_wins}/{SEEDS} seeds",
+        median(pb2_q.clone()),
+        median(pbt_q.clone()),
+        1.2 - median(pb2_q),
+        1.2 - median(pbt_q)
     );
     Ok(())
 }

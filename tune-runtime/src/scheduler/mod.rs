@@ -7,6 +7,7 @@ mod fifo;
 mod hyperband;
 mod median;
 mod patient;
+mod pb2;
 mod pbt;
 mod percentile;
 mod replay;
@@ -18,6 +19,7 @@ pub use fifo::FifoScheduler;
 pub use hyperband::{BracketEvent, HyperBand, HyperBandBuilder, HyperBandForBohb};
 pub use median::{MedianStopping, MedianStoppingBuilder};
 pub use patient::{Patient, PatientBuilder};
+pub use pb2::{Pb2, Pb2Builder};
 pub use pbt::{Explore, Mutation, PBT_LOG_FILE, Pbt, PbtBuilder, PbtLogEntry};
 pub use percentile::{
     PercentilePruner, PercentilePrunerBuilder, ThresholdPruner, ThresholdPrunerBuilder,
@@ -84,8 +86,8 @@ impl Default for Pausing {
 /// Decides, result by result, which trials go on, and which waiting trial runs next.
 ///
 /// The runner calls every method from its driver thread. [`FifoScheduler`] is the
-/// default; [`Asha`], [`HyperBand`], [`HyperBandForBohb`], [`MedianStopping`], [`Pbt`] and
-/// [`PbtReplay`] implement the same trait.
+/// default; [`Asha`], [`HyperBand`], [`HyperBandForBohb`], [`MedianStopping`], [`Pbt`],
+/// [`Pb2`] and [`PbtReplay`] implement the same trait.
 pub trait Scheduler<C: Space, M: Metrics>: Send {
     /// The name shown in the status block ("Using FIFO scheduling algorithm.").
     fn name(&self) -> &str;

@@ -61,6 +61,32 @@ impl Mutation {
 /// A custom explore step, applied to the new config after the mutations.
 pub type Explore<C> = Box<dyn FnMut(&mut C, &mut dyn RngCore) + Send>;
 
+/// What PB2 adds to PBT's loop: it sees every perturbation boundary and chooses the final
+/// explored config.
+pub(super) trait ExploreHook<C> {
+    /// `trial` reached a perturbation boundary at `time` with `score` (larger is better)
+    /// under `config`.
+    fn at_boundary(&mut self, trial: TrialId, time: f64, score: f64, config: &C);
+    /// The config `target` goes on with after copying `source` (whose last boundary was
+    /// at `source_time` with `source_score`), given PBT's explored `config`.
+    fn explore(
+        &mut self,
+        source: TrialId,
+        source_time: f64,
+        source_score: f64,
+        config: C,
+        target: TrialId,
+    ) -> C;
+}
+
+/// Plain PBT: nothing to add.
+impl<C> ExploreHook<C> for () {
+    fn at_boundary(&mut self, _: TrialId, _: f64, _: f64, _: &C) {}
+    fn explore(&mut self, _: TrialId, _: f64, _: f64, config: C, _: TrialId) -> C {
+        config
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound = "C: Space")]
 struct Member<C> {
@@ -186,6 +212,11 @@ impl<C: Space, M: Metrics> Pbt<C, M> {
         }
     }
 
+    /// The perturbation interval (in the time attribute).
+    pub(super) fn interval(&self) -> f64 {
+        self.interval
+    }
+
     /// Number of exploits decided so far.
     pub fn num_exploits(&self) -> usize {
         self.exploits
@@ -259,6 +290,51 @@ impl<C: Space, M: Metrics> Pbt<C, M> {
         new
     }
 
+    /// PBT's step on one result, with `hook` told of every perturbation boundary and given
+    /// the last word on an explored config (PB2 plugs in there).
+    pub(super) fn on_result_with(
+        &mut self,
+        trial: TrialId,
+        result: &TrialResult<M>,
+        hook: &mut dyn ExploreHook<C>,
+    ) -> Decision {
+        let time = result.get(self.time_attr);
+        let score = signed(self.metric, self.mode, result);
+        let (interval, burn_in) = (self.interval, self.burn_in);
+        let Some(me) = self.trials.get_mut(trial.index()).and_then(Option::as_mut) else {
+            return Decision::Continue;
+        };
+        if time < burn_in || time - me.last_perturbation < interval {
+            return Decision::Continue;
+        }
+        me.last_score = Some(score);
+        me.last_perturbation = time;
+        hook.at_boundary(trial, time, score, &me.config);
+        let (lower, upper) = self.quantiles();
+        if !lower.contains(&trial) || upper.is_empty() {
+            return Decision::Continue;
+        }
+        let source = upper[self.rng.random_range(0..upper.len())];
+        let Some(src) = self.member(source).cloned() else { return Decision::Continue };
+        let config = self.explore(&src.config);
+        let config = hook.explore(
+            source,
+            src.last_perturbation,
+            src.last_score.unwrap_or(score),
+            config,
+            trial,
+        );
+        let Some(me) = self.trials.get_mut(trial.index()).and_then(Option::as_mut) else {
+            return Decision::Continue;
+        };
+        let before = me.clone();
+        me.config = config.clone();
+        me.last_perturbation = src.last_perturbation;
+        self.exploits += 1;
+        self.pending = Some((trial, Exploit { source, config }, before));
+        Decision::Exploit
+    }
+
     fn member(&self, trial: TrialId) -> Option<&Member<C>> {
         self.trials.get(trial.index()).and_then(Option::as_ref)
     }
@@ -303,6 +379,11 @@ impl<C: Space, M: Metrics> PbtBuilder<C, M> {
         self
     }
 
+    /// The names of the mutated dimensions.
+    pub(super) fn mutated(&self) -> impl Iterator<Item = &str> {
+        self.mutations.iter().map(|(name, _)| name.as_str())
+    }
+
     /// Checks the options against `C`'s dimensions.
     ///
     /// # Errors
@@ -310,31 +391,39 @@ impl<C: Space, M: Metrics> PbtBuilder<C, M> {
     /// [`SchedulerError::Invalid`] saying which option to change (an unknown dimension
     /// lists the known ones).
     pub fn build(self) -> Result<Pbt<C, M>, SchedulerError> {
-        const S: &str = "PBT";
+        self.build_for("PBT", true)
+    }
+
+    /// [`PbtBuilder::build`] for `owner` (PB2 explores without mutations).
+    pub(super) fn build_for(
+        self,
+        owner: &'static str,
+        needs_explore: bool,
+    ) -> Result<Pbt<C, M>, SchedulerError> {
         if !(self.interval.is_finite() && self.interval > 0.0) {
             return Err(invalid(
-                S,
+                owner,
                 format!("`perturbation_interval({})` must be a positive number", self.interval),
             ));
         }
         if !(self.quantile > 0.0 && self.quantile <= 0.5) {
             return Err(invalid(
-                S,
+                owner,
                 format!("`quantile_fraction({})` must be in (0, 0.5]", self.quantile),
             ));
         }
         if !(0.0..=1.0).contains(&self.resample_p) {
             return Err(invalid(
-                S,
+                owner,
                 format!("`resample_probability({})` must be in [0, 1]", self.resample_p),
             ));
         }
         if !self.burn_in.is_finite() || self.burn_in < 0.0 {
-            return Err(invalid(S, format!("`burn_in_period({})` must be >= 0", self.burn_in)));
+            return Err(invalid(owner, format!("`burn_in_period({})` must be >= 0", self.burn_in)));
         }
-        if self.mutations.is_empty() && self.explore.is_none() {
+        if needs_explore && self.mutations.is_empty() && self.explore.is_none() {
             return Err(invalid(
-                S,
+                owner,
                 "nothing to explore: add `.mutate(\"field\", Mutation::...)` or `.explore(|config, rng| ..)`",
             ));
         }
@@ -344,7 +433,7 @@ impl<C: Space, M: Metrics> PbtBuilder<C, M> {
             let Some(d) = dims.iter().position(|d| d.name == name) else {
                 let known: Vec<&str> = dims.iter().map(|d| d.name.as_str()).collect();
                 return Err(invalid(
-                    S,
+                    owner,
                     format!(
                         "`mutate(\"{name}\", ..)`: the config has no dimension `{name}`; it has: {}",
                         known.join(", ")
@@ -357,7 +446,7 @@ impl<C: Space, M: Metrics> PbtBuilder<C, M> {
                 (Mutation::Factors(f), k) => {
                     if f.is_empty() || f.iter().any(|x| !x.is_finite() || *x <= 0.0) {
                         return Err(invalid(
-                            S,
+                            owner,
                             format!("`{name}`: factors must be positive numbers, got {f:?}"),
                         ));
                     }
@@ -369,7 +458,7 @@ impl<C: Space, M: Metrics> PbtBuilder<C, M> {
             };
             if !fits {
                 return Err(invalid(
-                    S,
+                    owner,
                     format!(
                         "`{name}` is {kind:?}: use `Mutation::Neighbour` or `Mutation::Resample` \
                          for a choice, `Mutation::Factors` or `Mutation::Resample` for a number"
@@ -415,33 +504,7 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for Pbt<C, M> {
     }
 
     fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) -> Decision {
-        let time = result.get(self.time_attr);
-        let score = signed(self.metric, self.mode, result);
-        let (interval, burn_in) = (self.interval, self.burn_in);
-        let Some(me) = self.trials.get_mut(trial.index()).and_then(Option::as_mut) else {
-            return Decision::Continue;
-        };
-        if time < burn_in || time - me.last_perturbation < interval {
-            return Decision::Continue;
-        }
-        me.last_score = Some(score);
-        me.last_perturbation = time;
-        let (lower, upper) = self.quantiles();
-        if !lower.contains(&trial) || upper.is_empty() {
-            return Decision::Continue;
-        }
-        let source = upper[self.rng.random_range(0..upper.len())];
-        let Some(src) = self.member(source).cloned() else { return Decision::Continue };
-        let config = self.explore(&src.config);
-        let Some(me) = self.trials.get_mut(trial.index()).and_then(Option::as_mut) else {
-            return Decision::Continue;
-        };
-        let before = me.clone();
-        me.config = config.clone();
-        me.last_perturbation = src.last_perturbation;
-        self.exploits += 1;
-        self.pending = Some((trial, Exploit { source, config }, before));
-        Decision::Exploit
+        self.on_result_with(trial, result, &mut ())
     }
 
     fn wants_checkpoint(&self, trial: TrialId, iteration: u64) -> bool {

@@ -38,22 +38,37 @@ pub(crate) struct Cma {
 }
 
 impl Cma {
-    pub(crate) fn new(mean: Vec<f64>, sigma: f64, lambda: Option<usize>) -> Self {
+    pub(crate) fn new(mean: Vec<f64>, sigma: f64, lambda: Option<usize>, active: bool) -> Self {
         let n = mean.len().max(1);
         let nf = n as f64;
         let lambda = lambda.unwrap_or(4 + (3.0 * nf.ln()).floor() as usize).max(2);
-        let mu = lambda / 2;
-        let raw: Vec<f64> =
-            (0..mu).map(|i| (mu as f64 + 0.5).ln() - ((i + 1) as f64).ln()).collect();
-        let sum: f64 = raw.iter().sum();
-        let weights: Vec<f64> = raw.iter().map(|w| w / sum).collect();
-        let mueff = 1.0 / weights.iter().map(|w| w * w).sum::<f64>();
+        // Weights for all λ ranks (Hansen 2016, "active" CMA): the better half positive
+        // (they move the mean), the worse half negative (they shrink the covariance along
+        // the directions of bad steps).
+        let raw: Vec<f64> = (0..lambda)
+            .map(|i| ((lambda as f64 + 1.0) / 2.0).ln() - ((i + 1) as f64).ln())
+            .collect();
+        let pos: f64 = raw.iter().filter(|w| **w > 0.0).sum();
+        let pos2: f64 = raw.iter().filter(|w| **w > 0.0).map(|w| w * w).sum();
+        let neg: f64 = raw.iter().filter(|w| **w < 0.0).map(|w| -w).sum();
+        let neg2: f64 = raw.iter().filter(|w| **w < 0.0).map(|w| w * w).sum();
+        let mueff = pos * pos / pos2;
         let cs = (mueff + 2.0) / (nf + mueff + 5.0);
         let ds = 1.0 + 2.0 * (((mueff - 1.0) / (nf + 1.0)).sqrt() - 1.0).max(0.0) + cs;
         let cc = (4.0 + mueff / nf) / (nf + 4.0 + 2.0 * mueff / nf);
         let c1 = 2.0 / ((nf + 1.3).powi(2) + mueff);
         let cmu = (1.0 - c1).min(2.0 * (mueff - 2.0 + 1.0 / mueff) / ((nf + 2.0).powi(2) + mueff));
         let chin = nf.sqrt() * (1.0 - 1.0 / (4.0 * nf) + 1.0 / (21.0 * nf * nf));
+        let weights: Vec<f64> = if active {
+            let mueff_neg = if neg2 > 0.0 { neg * neg / neg2 } else { 0.0 };
+            let alpha_mu = 1.0 + c1 / cmu;
+            let alpha_mueff = 1.0 + 2.0 * mueff_neg / (mueff + 2.0);
+            let alpha_posdef = (1.0 - c1 - cmu) / (nf * cmu);
+            let scale = alpha_mu.min(alpha_mueff).min(alpha_posdef).max(0.0) / neg.max(1e-300);
+            raw.iter().map(|w| if *w >= 0.0 { w / pos } else { w * scale }).collect()
+        } else {
+            raw.iter().filter(|w| **w > 0.0).map(|w| w / pos).collect()
+        };
         let mut eye = vec![0.0; n * n];
         for i in 0..n {
             eye[i * n + i] = 1.0;
@@ -102,8 +117,29 @@ impl Cma {
             .take(self.weights.len())
             .map(|&i| (0..n).map(|k| (pop[i].0[k] - self.mean[k]) / self.sigma).collect())
             .collect();
-        let yw: Vec<f64> =
-            (0..n).map(|k| ys.iter().zip(&self.weights).map(|(y, w)| w * y[k]).sum()).collect();
+        // The mean moves by the positive weights only.
+        let yw: Vec<f64> = (0..n)
+            .map(|k| ys.iter().zip(&self.weights).map(|(y, w)| w.max(0.0) * y[k]).sum())
+            .collect();
+        // A negative weight is rescaled by n / |C^{-1/2} y|² (with the covariance before
+        // this update), so that the covariance stays positive definite.
+        let cov_weights: Vec<f64> = ys
+            .iter()
+            .zip(&self.weights)
+            .map(|(y, &w)| {
+                if w >= 0.0 {
+                    return w;
+                }
+                let norm2: f64 = (0..n)
+                    .map(|j| {
+                        let v: f64 = (0..n).map(|i| self.b[i * n + j] * y[i]).sum::<f64>();
+                        (v / self.d[j]).powi(2)
+                    })
+                    .sum();
+                w * n as f64 / norm2.max(1e-20)
+            })
+            .collect();
+        let wsum: f64 = self.weights.iter().take(ys.len()).sum();
         for (m, y) in self.mean.iter_mut().zip(&yw) {
             *m += self.sigma * y;
         }
@@ -126,10 +162,11 @@ impl Cma {
         for (p, y) in self.pc.iter_mut().zip(&yw) {
             *p = (1.0 - self.cc) * *p + hs * ac * y;
         }
-        let old = 1.0 - self.c1 - self.cmu + (1.0 - hs) * self.c1 * self.cc * (2.0 - self.cc);
+        let old =
+            1.0 - self.c1 - self.cmu * wsum + (1.0 - hs) * self.c1 * self.cc * (2.0 - self.cc);
         for i in 0..n {
             for j in 0..n {
-                let rank_mu: f64 = ys.iter().zip(&self.weights).map(|(y, w)| w * y[i] * y[j]).sum();
+                let rank_mu: f64 = ys.iter().zip(&cov_weights).map(|(y, w)| w * y[i] * y[j]).sum();
                 self.c[i * n + j] = old * self.c[i * n + j]
                     + self.c1 * self.pc[i] * self.pc[j]
                     + self.cmu * rank_mu;
@@ -154,6 +191,9 @@ impl Cma {
     }
 }
 
+/// Whether the strategy uses negative weights (active CMA).
+const ACTIVE: bool = true;
+
 /// The CMA-ES algorithm over the unit cube; see [`CmaEs`].
 #[derive(Debug, Clone)]
 pub(crate) struct CmaAlgo {
@@ -176,7 +216,7 @@ impl Algo for CmaAlgo {
     type State = CmaState;
 
     fn setup(&mut self, codec: &Codec, _num_samples: usize, _rng: &mut ChaCha8Rng) {
-        self.cma = Some(Cma::new(vec![0.5; codec.len()], self.sigma0, self.popsize));
+        self.cma = Some(Cma::new(vec![0.5; codec.len()], self.sigma0, self.popsize, ACTIVE));
         self.asked.clear();
     }
 
@@ -305,7 +345,7 @@ mod tests {
 
     #[test]
     fn first_update_recombines_the_best_half() {
-        let mut cma = Cma::new(vec![0.5, 0.5], 0.2, Some(4));
+        let mut cma = Cma::new(vec![0.5, 0.5], 0.2, Some(4), true);
         let pop = vec![
             (vec![0.1, 0.5], 3.0),
             (vec![0.6, 0.4], 1.0),
@@ -313,8 +353,9 @@ mod tests {
             (vec![0.3, 0.3], 2.0),
         ];
         let w = cma.weights.clone();
-        assert_eq!(w.len(), 2);
-        assert!((w[0] + w[1] - 1.0).abs() < 1e-12 && w[0] > w[1]);
+        assert_eq!(w.len(), 4, "a weight per rank");
+        assert!((w[0] + w[1] - 1.0).abs() < 1e-12 && w[0] > w[1] && w[1] > 0.0);
+        assert!(w[3] < w[2] && w[2] < 0.0, "the worse half negative: {w:?}");
         cma.tell(&pop);
         // m' = w0 x_best + w1 x_second (learning rate 1).
         assert!((cma.mean[0] - (w[0] * 0.6 + w[1] * 0.3)).abs() < 1e-12);
@@ -325,9 +366,34 @@ mod tests {
     }
 
     #[test]
+    fn negative_weights_shrink_the_covariance_along_the_worst_step() {
+        let pop = vec![
+            (vec![0.1, 0.5], 3.0),
+            (vec![0.6, 0.4], 1.0),
+            (vec![0.9, 0.9], 4.0),
+            (vec![0.3, 0.3], 2.0),
+        ];
+        // The worst point lies along (1, 1) from the mean.
+        let along = |cma: &Cma| {
+            let c = &cma.c;
+            0.5 * (c[0] + c[1] + c[2] + c[3])
+        };
+        let (mut active, mut passive) = (
+            Cma::new(vec![0.5; 2], 0.2, Some(4), true),
+            Cma::new(vec![0.5; 2], 0.2, Some(4), false),
+        );
+        assert_eq!(passive.weights.len(), 2);
+        active.tell(&pop);
+        passive.tell(&pop);
+        assert_eq!(active.mean, passive.mean, "the mean ignores the negative weights");
+        assert!(along(&active) < along(&passive), "{} vs {}", along(&active), along(&passive));
+        assert!(active.d.iter().all(|d| *d > 0.0));
+    }
+
+    #[test]
     fn converges_on_a_quadratic() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let mut cma = Cma::new(vec![0.8; 5], 0.3, None);
+        let mut cma = Cma::new(vec![0.8; 5], 0.3, None, true);
         for _ in 0..150 {
             let pop: Vec<(Vec<f64>, f64)> = (0..cma.lambda)
                 .map(|_| {

@@ -47,6 +47,24 @@ pub(crate) fn expected_improvement(mean: f64, sd: f64, best: f64) -> f64 {
     sd * (z * norm_cdf(z) + norm_pdf(z))
 }
 
+/// Log marginal likelihood (up to a constant) of `ys` under the correlation matrix `k`
+/// (noise included) times an amplitude at its maximum-likelihood value; with the Cholesky
+/// factor of `k`, the weights `k⁻¹ ys` and the amplitude. `None` when `k` is not positive
+/// definite.
+pub(crate) fn profile_kernel(
+    k: DMatrix<f64>,
+    ys: &DVector<f64>,
+) -> Option<(f64, DMatrix<f64>, DVector<f64>, f64)> {
+    let n = ys.len();
+    let chol = k.cholesky()?;
+    let alpha = chol.solve(ys);
+    let amp = (ys.dot(&alpha) / n as f64).max(1e-12);
+    let l = chol.l();
+    let log_det: f64 = (0..n).map(|i| l[(i, i)].ln()).sum();
+    let ll = -0.5 * n as f64 * amp.ln() - log_det;
+    Some((ll, l, alpha, amp))
+}
+
 /// A GP fitted to standardized losses; amplitude profiled out, length scale and noise
 /// chosen by marginal likelihood on a grid.
 #[derive(Debug)]
@@ -77,13 +95,7 @@ impl Gp {
         let k = DMatrix::from_fn(n, n, |i, j| {
             matern52(d2[(i, j)], ell) + if i == j { noise + 1e-9 } else { 0.0 }
         });
-        let chol = k.cholesky()?;
-        let alpha = chol.solve(ys);
-        let amp = (ys.dot(&alpha) / n as f64).max(1e-12);
-        let l = chol.l();
-        let log_det: f64 = (0..n).map(|i| l[(i, i)].ln()).sum();
-        let ll = -0.5 * n as f64 * amp.ln() - log_det;
-        Some((ll, l, alpha, amp))
+        profile_kernel(k, ys)
     }
 
     pub(crate) fn fit(xs: Vec<Vec<f64>>, ys: &[f64]) -> Option<Self> {
@@ -180,7 +192,7 @@ fn perturb(codec: &Codec, u: &[f64], s: f64, rng: &mut ChaCha8Rng) -> Vec<f64> {
 }
 
 /// Standardized values (mean 0, sd 1; a constant set stays centred).
-fn standardize(raw: &[f64]) -> Vec<f64> {
+pub(crate) fn standardize(raw: &[f64]) -> Vec<f64> {
     let n = raw.len().max(1) as f64;
     let mean = raw.iter().sum::<f64>() / n;
     let sd = (raw.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / n).sqrt();

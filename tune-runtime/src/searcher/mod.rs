@@ -5,7 +5,7 @@ mod basic;
 mod bohb;
 mod cmaes;
 pub(crate) mod core;
-mod gp;
+pub(crate) mod gp;
 mod grid;
 pub(crate) mod importance;
 mod limiter;

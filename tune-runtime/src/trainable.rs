@@ -302,7 +302,7 @@ pub trait Checkpointable {
     fn load_state(&mut self, bytes: &[u8]) -> Result<(), CheckpointError>;
 
     /// Writes the `#[checkpoint(binary)]` fields to `dir/state.safetensors`
-    /// ([`TENSORS_FILE`](crate::TENSORS_FILE)); nothing when there are none.
+    /// ([`TENSORS_FILE`](crate::storage::TENSORS_FILE)); nothing when there are none.
     fn save_tensors(&self, dir: &Path) -> Result<(), CheckpointError> {
         let _ = dir;
         Ok(())

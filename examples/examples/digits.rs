@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tune_runtime::prelude::*;
-use tune_runtime::{scheduler::Asha, searcher::Tpe, storage::restore_checkpoint};
+use tune_runtime::{SharedData, scheduler::Asha, searcher::Tpe, storage::restore_checkpoint};
 
 search_space! {
     /// The hyperparameters TPE tunes.
@@ -378,7 +378,8 @@ pub fn run(local_dir: &Path, budget: &Budget, verbose: u8) -> Result<Outcome, Bo
         .grace_period(budget.grace_epochs as f64)
         .reduction_factor(3.0)
         .build()?;
-    let mut tuner = Tuner::<DigitsMlp>::new().with_data(load_digits().map_err(|e| e.to_string())?);
+    let digits = Arc::new(load_digits().map_err(|e| e.to_string())?);
+    let mut tuner = Tuner::<DigitsMlp>::new().with_data(Arc::clone(&digits));
     if let Some(json) = budget.fixed {
         tuner = tuner.config_overrides_json(json);
     }
@@ -421,8 +422,8 @@ pub fn run(local_dir: &Path, budget: &Budget, verbose: u8) -> Result<Outcome, Bo
         .ok_or("no result at the checkpoint's epoch")?;
 
     // A fresh network of the best config, loaded from the checkpoint on disk.
-    let mut model = DigitsMlp::setup(&best_config, &TrialContext::detached("best", 0))
-        .map_err(|e| e.to_string())?;
+    let context = TrialContext::detached("best", 0).with_data(SharedData::new::<Digits>(digits));
+    let mut model = DigitsMlp::setup(&best_config, &context).map_err(|e| e.to_string())?;
     restore_checkpoint(&mut model, &checkpoint)?;
     let (_, reloaded_val_accuracy) = model.validate();
     let (_, test_accuracy) = model.test();

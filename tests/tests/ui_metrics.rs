@@ -1,5 +1,5 @@
 //! Compile errors and accepted forms of `#[derive(Metrics)]` (trybuild). Regenerate the
-//! expected output with `TRYBUILD=overwrite cargo test -p tune-tests --test ui_metrics`, then
+//! expected output with `TRYBUILD=overwrite cargo test-all --test ui_metrics` (the features of `cargo test-all`: rustc names some paths differently when they change the dependency graph), then
 //! read it.
 
 #[test]

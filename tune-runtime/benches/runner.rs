@@ -262,6 +262,7 @@ fn sequential_1k() {
         .num_samples(1_000)
         .stop(Stop::iterations(1))
         .max_concurrent_trials(1)
+        .cpu_budgets(std::env::var_os("NO_BUDGETS").is_none())
         .file_logging(false)
         .local_dir(dir.path())
         .name("bench")

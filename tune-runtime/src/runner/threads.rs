@@ -2,9 +2,10 @@
 //! that rayon-parallel work (burn's and ndarray's CPU backends, linfa, the user's own
 //! `par_iter`) uses the trial's CPUs, not rayon's global pool shared by every trial.
 //!
-//! A pool serves one task at a time: a worker takes a pool of the right size from a free
-//! list (or builds one), runs the task inside it with `ThreadPool::install`, and puts it
-//! back. Two trials never share a pool, so one trial's blocking code cannot hold up
+//! A pool serves one task at a time. A worker thread is itself thread 0 of a pool of the
+//! first size it runs (`use_current_thread`), so `ThreadPool::install` runs those tasks
+//! inline, without waking another thread; for another size it takes a pool from a free list
+//! (or builds one), runs the task inside it, and puts it back. Two trials never share a pool, so one trial's blocking code cannot hold up
 //! another's, and pools are built once per size and concurrency, not once per task.
 
 use std::cell::Cell;
@@ -31,6 +32,9 @@ pub(crate) fn threads_for(resources: &Resources) -> usize {
 thread_local! {
     /// The budget of the task running on this thread (`None` outside a budgeted task).
     static BUDGET: Cell<Option<usize>> = const { Cell::new(None) };
+    /// A pool this thread belongs to (built with `use_current_thread`), with its size.
+    static OWN: std::cell::RefCell<Option<(usize, ThreadPool)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// The CPU budget (threads) of the trial whose code runs on this thread, when the run
@@ -61,6 +65,18 @@ impl Drop for Lent {
 }
 
 /// Puts back the budget a thread had before a task (even when the task panics).
+/// The thread's own pool while a task runs on it; back in `OWN` when the task ends, also
+/// when it panics.
+struct Own(Option<(usize, ThreadPool)>);
+
+impl Drop for Own {
+    fn drop(&mut self) {
+        if let Some(own) = self.0.take() {
+            let _ = OWN.try_with(|o| *o.borrow_mut() = Some(own));
+        }
+    }
+}
+
 struct Budget(Option<usize>);
 
 impl Drop for Budget {
@@ -91,6 +107,32 @@ pub(crate) fn run_within<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R 
         let _restore = Budget(BUDGET.with(|b| b.replace(Some(threads))));
         f()
     };
+    // The calling thread's own pool (it is thread 0 of it): `install` runs inline, with no
+    // hand-off to another thread. Pools lent from the free list cost a wake-up per task.
+    let own = OWN.with(|own| {
+        let mut own = own.borrow_mut();
+        if own.is_none() {
+            *own = ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .use_current_thread()
+                .thread_name(move |i| format!("tune-cpu{threads}-{i}"))
+                .build()
+                .ok()
+                .map(|pool| (threads, pool));
+        }
+        matches!(own.as_ref(), Some((n, _)) if *n == threads)
+    });
+    if own {
+        // The pool is not borrowed while the task runs: a task that runs a nested task on
+        // this thread finds it busy and takes a lent pool.
+        if let Some(own) = OWN.with(|o| o.borrow_mut().take()) {
+            let own = Own(Some(own));
+            return match &own.0 {
+                Some((_, pool)) => pool.install(budgeted),
+                None => unreachable!("taken just above"),
+            };
+        }
+    }
     match lend(threads) {
         Some(lent) => match &lent.pool {
             Some(pool) => pool.install(budgeted),
@@ -145,9 +187,25 @@ mod tests {
 
     #[test]
     fn a_panicking_task_gives_its_pool_back() {
-        let r = std::panic::catch_unwind(|| run_within(Some(5), || panic!("boom")));
-        assert!(r.is_err());
-        let free = free_pools().lock().unwrap().get(&5).map_or(0, Vec::len);
-        assert!(free >= 1, "the pool went back to the free list");
+        // On a thread of its own, so that the thread's own pool is of size 5.
+        std::thread::spawn(|| {
+            let r = std::panic::catch_unwind(|| run_within(Some(5), || panic!("boom")));
+            assert!(r.is_err());
+            let own = OWN.with(|o| o.borrow().as_ref().map(|(n, _)| *n));
+            assert_eq!(own, Some(5), "the thread keeps its own pool after a panic");
+            // The next task runs on it again, inline.
+            let caller = std::thread::current().id();
+            let (n, on) =
+                run_within(Some(5), || (rayon::current_num_threads(), std::thread::current().id()));
+            assert_eq!((n, on), (5, caller));
+            // Another size on the same thread takes a pool from the free list, given back
+            // after a panic too.
+            let r = std::panic::catch_unwind(|| run_within(Some(6), || panic!("boom")));
+            assert!(r.is_err());
+            let free = free_pools().lock().unwrap().get(&6).map_or(0, Vec::len);
+            assert!(free >= 1, "the lent pool went back to the free list");
+        })
+        .join()
+        .unwrap();
     }
 }

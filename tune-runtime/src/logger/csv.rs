@@ -68,6 +68,12 @@ struct CsvTrial {
     columns: Vec<Vec<String>>,
 }
 
+impl super::json::TrialFile for CsvTrial {
+    fn file(&mut self) -> (&std::path::Path, &mut BufWriter<File>) {
+        (&self.path, &mut self.out)
+    }
+}
+
 /// Appends `text` as one CSV field, quoted when it holds a separator, a quote or a line
 /// break.
 fn field(out: &mut Vec<u8>, text: &str) {
@@ -221,17 +227,11 @@ impl Callback for CsvLogger {
         for result in kept.results() {
             self.write(trial, &result)?;
         }
-        match self.trials.get(trial.index) {
-            Some(t) => t.out.flush().map_err(CallbackError::at(&t.path)),
-            None => Ok(()),
-        }
+        self.trials.flush(trial.index)
     }
 
     fn on_trial_complete(&mut self, trial: &TrialView<'_>) -> Result<(), CallbackError> {
-        match self.trials.take(trial.index) {
-            Some(mut t) => t.out.flush().map_err(CallbackError::at(&t.path)),
-            None => Ok(()),
-        }
+        self.trials.close(trial.index)
     }
 
     fn on_trial_error(&mut self, trial: &TrialView<'_>, _error: &str) -> Result<(), CallbackError> {
@@ -239,14 +239,6 @@ impl Callback for CsvLogger {
     }
 
     fn flush(&mut self) -> Result<(), CallbackError> {
-        let mut first = Ok(());
-        for t in self.trials.iter_mut() {
-            if let Err(e) = t.out.flush() {
-                if first.is_ok() {
-                    first = Err(CallbackError::new(&t.path, e));
-                }
-            }
-        }
-        first
+        self.trials.flush_all()
     }
 }

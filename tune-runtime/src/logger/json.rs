@@ -42,6 +42,49 @@ impl<T> Slots<T> {
     }
 }
 
+/// A trial's open file of a logger: where it is and its buffered writer.
+pub(crate) trait TrialFile {
+    fn file(&mut self) -> (&Path, &mut std::io::BufWriter<fs::File>);
+}
+
+impl<T: TrialFile> Slots<T> {
+    /// Flushes trial `index`'s file, if it is open.
+    pub fn flush(&mut self, index: u32) -> Result<(), CallbackError> {
+        match self.get(index) {
+            Some(t) => {
+                let (path, out) = t.file();
+                out.flush().map_err(CallbackError::at(path))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes and closes trial `index`'s file, if it is open.
+    pub fn close(&mut self, index: u32) -> Result<(), CallbackError> {
+        match self.take(index) {
+            Some(mut t) => {
+                let (path, out) = t.file();
+                out.flush().map_err(CallbackError::at(path))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes every open file; the first error is returned, after trying them all.
+    pub fn flush_all(&mut self) -> Result<(), CallbackError> {
+        let mut first = Ok(());
+        for t in self.iter_mut() {
+            let (path, out) = t.file();
+            if let Err(e) = out.flush() {
+                if first.is_ok() {
+                    first = Err(CallbackError::new(path, e));
+                }
+            }
+        }
+        first
+    }
+}
+
 /// Refuses to write through a symbolic link (it could lead outside the experiment).
 pub(crate) fn refuse_link(path: &Path) -> Result<(), CallbackError> {
     match fs::symlink_metadata(path) {
@@ -124,6 +167,12 @@ struct JsonTrial {
     path: PathBuf,
     out: BufWriter<File>,
     since: Since,
+}
+
+impl TrialFile for JsonTrial {
+    fn file(&mut self) -> (&Path, &mut BufWriter<File>) {
+        (&self.path, &mut self.out)
+    }
 }
 
 impl JsonLogger {
@@ -284,17 +333,11 @@ impl Callback for JsonLogger {
         for result in kept.results() {
             self.write(trial, &result)?;
         }
-        match self.trials.get(trial.index) {
-            Some(t) => t.out.flush().map_err(CallbackError::at(&t.path)),
-            None => Ok(()),
-        }
+        self.trials.flush(trial.index)
     }
 
     fn on_trial_complete(&mut self, trial: &TrialView<'_>) -> Result<(), CallbackError> {
-        match self.trials.take(trial.index) {
-            Some(mut t) => t.out.flush().map_err(CallbackError::at(&t.path)),
-            None => Ok(()),
-        }
+        self.trials.close(trial.index)
     }
 
     fn on_trial_error(&mut self, trial: &TrialView<'_>, _error: &str) -> Result<(), CallbackError> {
@@ -302,14 +345,6 @@ impl Callback for JsonLogger {
     }
 
     fn flush(&mut self) -> Result<(), CallbackError> {
-        let mut first = Ok(());
-        for t in self.trials.iter_mut() {
-            if let Err(e) = t.out.flush() {
-                if first.is_ok() {
-                    first = Err(CallbackError::new(&t.path, e));
-                }
-            }
-        }
-        first
+        self.trials.flush_all()
     }
 }

@@ -317,6 +317,12 @@ struct TbTrial {
     since: Since,
 }
 
+impl super::json::TrialFile for TbTrial {
+    fn file(&mut self) -> (&Path, &mut BufWriter<File>) {
+        (&self.path, &mut self.out)
+    }
+}
+
 fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
@@ -462,10 +468,7 @@ impl Callback for TensorBoardLogger {
         for result in kept.results() {
             self.write(trial, &result)?;
         }
-        match self.trials.get(trial.index) {
-            Some(t) => t.out.flush().map_err(CallbackError::at(&t.path)),
-            None => Ok(()),
-        }
+        self.trials.flush(trial.index)
     }
 
     fn on_trial_complete(&mut self, trial: &TrialView<'_>) -> Result<(), CallbackError> {
@@ -477,15 +480,7 @@ impl Callback for TensorBoardLogger {
     }
 
     fn flush(&mut self) -> Result<(), CallbackError> {
-        let mut first = Ok(());
-        for t in self.trials.iter_mut() {
-            if let Err(e) = t.out.flush() {
-                if first.is_ok() {
-                    first = Err(CallbackError::new(&t.path, e));
-                }
-            }
-        }
-        first
+        self.trials.flush_all()
     }
 }
 

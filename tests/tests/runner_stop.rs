@@ -100,12 +100,16 @@ fn named_criteria_are_checked_before_the_first_trial() {
 
 #[test]
 fn time_budget_ends_the_experiment() {
+    // The trials have no stop criterion and never end by themselves: only the budget can end
+    // this run.
     let (_d, t) = tuner("\"sleep_ms\": 2");
     let t0 = Instant::now();
     let a = t.num_samples(50).time_budget(Duration::from_millis(60)).run().unwrap();
     let took = t0.elapsed();
-    assert!(took < Duration::from_secs(2), "took {took:?}");
-    assert!(a.trials().len() < 150, "the budget stopped trial creation");
+    assert!(took >= Duration::from_millis(60), "ended before its budget: {took:?}");
+    // A generous bound (a loaded 2-core CI machine): without the budget the run never ends.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(a.trials().len() < 50, "the budget stopped trial creation: {}", a.trials().len());
     assert!(a.trials().iter().all(|t| t.status() == TrialStatus::Terminated));
     assert!(a.trials().iter().any(|t| t.num_results() > 3), "trials ran until the budget");
 }

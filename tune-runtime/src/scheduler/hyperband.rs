@@ -185,78 +185,56 @@ impl<M: Metrics> HyperBandBuilder<M> {
     }
 }
 
+/// The methods that both HyperBand schedulers hand to their [`Core`] unchanged; `$name` is
+/// the scheduler's name, which also tags its saved state.
+macro_rules! delegate_to_core {
+    ($name:literal) => {
+        fn shares_trials(&self) -> bool {
+            // Brackets are per process: another process's trials fill its own brackets.
+            false
+        }
+        fn status_lines(&self) -> Vec<String> {
+            self.core.status_lines()
+        }
+        fn name(&self) -> &str {
+            $name
+        }
+        /// The brackets, their members' scores and states, and each trial's bracket.
+        fn save_state(&self) -> serde_json::Value {
+            self.core.save_state($name)
+        }
+        fn restore_state(&mut self, state: serde_json::Value) -> Result<(), StateError> {
+            self.core.restore_state($name, state)
+        }
+        fn on_trial_add(&mut self, trial: TrialId, _config: &C) {
+            self.core.add(trial);
+        }
+        fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) -> Decision {
+            self.core.on_result(trial, result)
+        }
+        fn on_trial_complete(&mut self, trial: TrialId, _last: Option<&TrialResult<M>>, _e: bool) {
+            self.core.on_complete(trial);
+        }
+        fn on_no_more_trials(&mut self) {
+            self.core.no_more_trials();
+        }
+        fn take_stops(&mut self, out: &mut Vec<TrialId>) {
+            self.core.take_stops(out);
+        }
+    };
+}
+
 impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBand<M> {
-    fn shares_trials(&self) -> bool {
-        // Brackets are per process: another process's trials fill its own brackets.
-        false
-    }
+    delegate_to_core!("HyperBand");
 
-    fn status_lines(&self) -> Vec<String> {
-        self.core.status_lines()
-    }
-
-    fn name(&self) -> &str {
-        "HyperBand"
-    }
-    /// The brackets, their members' scores and states, and each trial's bracket.
-    fn save_state(&self) -> serde_json::Value {
-        self.core.save_state("HyperBand")
-    }
-    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), StateError> {
-        self.core.restore_state("HyperBand", state)
-    }
-    fn on_trial_add(&mut self, trial: TrialId, _config: &C) {
-        self.core.add(trial);
-    }
-    fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) -> Decision {
-        self.core.on_result(trial, result)
-    }
-    fn on_trial_complete(&mut self, trial: TrialId, _last: Option<&TrialResult<M>>, _e: bool) {
-        self.core.on_complete(trial);
-    }
-    fn on_no_more_trials(&mut self) {
-        self.core.no_more_trials();
-    }
     fn choose_trial_to_run(&mut self, pending: &[TrialId], paused: &[TrialId]) -> Option<TrialId> {
         self.core.choose(pending, paused)
-    }
-    fn take_stops(&mut self, out: &mut Vec<TrialId>) {
-        self.core.take_stops(out);
     }
 }
 
 impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBandForBohb<M> {
-    fn shares_trials(&self) -> bool {
-        // Brackets are per process: another process's trials fill its own brackets.
-        false
-    }
+    delegate_to_core!("HyperBandForBOHB");
 
-    fn status_lines(&self) -> Vec<String> {
-        self.core.status_lines()
-    }
-
-    fn name(&self) -> &str {
-        "HyperBandForBOHB"
-    }
-    /// The brackets, their members' scores and states, and each trial's bracket.
-    fn save_state(&self) -> serde_json::Value {
-        self.core.save_state("HyperBandForBOHB")
-    }
-    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), StateError> {
-        self.core.restore_state("HyperBandForBOHB", state)
-    }
-    fn on_trial_add(&mut self, trial: TrialId, _config: &C) {
-        self.core.add(trial);
-    }
-    fn on_trial_result(&mut self, trial: TrialId, result: &TrialResult<M>) -> Decision {
-        self.core.on_result(trial, result)
-    }
-    fn on_trial_complete(&mut self, trial: TrialId, _last: Option<&TrialResult<M>>, _e: bool) {
-        self.core.on_complete(trial);
-    }
-    fn on_no_more_trials(&mut self) {
-        self.core.no_more_trials();
-    }
     fn choose_trial_to_run(&mut self, pending: &[TrialId], paused: &[TrialId]) -> Option<TrialId> {
         if let Some(t) = self.core.choose(pending, paused) {
             return Some(t);
@@ -266,9 +244,6 @@ impl<C: Space, M: Metrics> Scheduler<C, M> for HyperBandForBohb<M> {
             return self.core.choose(pending, paused);
         }
         None
-    }
-    fn take_stops(&mut self, out: &mut Vec<TrialId>) {
-        self.core.take_stops(out);
     }
 }
 

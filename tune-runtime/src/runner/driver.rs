@@ -166,11 +166,16 @@ pub(crate) fn run(
     model.setup(s.num_samples, s.seed);
     let threads = (s.total_cpus.ceil().max(1.0) as usize).min(s.max_concurrent);
     // Trials' output: in process, descriptors 1 and 2 are captured from here to the end of
-    // the run (by default only while the live table is drawn); isolated trials' processes
-    // write to their files.
+    // the run (by default only while the live table is drawn, for a run on the program's
+    // main thread: a test harness runs tests on threads of their own and captures their
+    // `println!` itself); isolated trials' processes write to their files.
     let in_process = !s.isolate
         && s.file_logging
-        && s.capture.unwrap_or_else(|| s.verbosity >= 2 && std::io::stdout().is_terminal());
+        && s.capture.unwrap_or_else(|| {
+            s.verbosity >= 2
+                && std::io::stdout().is_terminal()
+                && std::thread::current().name() == Some("main")
+        });
     let (capture, capture_error) = match in_process.then(|| capture::start(&s.experiment_dir)) {
         Some(Ok(c)) => (c, None),
         Some(Err(e)) => (None, Some(e)),

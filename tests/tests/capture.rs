@@ -214,3 +214,70 @@ fn descriptors_come_back_after_a_trial_panics_and_its_panic_message_is_in_its_fi
     }
     assert_eq!(panicked, 1);
 }
+
+/// Starts the experiment with slow steps, waits until the first trial has written a step
+/// line to its file, then sends SIGINT `signals` times.
+fn interrupted(dir: &Path, step_ms: &str, signals: usize) -> Output {
+    use std::process::Stdio;
+    let child = Command::new(BIN)
+        .arg(dir)
+        .arg("exp")
+        .args(["--capture", "on"])
+        .env("STEP_MS", step_ms)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exp = dir.join("exp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let written = std::fs::read_dir(&exp).ok().is_some_and(|entries| {
+            entries.flatten().any(|e| read(&e.path().join("stdout")).contains("step-out"))
+        });
+        if written {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no step line within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for _ in 0..signals {
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn after_ctrl_c_the_run_returns_with_descriptors_restored_and_lines_in_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = interrupted(dir.path(), "50", 1);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "run() returned Interrupted:\n{stderr}");
+    assert!(stderr.contains("Interrupted: stopping"), "the notice reached the terminal:\n{stderr}");
+    assert!(stdout.lines().any(|l| l == "after-run-out"), "{stdout}");
+    assert!(stderr.lines().any(|l| l == "after-run-err"), "{stderr}");
+    assert!(!stdout.lines().chain(stderr.lines()).any(is_trial_line), "{stdout}\n{stderr}");
+    let files: String =
+        trials_started(&dir.path().join("exp")).iter().map(|d| read(&d.join("stdout"))).collect();
+    assert!(files.contains("setup-out 00000") && files.contains("step-out 00000 1"), "{files}");
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_with_the_terminal_given_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first signal waits for a 3 s step to return; the second comes before it does.
+    let out = interrupted(dir.path(), "3000", 2);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("Interrupted again"), "the notice reached the terminal:\n{stderr}");
+    assert!(!text(&out.stdout).lines().chain(stderr.lines()).any(is_trial_line));
+    let files: String =
+        trials_started(&dir.path().join("exp")).iter().map(|d| read(&d.join("stdout"))).collect();
+    assert!(files.contains("setup-out 00000") && files.contains("step-out 00000 1"), "{files}");
+}
+
+/// The trial directories an interrupted experiment has.
+fn trials_started(exp: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(exp).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
+}

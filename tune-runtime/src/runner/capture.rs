@@ -173,9 +173,7 @@ mod imp {
         /// Where `trial`'s output goes (its directory).
         pub fn register(&self, trial: u32, dir: &Path) {
             let mut dirs = self.dirs.lock().unwrap_or_else(PoisonError::into_inner);
-            if !dirs.contains_key(&trial) {
-                dirs.insert(trial, dir.to_path_buf());
-            }
+            dirs.entry(trial).or_insert_with(|| dir.to_path_buf());
         }
 
         /// Runs `f`, a task of `trial`, between its markers.

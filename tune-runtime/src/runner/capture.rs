@@ -313,6 +313,20 @@ mod imp {
                     .spawn(move || read_loop(&fd, &token, &mut sinks))?,
             );
         }
+        let redirected = {
+            let stdout = io::stdout();
+            let mut lock = stdout.lock();
+            let _ = lock.flush();
+            let _ = io::stderr().flush();
+            rustix::stdio::dup2_stdout(pipes.out.as_fd())
+                .and_then(|()| rustix::stdio::dup2_stderr(pipes.err.as_fd()))
+        };
+        if let Err(e) = redirected {
+            // Put back what was redirected; the readers see the pipes close and end.
+            let _ = rustix::stdio::dup2_stdout(terminal.out.as_fd());
+            let _ = rustix::stdio::dup2_stderr(terminal.err.as_fd());
+            return Err(e.into());
+        }
         let shared = Arc::new(Shared {
             terminal,
             live: Mutex::new(Some(Live { readers })),
@@ -320,21 +334,9 @@ mod imp {
             error,
             token,
         });
-        // From here on `Capture::drop` restores whatever was redirected.
-        let capture = Capture {
-            shared: Arc::clone(&shared),
-            tagger: Arc::new(Tagger { token, pipes, dirs }),
-        };
-        {
-            let stdout = io::stdout();
-            let mut lock = stdout.lock();
-            let _ = lock.flush();
-            rustix::stdio::dup2_stdout(capture.shared.pipes.out.as_fd())?;
-            let _ = io::stderr().flush();
-            rustix::stdio::dup2_stderr(capture.shared.pipes.err.as_fd())?;
-        }
-        *current = Some(shared);
-        Ok(Some(capture))
+        *current = Some(Arc::clone(&shared));
+        drop(current);
+        Ok(Some(Capture { shared, tagger: Arc::new(Tagger { token, pipes, dirs }) }))
     }
 
     /// Where a reader writes: the experiment's file, and trials' files (a few kept open).

@@ -224,6 +224,7 @@ fn interrupted(dir: &Path, step_ms: &str, signals: usize) -> Output {
         .arg("exp")
         .args(["--capture", "on"])
         .env("STEP_MS", step_ms)
+        .env("ITERS", "100")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -249,7 +250,7 @@ fn interrupted(dir: &Path, step_ms: &str, signals: usize) -> Output {
 }
 
 #[test]
-fn after_ctrl_c_the_run_returns_with_descriptors_restored_and_lines_in_the_files() {
+fn after_ctrl_c_the_run_returns_with_descriptors_restored_and_a_resume_appends_to_the_files() {
     let dir = tempfile::tempdir().unwrap();
     let out = interrupted(dir.path(), "50", 1);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -261,6 +262,23 @@ fn after_ctrl_c_the_run_returns_with_descriptors_restored_and_lines_in_the_files
     let files: String =
         trials_started(&dir.path().join("exp")).iter().map(|d| read(&d.join("stdout"))).collect();
     assert!(files.contains("setup-out 00000") && files.contains("step-out 00000 1"), "{files}");
+
+    // Resumed: the interrupted trial continues from the checkpoint taken at the
+    // interrupt, in a new instance, and its file keeps the first run's lines, followed by
+    // the new ones.
+    let out = run(dir.path(), &["--capture", "on", "--resume"], &[("ITERS", "100")]);
+    assert_terminal_clean(&out);
+    let tdir = trials(&dir.path().join("exp")).remove("00000").unwrap();
+    let stdout = read(&tdir.join("stdout"));
+    let lines: Vec<&str> = stdout.lines().collect();
+    let setups: Vec<usize> = (0..lines.len()).filter(|i| lines[*i] == "setup-out 00000").collect();
+    assert_eq!(setups.len(), 2, "one setup per run:\n{stdout}");
+    assert_eq!(setups[0], 0, "{stdout}");
+    let step = |l: &str| l.strip_prefix("step-out 00000 ").unwrap().parse::<u64>().unwrap();
+    let first: Vec<u64> = lines[1..setups[1]].iter().map(|l| step(l)).collect();
+    let second: Vec<u64> = lines[setups[1] + 1..].iter().map(|l| step(l)).collect();
+    assert_eq!(first, (1..=first.len() as u64).collect::<Vec<_>>(), "{stdout}");
+    assert_eq!(second, (first.len() as u64 + 1..=100).collect::<Vec<_>>(), "{stdout}");
 }
 
 #[test]

@@ -2,13 +2,15 @@
 //! test harness captures `println!` at the std level, so the runner's capture of file
 //! descriptors 1 and 2 can only be seen from outside the process.
 //!
-//! `capture_experiment <local_dir> <name> [--isolate] [--capture on|off] [--workers n]`
+//! `capture_experiment <local_dir> <name> [--isolate] [--capture on|off] [--workers n]
+//! [--resume]`
 //!
 //! Every trial prints `setup-out <trial>` and `setup-err <trial>` in `setup`, then
 //! `step-out <trial> <iteration>` and `step-err <trial> <iteration>` in each of its 3
 //! steps (stdout with `println!`, stderr with `eprintln!`). `PANIC_AT=<iter>`: the trial
 //! with `k == 2` panics at that iteration, once (a marker file in its directory); with
-//! `MAX_FAILURES=n` it is retried. `STEP_MS`: sleep per step. After `run()` returns, the
+//! `MAX_FAILURES=n` it is retried. `STEP_MS`: sleep per step. `ITERS`: steps per trial
+//! (default 3). After `run()` returns, the
 //! program prints `after-run-out` and `after-run-err`, which must reach the terminal.
 
 use std::time::Duration;
@@ -71,7 +73,9 @@ fn main() {
     };
     let workers = value("--workers").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1);
     let mut tuner = Tuner::<Printer>::new()
-        .stop(Stop::iterations(3))
+        .stop(Stop::iterations(
+            std::env::var("ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(3),
+        ))
         .seed(3)
         .verbose(2)
         .status_interval(Duration::from_millis(5))
@@ -80,7 +84,8 @@ fn main() {
         .max_failures(env_u64("MAX_FAILURES") as u32)
         .local_dir(local)
         .name(name.as_str())
-        .isolate_trials(args.iter().any(|a| a == "--isolate"));
+        .isolate_trials(args.iter().any(|a| a == "--isolate"))
+        .resume(args.iter().any(|a| a == "--resume"));
     match value("--capture") {
         Some("on") => tuner = tuner.capture_output(true),
         Some("off") => tuner = tuner.capture_output(false),

@@ -280,6 +280,35 @@ fn sequential_1k() {
     );
 }
 
+/// 1,000 trials of 1 result, one at a time, files on, trials' output captured in process
+/// or not (`CAPTURE=1`): what the capture's markers cost per trial (the trials print
+/// nothing; each task writes two markers into each pipe).
+fn capture_1k() {
+    let capture = std::env::var_os("CAPTURE").is_some();
+    let dir = bench_dir();
+    let t0 = Instant::now();
+    let analysis = Tuner::<Trivial>::new()
+        .num_samples(1_000)
+        .stop(Stop::iterations(1))
+        .max_concurrent_trials(1)
+        .capture_output(capture)
+        .local_dir(dir.path())
+        .name("bench")
+        .seed(0)
+        .verbose(0)
+        .run()
+        .expect("run");
+    let t = t0.elapsed();
+    assert_eq!(analysis.trials().len(), 1_000);
+    println!(
+        "capture-1k: 1,000 trials x 1 result, one at a time, files on, capture {}: {:.4} s \
+         wall ({:.1} µs per trial)",
+        if capture { "on" } else { "off" },
+        t.as_secs_f64(),
+        t.as_secs_f64() * 1e3
+    );
+}
+
 /// Runs an experiment, keeps it, then loads it with `Analysis::from_dir` in a child
 /// process: the peak memory of each.
 fn load(trials: usize, results: u64) {
@@ -427,6 +456,7 @@ fn workload(name: &str) {
                 .expect("run");
         }
         "sequential-1k" => sequential_1k(),
+        "capture-1k" => capture_1k(),
         "tpe-10k" => tpe_10k(),
         "load-100k" => load(100_000, 1),
         "load-4x1m" => load(4, 1_000_000),

@@ -252,6 +252,8 @@ pub struct Tuner<T: Trainable> {
     errored: Errored,
     handle_sigint: bool,
     isolate: bool,
+    /// `capture_output`: `None` is the default (see the method).
+    capture: Option<bool>,
     step_timeout: Option<Duration>,
     interrupt_grace: Duration,
     shared: Option<Box<dyn crate::journal::shared::SharedJournal>>,
@@ -323,6 +325,7 @@ impl<T: Trainable> Tuner<T> {
             errored: Errored::Keep,
             handle_sigint: true,
             isolate: false,
+            capture: None,
             step_timeout: None,
             interrupt_grace: Duration::from_secs(30),
             shared: None,
@@ -636,6 +639,24 @@ impl<T: Trainable> Tuner<T> {
         self
     }
 
+    /// Whether trials' standard output and error go to `stdout` and `stderr` files in
+    /// their trial directories (appended to across retries and resumes), so that a
+    /// `println!` in `setup` or `step` does not tear the status table.
+    ///
+    /// By default, isolated trials ([`Tuner::isolate_trials`]) always write their files,
+    /// and trials in process are captured only while the live status table is drawn
+    /// (verbosity 2 or more and stdout a terminal). `true` captures in process whatever
+    /// stdout is; `false` captures nothing (output goes where it would without the
+    /// runner). In process the capture is of the whole process's file descriptors 1 and 2
+    /// during `run()` (Unix only): a line reaches a trial's file when that trial's code was
+    /// the only trial code running when it was written, and the experiment directory's
+    /// `stdout`/`stderr` otherwise; see `docs/runner.md` (Output capture). Needs
+    /// [`Tuner::file_logging`].
+    pub fn capture_output(mut self, yes: bool) -> Self {
+        self.capture = Some(yes);
+        self
+    }
+
     /// A task of a trial on a worker that runs longer than this is given up on: a trial's
     /// start (`setup`, the restore, the first step), a `step` with the checkpoint after it,
     /// or a pause to disk fails its trial, which is retried like any failure
@@ -875,6 +896,8 @@ impl<T: Trainable> Tuner<T> {
             space: space_fingerprint::<Config<T>>(),
             results: self.results,
             data,
+            capture: self.capture,
+            isolate,
         };
         let model =
             TypedModel::<T>::new(self.searcher, self.scheduler, self.stop, metric, self.resources)

@@ -114,6 +114,26 @@ fn ls_show_best_export_and_report() {
         assert!(!page.contains(external), "the report refers to `{external}`");
     }
 
+    // logs: a trial's captured output (written here as the runner would), by the id
+    // `show` lists or by index; the experiment's own; a clear error when there is none.
+    let id = rows[0]["trial_id"].as_str().unwrap().to_string();
+    let tdir = std::fs::read_dir(&exp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().contains("_00002_"))
+        .unwrap();
+    std::fs::write(tdir.join("stdout"), "epoch 1\nepoch 2\n").unwrap();
+    std::fs::write(tdir.join("stderr"), "warning: slow\n").unwrap();
+    std::fs::write(exp.join("stdout"), "shared line\n").unwrap();
+    assert_eq!(ok(&["logs", &exp_s, &id]), "epoch 1\nepoch 2\n");
+    assert_eq!(ok(&["logs", &exp_s, "2", "--stderr"]), "warning: slow\n");
+    assert_eq!(ok(&["logs", &exp_s]), "shared line\n");
+    let none = tune(&["logs", &exp_s, "00001"]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no captured output at"));
+    let bad = tune(&["logs", &exp_s, "7"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("the experiment has no trial 00007"));
+
     // Not an experiment: the error says what to pass.
     let missing = tune(&["show", &root_s]);
     assert!(!missing.status.success());

@@ -47,13 +47,27 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
+    /// A reporter for a run; it writes to the terminal, past an output capture
+    /// (`runner/capture.rs`) when one is active.
     pub fn new(verbosity: u8, total_trials: Option<usize>) -> Self {
-        let tty = std::io::stdout().is_terminal();
+        let terminal = crate::runner::capture::terminal_files();
+        let tty = match &terminal {
+            Some((out, _)) => out.is_terminal(),
+            None => std::io::stdout().is_terminal(),
+        };
         let bar = (tty && verbosity >= 2).then(|| {
             let bar = match total_trials {
                 Some(n) => ProgressBar::new(n as u64),
                 None => ProgressBar::no_length(),
             };
+            #[cfg(unix)]
+            if let Some((_, err)) = terminal {
+                // indicatif draws on stderr: the terminal's, not the capture's pipe.
+                if let Ok(read) = err.try_clone() {
+                    let term = console::Term::read_write_pair(read, err);
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::term(term, 20));
+                }
+            }
             if let Ok(style) = ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} trials finished [{elapsed_precise}] {msg}",
             ) {
@@ -81,7 +95,7 @@ impl Reporter {
     fn print(&self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(text.trim_end()),
-            None => println!("{}", text.trim_end()),
+            None => crate::runner::capture::print_out(text.trim_end()),
         }
     }
 
@@ -120,6 +134,6 @@ impl Reporter {
             text.push_str(&best);
             text.push('\n');
         }
-        println!("{}", text.trim_end());
+        crate::runner::capture::print_out(text.trim_end());
     }
 }

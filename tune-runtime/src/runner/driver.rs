@@ -3,6 +3,7 @@
 //! the files beside it hold the driver's other concerns (see `mod.rs`).
 
 use std::any::Any;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use super::shared::Follow;
 use super::snapshot::Snapshot;
 use super::state::{Phase, Trial};
 use super::worker::{Done, Outcome, Pool};
-use super::{files, interrupt, resume, unix_now};
+use super::{capture, files, interrupt, resume, unix_now};
 use crate::journal::{
     FileJournal, FlushError, JOURNAL_FILE, JOURNAL_VERSION, Journal, JournalStore, Record,
 };
@@ -70,6 +71,9 @@ pub(crate) struct Driver {
     pub abandoned: usize,
     /// The lock on the experiment directory, held for the whole run.
     pub _lock: Option<files::DirLock>,
+    /// Trials' output captured in process (`Tuner::capture_output`); ended in `shutdown`,
+    /// or when dropped on any other way out of the run (an error, a panic).
+    pub capture: Option<super::capture::Capture>,
     /// This process's view of a shared experiment (`None`: the experiment is ours alone).
     pub follow: Option<Follow>,
     /// This process lost its lease on the shared experiment.
@@ -161,7 +165,27 @@ pub(crate) fn run(
     }
     model.setup(s.num_samples, s.seed);
     let threads = (s.total_cpus.ceil().max(1.0) as usize).min(s.max_concurrent);
-    let workers = Pool::start(threads, factory, Arc::clone(&s.checkpoint_store))
+    // Trials' output: in process, descriptors 1 and 2 are captured from here to the end of
+    // the run (by default only while the live table is drawn, for a run on the program's
+    // main thread: a test harness runs tests on threads of their own and captures their
+    // `println!` itself); isolated trials' processes write to their files.
+    let in_process = !s.isolate
+        && s.file_logging
+        && s.capture.unwrap_or_else(|| {
+            s.verbosity >= 2
+                && std::io::stdout().is_terminal()
+                && std::thread::current().name() == Some("main")
+        });
+    let (capture, capture_error) = match in_process.then(|| capture::start(&s.experiment_dir)) {
+        Some(Ok(c)) => (c, None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let output = super::worker::Output {
+        tagger: capture.as_ref().map(capture::Capture::tagger),
+        child_files: s.isolate && s.file_logging && s.capture != Some(false),
+    };
+    let workers = Pool::start(threads, factory, Arc::clone(&s.checkpoint_store), output)
         .map_err(RunError::Threads)?;
     let pool = ResourcePool::new(s.total_cpus, s.gpu_ids.clone(), s.custom_totals.clone());
     let reporter = Reporter::new(s.verbosity, model.total_trials());
@@ -202,12 +226,16 @@ pub(crate) fn run(
         snapshot: Snapshot::default(),
         abandoned: 0,
         _lock: lock,
+        capture,
         follow,
         fenced: false,
         shared_error: None,
         callbacks,
         started_exp,
     };
+    if let Some(e) = capture_error {
+        d.warn(&format!("trials' output is not captured (pipes for it could not be made: {e})"));
+    }
     d.experiment_start(log.is_some())?;
     if let Some(log) = log {
         d.resume_from(log)?;
@@ -388,7 +416,7 @@ impl Driver {
 
     pub fn warn(&mut self, message: &str) {
         if self.s.verbosity >= 1 {
-            eprintln!("tune: {message}");
+            capture::print_err(&format!("tune: {message}"));
         }
     }
 
@@ -482,8 +510,14 @@ impl Driver {
         let interrupted = self.interrupted.is_some();
         let abandoned = self.abandoned > 0;
         let fenced = self.fenced;
-        let Driver { workers, trials, fatal, s, model, shared_error, .. } = self;
+        let Driver { workers, trials, fatal, s, model, shared_error, capture, .. } = self;
         workers.join(abandoned);
+        // After the workers: what a `cleanup` printed is in the files too.
+        if let Some(why) = capture.and_then(capture::Capture::finish) {
+            if s.verbosity >= 1 {
+                capture::print_err(&format!("tune: {why}"));
+            }
+        }
         if fenced {
             return Err(RunError::Fenced { experiment_dir: s.experiment_dir });
         }

@@ -23,12 +23,15 @@ const EXIT_INTERRUPTED: i32 = 130;
 fn on_signal() {
     let n = SIGNALS.fetch_add(1, Ordering::SeqCst) + 1;
     if ACTIVE.load(Ordering::SeqCst) == 0 || n >= BASE.load(Ordering::SeqCst) + 2 {
+        // Trials' output captured so far goes to its files, and the terminal gets its
+        // descriptors back, before the process ends.
+        super::capture::finish_now();
         eprintln!("\nInterrupted again: exiting now. The experiment can still be resumed.");
         std::process::exit(EXIT_INTERRUPTED);
     }
-    eprintln!(
+    super::capture::print_err(
         "\nInterrupted: stopping after the current steps and saving checkpoints (press \
-         Ctrl-C again to exit at once)."
+         Ctrl-C again to exit at once).",
     );
 }
 

@@ -360,6 +360,25 @@ impl<T: Trainable> Isolated<T> {
         for (key, value) in child_env(ctx, super::threads::current_budget()) {
             command.env(key, value);
         }
+        // Its stdout and stderr are the trial's files, appended to by every process the
+        // trial has (a retry, a resume), when the output is captured.
+        if let (true, Some(dir)) = (super::capture::child_files(), ctx.trial_dir.as_deref()) {
+            for (name, stdout) in
+                [(super::capture::STDOUT_FILE, true), (super::capture::STDERR_FILE, false)]
+            {
+                let file = super::capture::append(dir, name).map_err(|e| {
+                    TrainError::msg(format!(
+                        "cannot open `{}` for the trial's output: {e}",
+                        dir.join(name).display()
+                    ))
+                })?;
+                if stdout {
+                    command.stdout(file);
+                } else {
+                    command.stderr(file);
+                }
+            }
+        }
         let mut child = command.spawn()?;
         listener.set_nonblocking(true)?;
         let deadline = Instant::now() + CONNECT_TIMEOUT;

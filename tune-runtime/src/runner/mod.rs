@@ -27,6 +27,7 @@
 //! | `threads.rs` | CPU budgets: the rayon pool each trial's code runs in |
 //! | `isolation.rs` | trials in child processes |
 
+pub(crate) mod capture;
 mod checkpoints;
 mod driver;
 mod events;

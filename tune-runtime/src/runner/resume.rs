@@ -216,7 +216,7 @@ impl Driver {
         self.reporter.finished(self.finished);
         self.flush_journal();
         if self.s.verbosity >= 1 {
-            eprintln!(
+            super::capture::print_err(&format!(
                 "tune: resuming `{}`: {} finished trial(s) kept{}, {} unfinished continue \
                  ({} from a checkpoint, {} result(s) rolled back to be reported again)",
                 self.s.name,
@@ -229,7 +229,7 @@ impl Driver {
                 got.unfinished,
                 got.from_checkpoint,
                 got.rolled_back
-            );
+            ));
         }
         Ok(())
     }

@@ -86,4 +86,8 @@ pub(crate) struct Settings {
     pub results: crate::callback::ResultOptions,
     /// The data every trial's context shares (`Tuner::with_data`).
     pub data: crate::trainable::SharedData,
+    /// `Tuner::capture_output` (`None`: the default).
+    pub capture: Option<bool>,
+    /// Trials run in child processes (`Tuner::isolate_trials`).
+    pub isolate: bool,
 }

@@ -61,6 +61,20 @@ pub(crate) enum Task {
     Cleanup { inst: Box<dyn Instance> },
 }
 
+impl Task {
+    /// The trial the task is of ([`super::capture::NO_TRIAL`] for none), and its
+    /// directory when the task carries it (a start).
+    fn trial_and_dir(&self) -> (u32, Option<&std::path::Path>) {
+        match self {
+            Task::Start { trial, ctx, .. } => (*trial, ctx.trial_dir.as_deref()),
+            Task::Run { trial, .. } | Task::Finish { trial, .. } | Task::Suspend { trial, .. } => {
+                (*trial, None)
+            }
+            Task::Cleanup { .. } => (super::capture::NO_TRIAL, None),
+        }
+    }
+}
+
 /// Why a trial's code failed, as the worker saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Failure {
@@ -139,6 +153,16 @@ pub(crate) struct Pool {
     factory: Arc<dyn Factory>,
     store: Arc<dyn CheckpointStore>,
     handles: Vec<JoinHandle<()>>,
+    output: Output,
+}
+
+/// What the workers do about trials' output (`Tuner::capture_output`).
+#[derive(Clone, Default)]
+pub(crate) struct Output {
+    /// In-process capture: every task runs between its trial's markers.
+    pub tagger: Option<Arc<super::capture::Tagger>>,
+    /// Worker processes (isolated trials) write to their trial's files.
+    pub child_files: bool,
 }
 
 impl Pool {
@@ -146,10 +170,12 @@ impl Pool {
         workers: usize,
         factory: Arc<dyn Factory>,
         store: Arc<dyn CheckpointStore>,
+        output: Output,
     ) -> std::io::Result<Self> {
         let (tasks, task_rx) = crossbeam_channel::unbounded::<Job>();
         let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
-        let mut pool = Self { tasks, done, task_rx, done_tx, factory, store, handles: Vec::new() };
+        let mut pool =
+            Self { tasks, done, task_rx, done_tx, factory, store, handles: Vec::new(), output };
         pool.grow(workers.max(1))?;
         Ok(pool)
     }
@@ -166,12 +192,25 @@ impl Pool {
             let tx = self.done_tx.clone();
             let store = Arc::clone(&self.store);
             let factory = Arc::clone(&self.factory);
+            let output = self.output.clone();
             let name = format!("tune-worker-{}", self.handles.len());
             self.handles.push(std::thread::Builder::new().name(name).spawn(move || {
                 while let Ok(Job { task, threads }) = rx.recv() {
-                    let (factory, store) = (&*factory, &*store);
-                    let done =
-                        super::threads::run_within(threads, || run_task(task, factory, store));
+                    let (factory, store, output) = (&*factory, &*store, &output);
+                    let done = super::threads::run_within(threads, || {
+                        // On the thread that runs the task (a lent pool's, maybe).
+                        super::capture::set_child_files(output.child_files);
+                        match &output.tagger {
+                            Some(tagger) => {
+                                let (trial, dir) = task.trial_and_dir();
+                                if let Some(dir) = dir {
+                                    tagger.register(trial, dir);
+                                }
+                                tagger.around(trial, || run_task(task, factory, store))
+                            }
+                            None => run_task(task, factory, store),
+                        }
+                    });
                     if tx.send(done).is_err() {
                         break;
                     }

@@ -83,6 +83,19 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Print what a trial wrote to its standard output (or error), as captured in its
+    /// directory (`Tuner::capture_output`); with no trial, the experiment's own capture
+    /// (output not attributed to a single trial).
+    Logs {
+        /// The experiment directory (or its name under ~/tune_results).
+        exp: PathBuf,
+        /// The trial: its id as `tune show` lists it (`83b65_00003`), or its index
+        /// (`00003`, `3`).
+        trial: Option<String>,
+        /// Standard error instead of standard output.
+        #[arg(long)]
+        stderr: bool,
+    },
     /// Write a self-contained HTML report (no network needed to open it).
     Report {
         /// The experiment directory (or its name under ~/tune_results).
@@ -462,6 +475,48 @@ fn show(
     print_table(&mut out, &Style::stdout(), &cols, &rows).map_err(w)
 }
 
+fn logs(exp: &Path, trial: Option<&str>, stderr: bool) -> Result<(), String> {
+    let log = load(exp)?;
+    let dir = match trial {
+        None => log.dir().to_path_buf(),
+        Some(t) => {
+            let index = t
+                .rsplit('_')
+                .next()
+                .and_then(|n| n.trim().parse::<u32>().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "`{t}` is not a trial id: give one as `tune show` lists it, or its index"
+                    )
+                })?;
+            let trial = log
+                .trials()
+                .iter()
+                .find(|tr| tr.index() == index)
+                .ok_or_else(|| format!("the experiment has no trial {index:05}"))?;
+            let dir = trial.dir().ok_or_else(|| {
+                format!("trial {index:05} has no directory (file logging was off)")
+            })?;
+            log.dir().join(dir)
+        }
+    };
+    let path = dir.join(if stderr { "stderr" } else { "stdout" });
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "no captured output at `{}`: nothing was printed there, or the output was not \
+                 captured (`Tuner::capture_output`)",
+                path.display()
+            ));
+        }
+        Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
+    };
+    std::io::copy(&mut file, &mut std::io::stdout().lock())
+        .map(drop)
+        .map_err(|e| format!("cannot print `{}`: {e}", path.display()))
+}
+
 fn best(
     exp: &Path,
     metric: &str,
@@ -612,6 +667,7 @@ fn main() -> ExitCode {
             best(&exp, &metric, mode.into(), scope, json)
         }
         Command::Export { exp, csv: _, json, output } => export(&exp, json, output.as_deref()),
+        Command::Logs { exp, trial, stderr } => logs(&exp, trial.as_deref(), stderr),
         Command::Report { exp, output, metric, mode } => report(&exp, &output, metric, mode),
         Command::Dashboard { root, host, port } => {
             dashboard(&root.unwrap_or_else(default_root), &host, port)

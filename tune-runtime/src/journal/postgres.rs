@@ -847,6 +847,26 @@ mod tests {
     }
 
     #[test]
+    fn opening_an_existing_experiment_creates_nothing() {
+        let Some(db) = TestSchema::create("opening_an_existing_experiment") else { return };
+        // No schema yet: no experiments, and none created by asking.
+        assert!(PostgresJournal::experiments(&db.url).unwrap().is_empty());
+        let err = PostgresJournal::open_existing(&db.url, "exp").unwrap_err().to_string();
+        assert!(err.contains("no experiment `exp`") && err.contains("holds none"), "{err}");
+        let mut w = PostgresJournal::connect(&db.url, "exp").unwrap();
+        PostgresJournal::connect(&db.url, "other").unwrap();
+        w.join(Duration::from_secs(60)).unwrap();
+        w.append(Append { records: &records(3), ..Default::default() }).unwrap();
+        let err = PostgresJournal::open_existing(&db.url, "exq").unwrap_err().to_string();
+        assert!(err.contains("no experiment `exq`; it holds: exp, other"), "{err}");
+        assert_eq!(PostgresJournal::experiments(&db.url).unwrap(), ["exp", "other"]);
+        // An existing one reads as with `connect`.
+        let mut r = PostgresJournal::open_existing(&db.url, "exp").unwrap();
+        assert_eq!(r.log_len().unwrap(), 3);
+        assert_eq!(all(&mut r), all(&mut w));
+    }
+
+    #[test]
     fn the_schema_is_created_once_and_a_newer_one_is_refused() {
         let Some(db) = TestSchema::create("the_schema_is_created_once") else { return };
         let handles: Vec<_> = (0..4)
@@ -869,6 +889,8 @@ mod tests {
         assert_eq!(versions, [SCHEMA_VERSION]);
         client.execute("INSERT INTO tune_schema_version (version) VALUES (99)", &[]).unwrap();
         let err = PostgresJournal::connect(&db.url, "e0").unwrap_err().to_string();
+        assert!(err.contains("schema version 99") && err.contains("upgrade tune-runtime"), "{err}");
+        let err = PostgresJournal::open_existing(&db.url, "e0").unwrap_err().to_string();
         assert!(err.contains("schema version 99") && err.contains("upgrade tune-runtime"), "{err}");
     }
 }

@@ -106,6 +106,8 @@ fn summary(name: &str, log: &ExperimentLog) -> Value {
 impl State {
     /// The experiments: `root` itself when it is one, else its subdirectories that are;
     /// or every experiment of the database.
+    // Without the feature `postgres`, `Source` has one variant.
+    #[allow(clippy::infallible_destructuring_match)]
     fn experiments(&self) -> Result<Vec<(String, Exp)>, String> {
         let root = match &self.source {
             Source::Dir(root) => root,

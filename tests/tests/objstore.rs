@@ -69,10 +69,11 @@ impl Trainable for Weights {
         if self.steps == 4 && KILL_SERVER.swap(false, Ordering::SeqCst) {
             drop(DOOMED.lock().unwrap().take());
         }
-        if self.steps == 4 && CUT_RELAY.swap(false, Ordering::SeqCst) {
-            if let Some(relay) = RELAY.lock().unwrap().as_ref() {
-                relay.outage(OUTAGE);
-            }
+        if self.steps == 4
+            && CUT_RELAY.swap(false, Ordering::SeqCst)
+            && let Some(relay) = RELAY.lock().unwrap().as_ref()
+        {
+            relay.outage(OUTAGE);
         }
         Ok(Loss { loss: self.lr / self.steps as f64, steps: self.steps as f64 })
     }

@@ -8,12 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use tune_runtime::prelude::*;
 use tune_runtime::{
     scheduler::{Mutation, PBT_LOG_FILE, Pbt, PbtLogEntry},
     storage::{CheckpointStore, MirroredCheckpoints, ObjectStoreCheckpoints, read_meta},
 };
+use tune_tests::relay::Relay;
 use tune_tests::s3::S3Server;
 
 search_space! {
@@ -37,6 +39,10 @@ static RESTORED_AT: AtomicU64 = AtomicU64::new(0);
 /// While set, the first step at iteration 4 stops the S3 server of `DOOMED`.
 static KILL_SERVER: AtomicBool = AtomicBool::new(false);
 static DOOMED: Mutex<Option<S3Server>> = Mutex::new(None);
+/// While set, the first step at iteration 4 starts an outage of `RELAY` of `OUTAGE`.
+static CUT_RELAY: AtomicBool = AtomicBool::new(false);
+static RELAY: Mutex<Option<Relay>> = Mutex::new(None);
+const OUTAGE: Duration = Duration::from_secs(3);
 
 /// A trainable with weights of its own beside the generated state (`save_files`).
 #[trainable(config = Lr, metrics = Loss, test = false)]
@@ -62,6 +68,12 @@ impl Trainable for Weights {
         }
         if self.steps == 4 && KILL_SERVER.swap(false, Ordering::SeqCst) {
             drop(DOOMED.lock().unwrap().take());
+        }
+        if self.steps == 4
+            && CUT_RELAY.swap(false, Ordering::SeqCst)
+            && let Some(relay) = RELAY.lock().unwrap().as_ref()
+        {
+            relay.outage(OUTAGE);
         }
         Ok(Loss { loss: self.lr / self.steps as f64, steps: self.steps as f64 })
     }
@@ -89,6 +101,7 @@ fn serial() -> (MutexGuard<'static, ()>, Option<&'static S3Server>) {
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     FAILS_LEFT.store(0, Ordering::SeqCst);
     KILL_SERVER.store(false, Ordering::SeqCst);
+    CUT_RELAY.store(false, Ordering::SeqCst);
     let server = SERVER.get_or_init(S3Server::start).as_ref();
     if server.is_none() {
         tune_tests::s3::skipped("no S3 server (see the first SKIPPED line)");
@@ -447,4 +460,57 @@ fn a_refused_upload_stops_the_run_resumably() {
         .run()
         .unwrap();
     assert_eq!(rows(&a), expected);
+}
+
+/// The S3 endpoint goes away mid-run as during a restart of a server that keeps its
+/// objects (open connections reset, new ones refused for 3 s, then the same port again):
+/// the checkpoint uploaded right after the outage began is retried until the server is
+/// back, the run goes on to the end without an error, and nothing written is lost: the
+/// retry of a trial that fails after the outage restores that checkpoint from the store,
+/// and every result equals an uninterrupted run's.
+#[test]
+fn a_restart_of_the_store_is_retried_and_the_run_goes_on() {
+    let (_serial, Some(server)) = serial() else { return };
+    let reference = tempfile::tempdir().unwrap();
+    let expected = rows(&weights(reference.path(), "exp").run().unwrap());
+    let bucket = server.new_bucket();
+    let relay = Relay::start(server.endpoint().trim_start_matches("http://")).unwrap();
+    // Retries that outlast the outage (the shared server's options retry for 5 s only).
+    let options: Vec<(&str, String)> = server
+        .options()
+        .into_iter()
+        .map(|(k, v)| match k {
+            "endpoint" => (k, relay.endpoint()),
+            "max_retries" => (k, "20".to_string()),
+            "retry_timeout_s" => (k, "120".to_string()),
+            _ => (k, v),
+        })
+        .collect();
+    let url = format!("s3://{bucket}/runs");
+    let checkpoints = ObjectStoreCheckpoints::from_url(&url, options).unwrap();
+    *RELAY.lock().unwrap() = Some(relay);
+    CUT_RELAY.store(true, Ordering::SeqCst);
+    FAILS_LEFT.store(1, Ordering::SeqCst);
+    let before = RESTORES.load(Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let run = weights(dir.path(), "exp").max_failures(1).checkpoint_store(checkpoints).run();
+    let relay = RELAY.lock().unwrap().take().unwrap();
+    let a = run.expect("the run rides out the outage");
+    assert_eq!(relay.outages(), 1, "the outage happened");
+    assert!(relay.accepted() > 0);
+    assert_eq!(rows(&a), expected);
+    assert!(a.trials().iter().all(|t| t.status() == TrialStatus::Terminated));
+    // The failure at iteration 5 went back to the checkpoint of iteration 4, uploaded
+    // across the outage.
+    assert_eq!(RESTORES.load(Ordering::SeqCst), before + 1);
+    assert_eq!(RESTORED_AT.load(Ordering::SeqCst), 4);
+    let keys = server.keys(&bucket);
+    for t in a.trials() {
+        let iterations: Vec<u64> = t.checkpoints().iter().map(|c| c.iteration).collect();
+        assert_eq!(iterations, [2, 4, 6], "every checkpoint is recorded");
+        for c in t.checkpoints() {
+            let key = key(&dir.path().join("exp"), &c.path, ".tune_manifest.json");
+            assert!(keys.contains(&key), "{key} in {keys:?}");
+        }
+    }
 }

@@ -307,15 +307,16 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
 
     /// Loads experiment `experiment` from the PostgreSQL database at `url` (feature
     /// `postgres`; see `docs/distributed.md`): what it holds now, finished or still running.
-    /// `dir` is the experiment's local directory (`local_dir/experiment` of the run) its
-    /// checkpoint paths are relative to.
+    /// Creates nothing: an experiment the database does not hold is an error. `dir` is the
+    /// experiment's local directory (`local_dir/experiment` of the run) its checkpoint paths
+    /// are relative to.
     #[cfg(feature = "postgres")]
     pub fn from_postgres(
         url: &str,
         experiment: &str,
         dir: impl AsRef<Path>,
     ) -> Result<Self, AnalysisError> {
-        let mut journal = crate::journal::shared::PostgresJournal::connect(url, experiment)
+        let mut journal = crate::journal::shared::PostgresJournal::open_existing(url, experiment)
             .map_err(|e| AnalysisError::Shared(e.to_string()))?;
         Self::from_shared(&mut journal, dir)
     }

@@ -1,6 +1,7 @@
-//! The live dashboard: the report's page for every experiment under a directory, served
-//! on the loopback interface and refreshed as results arrive. Read-only: it answers `GET`
-//! and nothing else, and reads experiments through their journals.
+//! The live dashboard: the report's page for every experiment under a directory (or in a
+//! PostgreSQL database, feature `postgres`), served on the loopback interface and refreshed
+//! as results arrive. Read-only: it answers `GET` and nothing else, and reads experiments
+//! through their journals.
 //!
 //! The page polls `/api/exp/<name>?since=<gen>` (every second, or five times its own
 //! render time when that is longer); the answer holds new data only when the journal
@@ -48,9 +49,26 @@ struct Cached {
     data: Arc<String>,
 }
 
+/// What the dashboard serves.
+enum Source {
+    /// The experiments under a directory, or one experiment directory.
+    Dir(PathBuf),
+    /// The experiments of a PostgreSQL database, and the `local_dir` their paths are under.
+    #[cfg(feature = "postgres")]
+    Postgres { url: String, local_dir: PathBuf },
+}
+
+/// One experiment: its directory, or its name in the database.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Exp {
+    Dir(PathBuf),
+    #[cfg(feature = "postgres")]
+    Postgres(String),
+}
+
 struct State {
-    root: PathBuf,
-    cache: Mutex<HashMap<PathBuf, Cached>>,
+    source: Source,
+    cache: Mutex<HashMap<Exp, Cached>>,
 }
 
 /// A version of the journal: its length and modification time (it only grows).
@@ -60,76 +78,132 @@ fn journal_version(dir: &Path) -> Option<u64> {
     Some(meta.len().wrapping_mul(1_000_003) ^ mtime)
 }
 
+/// The summary of an experiment in the list.
+fn summary(name: &str, log: &ExperimentLog) -> Value {
+    let counts: serde_json::Map<String, Value> = [
+        TrialStatus::Running,
+        TrialStatus::Pending,
+        TrialStatus::Paused,
+        TrialStatus::Terminated,
+        TrialStatus::Error,
+    ]
+    .iter()
+    .map(|s| (s.as_str().to_string(), log.count(*s).into()))
+    .collect();
+    let metric = log.metric_names().first().cloned();
+    let best = metric.as_ref().and_then(|m| {
+        let mode = guess_mode(m);
+        log.trials()
+            .iter()
+            .filter_map(|t| t.rows().last().map(|r| r[0]))
+            .filter(|v| v.is_finite())
+            .reduce(|a, b| if mode.better(b, a) { b } else { a })
+    });
+    json!({"name": name, "trials": log.trials().len(), "counts": counts,
+           "finished": log.is_finished(), "metric": metric, "best": best})
+}
+
 impl State {
-    /// The experiments: `root` itself when it is one, else its subdirectories that are.
-    fn experiments(&self) -> Vec<(String, PathBuf)> {
-        if self.root.join(JOURNAL_FILE).is_file() {
-            let name = self
-                .root
-                .file_name()
-                .map_or("experiment".into(), |n| n.to_string_lossy().to_string());
-            return vec![(name, self.root.clone())];
+    /// The experiments: `root` itself when it is one, else its subdirectories that are;
+    /// or every experiment of the database.
+    // Without the feature `postgres`, `Source` has one variant.
+    #[allow(clippy::infallible_destructuring_match)]
+    fn experiments(&self) -> Result<Vec<(String, Exp)>, String> {
+        let root = match &self.source {
+            Source::Dir(root) => root,
+            #[cfg(feature = "postgres")]
+            Source::Postgres { url, .. } => {
+                let names =
+                    crate::shared::PostgresJournal::experiments(url).map_err(|e| e.to_string())?;
+                return Ok(names.into_iter().map(|n| (n.clone(), Exp::Postgres(n))).collect());
+            }
+        };
+        if root.join(JOURNAL_FILE).is_file() {
+            let name =
+                root.file_name().map_or("experiment".into(), |n| n.to_string_lossy().to_string());
+            return Ok(vec![(name, Exp::Dir(root.clone()))]);
         }
-        let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(&self.root)
+        let mut out: Vec<(String, Exp)> = std::fs::read_dir(root)
             .into_iter()
             .flatten()
             .flatten()
             .filter(|e| e.path().join(JOURNAL_FILE).is_file())
-            .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
+            .map(|e| (e.file_name().to_string_lossy().to_string(), Exp::Dir(e.path())))
             .collect();
-        out.sort();
-        out
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
-    fn resolve(&self, name: &str) -> Option<PathBuf> {
-        self.experiments().into_iter().find(|(n, _)| n == name).map(|(_, p)| p)
+    fn resolve(&self, name: &str) -> Option<Exp> {
+        self.experiments().ok()?.into_iter().find(|(n, _)| n == name).map(|(_, e)| e)
     }
 
-    /// The report data of the experiment in `dir`, and its version.
-    fn data(&self, dir: &Path) -> Result<(u64, Arc<String>), String> {
-        let version = journal_version(dir).ok_or("the journal cannot be read")?;
-        if let Ok(cache) = self.cache.lock() {
-            if let Some(c) = cache.get(dir).filter(|c| c.version == version) {
-                return Ok((version, Arc::clone(&c.data)));
+    /// The report data of an experiment, and its version.
+    fn data(&self, exp: &Exp) -> Result<(u64, Arc<String>), String> {
+        let cached = |version: u64| {
+            let cache = self.cache.lock().ok()?;
+            cache.get(exp).filter(|c| c.version == version).map(|c| Arc::clone(&c.data))
+        };
+        let (version, log) = match exp {
+            Exp::Dir(dir) => {
+                let version = journal_version(dir).ok_or("the journal cannot be read")?;
+                if let Some(data) = cached(version) {
+                    return Ok((version, data));
+                }
+                (version, ExperimentLog::from_dir(dir).map_err(|e| e.to_string())?)
             }
-        }
-        let report = Report::from_dir(dir, &ReportOptions::default()).map_err(|e| e.to_string())?;
+            #[cfg(feature = "postgres")]
+            Exp::Postgres(name) => {
+                let (mut journal, local_dir) = self.open(name)?;
+                let version = journal.log_len().map_err(|e| e.to_string())?;
+                if let Some(data) = cached(version) {
+                    return Ok((version, data));
+                }
+                let log = ExperimentLog::from_shared(&mut journal, local_dir.join(name));
+                (version, log.map_err(|e| e.to_string())?)
+            }
+        };
+        let report = Report::from_log(&log, &ReportOptions::default());
         let data = Arc::new(report.data().to_string());
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(dir.to_path_buf(), Cached { version, data: Arc::clone(&data) });
+            cache.insert(exp.clone(), Cached { version, data: Arc::clone(&data) });
         }
         Ok((version, data))
     }
 
+    /// Experiment `name` of the database, and the `local_dir` its paths are under.
+    #[cfg(feature = "postgres")]
+    fn open(&self, name: &str) -> Result<(crate::shared::PostgresJournal, &Path), String> {
+        let Source::Postgres { url, local_dir } = &self.source else {
+            return Err("not a PostgreSQL dashboard".into());
+        };
+        let journal =
+            crate::shared::PostgresJournal::open_existing(url, name).map_err(|e| e.to_string())?;
+        Ok((journal, local_dir))
+    }
+
+    fn log(&self, exp: &Exp) -> Result<ExperimentLog, String> {
+        match exp {
+            Exp::Dir(dir) => ExperimentLog::from_dir(dir).map_err(|e| e.to_string()),
+            #[cfg(feature = "postgres")]
+            Exp::Postgres(name) => {
+                let (mut journal, local_dir) = self.open(name)?;
+                ExperimentLog::from_shared(&mut journal, local_dir.join(name))
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
     fn list(&self) -> Value {
-        let list: Vec<Value> = self
-            .experiments()
+        let experiments = match self.experiments() {
+            Ok(e) => e,
+            Err(e) => return json!([{"name": "(database)", "error": e}]),
+        };
+        let list: Vec<Value> = experiments
             .into_iter()
-            .map(|(name, dir)| match ExperimentLog::from_dir(&dir) {
-                Ok(log) => {
-                    let counts: serde_json::Map<String, Value> = [
-                        TrialStatus::Running,
-                        TrialStatus::Pending,
-                        TrialStatus::Paused,
-                        TrialStatus::Terminated,
-                        TrialStatus::Error,
-                    ]
-                    .iter()
-                    .map(|s| (s.as_str().to_string(), log.count(*s).into()))
-                    .collect();
-                    let metric = log.metric_names().first().cloned();
-                    let best = metric.as_ref().and_then(|m| {
-                        let mode = guess_mode(m);
-                        log.trials()
-                            .iter()
-                            .filter_map(|t| t.rows().last().map(|r| r[0]))
-                            .filter(|v| v.is_finite())
-                            .reduce(|a, b| if mode.better(b, a) { b } else { a })
-                    });
-                    json!({"name": name, "trials": log.trials().len(), "counts": counts,
-                           "finished": log.is_finished(), "metric": metric, "best": best})
-                }
-                Err(e) => json!({"name": name, "error": e.to_string()}),
+            .map(|(name, exp)| match self.log(&exp) {
+                Ok(log) => summary(&name, &log),
+                Err(e) => json!({"name": name, "error": e}),
             })
             .collect();
         Value::Array(list)
@@ -198,10 +272,10 @@ fn handle(state: &State, req: Request) {
         (None, Some(n)) => (false, decode(n)),
         _ => return respond(req, 404, "text/plain; charset=utf-8", "not found\n".into()),
     };
-    let Some(dir) = state.resolve(&name) else {
+    let Some(exp) = state.resolve(&name) else {
         return respond(req, 404, "text/plain; charset=utf-8", format!("no experiment `{name}`\n"));
     };
-    match state.data(&dir) {
+    match state.data(&exp) {
         Ok((version, data)) if api => {
             let body = if since == Some(version) {
                 format!("{{\"gen\":{version}}}")
@@ -256,13 +330,32 @@ impl Dashboard {
     /// Serves the experiments under `root` (or `root` itself when it is an experiment) on
     /// `addr` (`127.0.0.1:8265`; port 0 picks a free one) from 4 threads.
     pub fn start(root: impl Into<PathBuf>, addr: impl ToSocketAddrs) -> io::Result<Self> {
+        Self::serve(Source::Dir(root.into()), addr)
+    }
+
+    /// Serves the experiments of the PostgreSQL database at `url` (feature `postgres`;
+    /// shared experiments, see `docs/distributed.md`), read as they run. Trial and
+    /// checkpoint paths are shown under `local_dir` (the runs' `local_dir`). Each request
+    /// opens its own connection; the dashboard writes nothing to the database.
+    #[cfg(feature = "postgres")]
+    pub fn start_postgres(
+        url: &str,
+        local_dir: impl Into<PathBuf>,
+        addr: impl ToSocketAddrs,
+    ) -> io::Result<Self> {
+        // Fails now, with the reason, when the database cannot be read.
+        crate::shared::PostgresJournal::experiments(url).map_err(io::Error::other)?;
+        Self::serve(Source::Postgres { url: url.to_string(), local_dir: local_dir.into() }, addr)
+    }
+
+    fn serve(source: Source, addr: impl ToSocketAddrs) -> io::Result<Self> {
         let server = Server::http(addr).map_err(io::Error::other)?;
         let addr = server
             .server_addr()
             .to_ip()
             .ok_or_else(|| io::Error::other("the server has no IP address"))?;
         let server = Arc::new(server);
-        let state = Arc::new(State { root: root.into(), cache: Mutex::new(HashMap::new()) });
+        let state = Arc::new(State { source, cache: Mutex::new(HashMap::new()) });
         let threads = (0..4)
             .map(|k| {
                 let (server, state) = (Arc::clone(&server), Arc::clone(&state));

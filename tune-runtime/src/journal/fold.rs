@@ -320,6 +320,17 @@ impl ExperimentLog<Value> {
         let path = dir.join(super::JOURNAL_FILE);
         fold_file(&path, dir, false, &mut |_, v| Ok(v))
     }
+
+    /// Reads an experiment from a journal shared by several processes (a PostgreSQL
+    /// journal, `PostgresJournal::open_existing`): what it holds now, finished or still
+    /// running. `dir` is the experiment's local directory (`local_dir/name` of the run)
+    /// that its trial and checkpoint paths are relative to.
+    pub fn from_shared(
+        journal: &mut dyn super::shared::SharedJournal,
+        dir: impl AsRef<Path>,
+    ) -> Result<Self, JournalError> {
+        fold_shared(journal, dir.as_ref(), false, &mut |_, v| Ok(v)).map(|(log, _)| log)
+    }
 }
 
 impl<C> ExperimentLog<C> {

@@ -111,6 +111,65 @@ impl PostgresJournal {
     /// when it does not exist; the schema is created on the first connection to a
     /// database). Every process of the experiment passes the same URL and name.
     pub fn connect(url: &str, experiment: &str) -> Result<Self, SharedError> {
+        let mut journal = Self::unconnected(url, experiment)?;
+        let mut client = journal.open()?;
+        migrate(&mut client).map_err(|e| journal.err(e))?;
+        let id = ensure_experiment(&mut client, experiment).map_err(|e| journal.err(e))?;
+        journal.experiment = id;
+        journal.conn = Some(journal.prepare(client).map_err(|e| journal.err(e))?);
+        Ok(journal)
+    }
+
+    /// Opens the existing experiment `experiment` of the database at `url` to read it (the
+    /// `tune` command, the dashboard, an analysis): unlike [`connect`](Self::connect) it
+    /// creates nothing. An experiment that does not exist is an error that lists the
+    /// experiments the database holds.
+    pub fn open_existing(url: &str, experiment: &str) -> Result<Self, SharedError> {
+        let mut journal = Self::unconnected(url, experiment)?;
+        let mut client = journal.open()?;
+        let names = list_experiments(&mut client).map_err(|e| journal.err(e))?;
+        let Some((id, _)) = names.iter().find(|(_, n)| n == experiment) else {
+            let held = if names.is_empty() {
+                "it holds none (is the schema in the URL's `search_path` the one the run used?)"
+                    .to_string()
+            } else {
+                let names: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
+                format!("it holds: {}", names.join(", "))
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "PostgreSQL at `{}` has no experiment `{experiment}`; {held}",
+                    journal.shown
+                ),
+            )
+            .into());
+        };
+        journal.experiment = *id;
+        journal.conn = Some(journal.prepare(client).map_err(|e| journal.err(e))?);
+        Ok(journal)
+    }
+
+    /// The names of the experiments in the database at `url`, oldest first (none when it
+    /// holds no tune-rs tables in the URL's `search_path`). Creates nothing.
+    pub fn experiments(url: &str) -> Result<Vec<String>, SharedError> {
+        let journal = Self::unconnected(url, "-")?;
+        let mut client = journal.open()?;
+        let names = list_experiments(&mut client).map_err(|e| journal.err(e))?;
+        Ok(names.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// How many records the experiment's log holds now (it only grows).
+    pub fn log_len(&mut self) -> io::Result<u64> {
+        let experiment = self.experiment;
+        let conn = self.conn()?;
+        let next: Result<i64, _> =
+            conn.client.query_one(&conn.st.next_seq, &[&experiment]).and_then(|r| r.try_get(0));
+        next.map(|n| n as u64).map_err(|e| self.err(e))
+    }
+
+    /// The journal of `experiment` at `url`, not connected yet.
+    fn unconnected(url: &str, experiment: &str) -> Result<Self, SharedError> {
         let shown = redact(url);
         let bad = |m: String| SharedError::Io(io::Error::new(io::ErrorKind::InvalidInput, m));
         let mut config = postgres::Config::from_str(url).map_err(|e| {
@@ -127,20 +186,14 @@ impl PostgresJournal {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
-        let mut journal = Self {
+        Ok(Self {
             config,
             shown,
             name: experiment.to_string(),
             experiment: 0,
             conn: None,
             me: None,
-        };
-        let mut client = journal.open()?;
-        migrate(&mut client).map_err(|e| journal.err(e))?;
-        let id = ensure_experiment(&mut client, experiment).map_err(|e| journal.err(e))?;
-        journal.experiment = id;
-        journal.conn = Some(journal.prepare(client).map_err(|e| journal.err(e))?);
-        Ok(journal)
+        })
     }
 
     /// The experiment's name.
@@ -287,6 +340,30 @@ fn migrate(client: &mut Client) -> Result<(), postgres::Error> {
         tx.execute("INSERT INTO tune_schema_version (version) VALUES ($1)", &[&(v as i32 + 1)])?;
     }
     tx.commit()
+}
+
+/// The experiments of the database (id and name, oldest first), without creating
+/// anything; refuses a schema newer than this build's.
+fn list_experiments(client: &mut Client) -> Result<Vec<(i64, String)>, postgres::Error> {
+    let exists: bool =
+        client.query_one("SELECT to_regclass('tune_experiments') IS NOT NULL", &[])?.try_get(0)?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let current: i32 = client
+        .query_one("SELECT coalesce(max(version), 0) FROM tune_schema_version", &[])?
+        .try_get(0)?;
+    if current > SCHEMA_VERSION {
+        client.batch_execute(&format!(
+            "DO $$ BEGIN RAISE EXCEPTION 'the database holds tune-rs journal schema version \
+             {current}; this build knows up to {SCHEMA_VERSION}: upgrade tune-runtime'; END $$"
+        ))?;
+    }
+    client
+        .query("SELECT id, name FROM tune_experiments ORDER BY id", &[])?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }
 
 /// The id of experiment `name`, created when new.
@@ -770,6 +847,26 @@ mod tests {
     }
 
     #[test]
+    fn opening_an_existing_experiment_creates_nothing() {
+        let Some(db) = TestSchema::create("opening_an_existing_experiment") else { return };
+        // No schema yet: no experiments, and none created by asking.
+        assert!(PostgresJournal::experiments(&db.url).unwrap().is_empty());
+        let err = PostgresJournal::open_existing(&db.url, "exp").unwrap_err().to_string();
+        assert!(err.contains("no experiment `exp`") && err.contains("holds none"), "{err}");
+        let mut w = PostgresJournal::connect(&db.url, "exp").unwrap();
+        PostgresJournal::connect(&db.url, "other").unwrap();
+        w.join(Duration::from_secs(60)).unwrap();
+        w.append(Append { records: &records(3), ..Default::default() }).unwrap();
+        let err = PostgresJournal::open_existing(&db.url, "exq").unwrap_err().to_string();
+        assert!(err.contains("no experiment `exq`; it holds: exp, other"), "{err}");
+        assert_eq!(PostgresJournal::experiments(&db.url).unwrap(), ["exp", "other"]);
+        // An existing one reads as with `connect`.
+        let mut r = PostgresJournal::open_existing(&db.url, "exp").unwrap();
+        assert_eq!(r.log_len().unwrap(), 3);
+        assert_eq!(all(&mut r), all(&mut w));
+    }
+
+    #[test]
     fn the_schema_is_created_once_and_a_newer_one_is_refused() {
         let Some(db) = TestSchema::create("the_schema_is_created_once") else { return };
         let handles: Vec<_> = (0..4)
@@ -792,6 +889,8 @@ mod tests {
         assert_eq!(versions, [SCHEMA_VERSION]);
         client.execute("INSERT INTO tune_schema_version (version) VALUES (99)", &[]).unwrap();
         let err = PostgresJournal::connect(&db.url, "e0").unwrap_err().to_string();
+        assert!(err.contains("schema version 99") && err.contains("upgrade tune-runtime"), "{err}");
+        let err = PostgresJournal::open_existing(&db.url, "e0").unwrap_err().to_string();
         assert!(err.contains("schema version 99") && err.contains("upgrade tune-runtime"), "{err}");
     }
 }

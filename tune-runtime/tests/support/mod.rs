@@ -210,6 +210,12 @@ pub mod fixture {
 
     /// The fixture experiment with the grid repeated `samples` times.
     pub fn run_samples(dir: &Path, name: &str, iterations: u64, samples: usize) -> PathBuf {
+        tuner(dir, name, iterations, samples).run().expect("the fixture experiment runs");
+        dir.join(name)
+    }
+
+    /// The tuner of [`run_samples`], not run yet.
+    pub fn tuner(dir: &Path, name: &str, iterations: u64, samples: usize) -> Tuner<Fix> {
         Tuner::<Fix>::new()
             .num_samples(samples)
             .local_dir(dir)
@@ -222,9 +228,6 @@ pub mod fixture {
             // The journal is flushed every tick: readers of a live run see results soon.
             .status_interval(Duration::from_millis(200))
             .metric(FixMetrics::LOSS, Mode::Min)
-            .run()
-            .expect("the fixture experiment runs");
-        dir.join(name)
     }
 }
 

@@ -25,9 +25,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List the experiments under a directory: trials by status, best value, age.
+    /// List the experiments under a directory, or in a PostgreSQL database: trials by
+    /// status, best value, age.
     Ls {
-        /// The directory holding experiment directories (default: ~/tune_results).
+        /// The directory holding experiment directories (default: ~/tune_results), or a
+        /// PostgreSQL URL (`postgres://user@host:5432/database`; feature `postgres`).
         root: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
@@ -35,8 +37,8 @@ enum Command {
     },
     /// Show the trials table of an experiment.
     Show {
-        /// The experiment directory (or its name under ~/tune_results).
-        exp: PathBuf,
+        #[command(flatten)]
+        exp: Source,
         /// Sort by this column (a metric, a hyperparameter, `iter`, `status`, `trial_id`).
         #[arg(long)]
         sort: Option<String>,
@@ -53,8 +55,8 @@ enum Command {
     },
     /// The best trial by a metric: its id, value, config (JSON) and latest checkpoint.
     Best {
-        /// The experiment directory (or its name under ~/tune_results).
-        exp: PathBuf,
+        #[command(flatten)]
+        exp: Source,
         /// The metric.
         #[arg(long)]
         metric: String,
@@ -71,8 +73,8 @@ enum Command {
     /// Export the trials table (one row per trial: id, status, iteration, last metrics,
     /// config) as CSV or JSON.
     Export {
-        /// The experiment directory (or its name under ~/tune_results).
-        exp: PathBuf,
+        #[command(flatten)]
+        exp: Source,
         /// CSV (the default).
         #[arg(long, conflicts_with = "json")]
         csv: bool,
@@ -98,8 +100,8 @@ enum Command {
     },
     /// Write a self-contained HTML report (no network needed to open it).
     Report {
-        /// The experiment directory (or its name under ~/tune_results).
-        exp: PathBuf,
+        #[command(flatten)]
+        exp: Source,
         /// The file to write.
         #[arg(short, long, default_value = "report.html")]
         output: PathBuf,
@@ -110,11 +112,16 @@ enum Command {
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
     },
-    /// Serve the live dashboard of the experiments under a directory (read-only).
+    /// Serve the live dashboard of the experiments under a directory, or in a PostgreSQL
+    /// database (read-only).
     Dashboard {
         /// The directory holding experiment directories, or one experiment directory
-        /// (default: ~/tune_results).
+        /// (default: ~/tune_results), or a PostgreSQL URL (feature `postgres`).
         root: Option<PathBuf>,
+        /// With a PostgreSQL URL: the runs' `local_dir`, under which trial and checkpoint
+        /// paths are shown (default: ~/tune_results).
+        #[arg(long)]
+        local_dir: Option<PathBuf>,
         /// The address to listen on; keep 127.0.0.1 unless others must reach it.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
@@ -122,6 +129,23 @@ enum Command {
         #[arg(long, default_value_t = 8265)]
         port: u16,
     },
+}
+
+/// Where an experiment is read from.
+#[derive(clap::Args, Debug)]
+struct Source {
+    /// The experiment directory (or its name under ~/tune_results), or the URL of the
+    /// PostgreSQL database of a shared experiment (`postgres://user@host:5432/database`,
+    /// with `--experiment`; feature `postgres`).
+    #[arg(value_name = "EXP")]
+    path: PathBuf,
+    /// The experiment's name in the PostgreSQL database (with a `postgres://` URL).
+    #[arg(short, long)]
+    experiment: Option<String>,
+    /// With a PostgreSQL URL: the run's `local_dir`, under which trial and checkpoint
+    /// paths are shown (default: ~/tune_results).
+    #[arg(long)]
+    local_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -167,9 +191,91 @@ fn experiment_dir(exp: &Path) -> Result<PathBuf, String> {
     ))
 }
 
-fn load(exp: &Path) -> Result<ExperimentLog, String> {
-    let dir = experiment_dir(exp)?;
-    ExperimentLog::from_dir(&dir).map_err(|e| e.to_string())
+/// `path` when it is a PostgreSQL URL.
+fn postgres_url(path: &Path) -> Option<&str> {
+    path.to_str().filter(|p| p.starts_with("postgres://") || p.starts_with("postgresql://"))
+}
+
+fn load(exp: &Source) -> Result<ExperimentLog, String> {
+    let Some(url) = postgres_url(&exp.path) else {
+        if exp.experiment.is_some() || exp.local_dir.is_some() {
+            return Err(format!(
+                "`--experiment` and `--local-dir` go with a PostgreSQL URL; `{}` is a directory \
+                 (drop them, or pass the database's `postgres://` URL)",
+                exp.path.display()
+            ));
+        }
+        let dir = experiment_dir(&exp.path)?;
+        return ExperimentLog::from_dir(&dir).map_err(|e| e.to_string());
+    };
+    let Some(name) = &exp.experiment else {
+        let held = match pg::experiments(url) {
+            Ok(names) if names.is_empty() => " (the database holds none)".to_string(),
+            Ok(names) => format!("; the database holds: {}", names.join(", ")),
+            Err(e) => format!(" ({e})"),
+        };
+        return Err(format!("name the experiment to read with `--experiment NAME`{held}"));
+    };
+    let local = exp.local_dir.clone().unwrap_or_else(default_root);
+    pg::load(url, name, &local.join(name))
+}
+
+/// Reading experiments from PostgreSQL (feature `postgres`).
+#[cfg(feature = "postgres")]
+mod pg {
+    use std::path::{Path, PathBuf};
+
+    use tune_runtime::dashboard::Dashboard;
+    use tune_runtime::shared::PostgresJournal;
+    use tune_runtime::storage::ExperimentLog;
+
+    pub fn experiments(url: &str) -> Result<Vec<String>, String> {
+        PostgresJournal::experiments(url).map_err(|e| e.to_string())
+    }
+
+    pub fn load(url: &str, name: &str, dir: &Path) -> Result<ExperimentLog, String> {
+        let mut journal = PostgresJournal::open_existing(url, name).map_err(|e| e.to_string())?;
+        ExperimentLog::from_shared(&mut journal, dir).map_err(|e| e.to_string())
+    }
+
+    pub fn dashboard(
+        url: &str,
+        local_dir: PathBuf,
+        host: &str,
+        port: u16,
+    ) -> Result<Dashboard, String> {
+        Dashboard::start_postgres(url, local_dir, (host, port))
+            .map_err(|e| format!("cannot serve `{url}` on {host}:{port}: {e}"))
+    }
+}
+
+/// Without the `postgres` feature, a PostgreSQL URL says how to get it.
+#[cfg(not(feature = "postgres"))]
+mod pg {
+    use std::path::{Path, PathBuf};
+
+    use tune_runtime::dashboard::Dashboard;
+    use tune_runtime::storage::ExperimentLog;
+
+    const MISSING: &str = "this `tune` was built without PostgreSQL support; install it with \
+        `cargo install --path tune-runtime --features cli,postgres`";
+
+    pub fn experiments(_url: &str) -> Result<Vec<String>, String> {
+        Err(MISSING.to_string())
+    }
+
+    pub fn load(_url: &str, _name: &str, _dir: &Path) -> Result<ExperimentLog, String> {
+        Err(MISSING.to_string())
+    }
+
+    pub fn dashboard(
+        _url: &str,
+        _local_dir: PathBuf,
+        _host: &str,
+        _port: u16,
+    ) -> Result<Dashboard, String> {
+        Err(MISSING.to_string())
+    }
 }
 
 struct Style {
@@ -354,7 +460,10 @@ fn age(secs: u64) -> String {
     }
 }
 
-fn ls(root: &Path, json_out: bool) -> Result<(), String> {
+/// The experiments under `root`: name, where, the folded log or why not, age in seconds.
+type Listed = Vec<(String, Value, Result<ExperimentLog, String>, Option<u64>)>;
+
+fn list_dir(root: &Path) -> Result<Listed, String> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
         .map_err(|e| {
             format!(
@@ -368,12 +477,52 @@ fn ls(root: &Path, json_out: bool) -> Result<(), String> {
         .collect();
     dirs.sort();
     let now = SystemTime::now();
+    Ok(dirs
+        .into_iter()
+        .map(|dir| {
+            let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let modified =
+                std::fs::metadata(dir.join(JOURNAL_FILE)).and_then(|m| m.modified()).ok();
+            let age_s = modified.and_then(|m| now.duration_since(m).ok()).map(|d| d.as_secs());
+            let log = ExperimentLog::from_dir(&dir).map_err(|e| e.to_string());
+            (name, json!(dir), log, age_s)
+        })
+        .collect())
+}
+
+/// The experiments of a PostgreSQL database (their age is that of their last result).
+fn list_postgres(url: &str) -> Result<Listed, String> {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let root = default_root();
+    Ok(pg::experiments(url)?
+        .into_iter()
+        .map(|name| {
+            let log = pg::load(url, &name, &root.join(&name));
+            let last = log.as_ref().ok().and_then(|l| {
+                let run = l.runs().iter().map(|r| r.ended.unwrap_or(r.started)).max();
+                let k = l.column("timestamp")?;
+                let result = l
+                    .trials()
+                    .iter()
+                    .filter_map(|t| t.rows().last().map(|r| r[k]))
+                    .filter(|t| t.is_finite())
+                    .fold(0.0, f64::max) as u64;
+                run.map(|e| e.max(result))
+            });
+            let age_s = last.map(|t| now.saturating_sub(t));
+            (name, json!(url), log, age_s)
+        })
+        .collect())
+}
+
+fn ls(root: &Path, json_out: bool) -> Result<(), String> {
+    let listed = match postgres_url(root) {
+        Some(url) => list_postgres(url)?,
+        None => list_dir(root)?,
+    };
     let mut list = Vec::new();
-    for dir in dirs {
-        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let modified = std::fs::metadata(dir.join(JOURNAL_FILE)).and_then(|m| m.modified()).ok();
-        let age_s = modified.and_then(|m| now.duration_since(m).ok()).map_or(0, |d| d.as_secs());
-        match ExperimentLog::from_dir(&dir) {
+    for (name, path, log, age_s) in listed {
+        match log {
             Ok(log) => {
                 let mut counts = Map::new();
                 for s in [
@@ -396,11 +545,10 @@ fn ls(root: &Path, json_out: bool) -> Result<(), String> {
                         .filter(|v| v.is_finite())
                         .reduce(|a, b| if mode.better(b, a) { b } else { a })
                 });
-                list.push(json!({"name": name, "path": dir, "trials": log.trials().len(), "counts": counts,
+                list.push(json!({"name": name, "path": path, "trials": log.trials().len(), "counts": counts,
                     "metric": metric, "best": best, "finished": log.is_finished(), "age_s": age_s}));
             }
-            Err(e) => list
-                .push(json!({"name": name, "path": dir, "error": e.to_string(), "age_s": age_s})),
+            Err(e) => list.push(json!({"name": name, "path": path, "error": e, "age_s": age_s})),
         }
     }
     let mut out = std::io::stdout().lock();
@@ -430,7 +578,7 @@ fn ls(root: &Path, json_out: bool) -> Result<(), String> {
                 e["trials"].clone(),
                 counts.into(),
                 best.into(),
-                age(e["age_s"].as_u64().unwrap_or(0)).into(),
+                e["age_s"].as_u64().map_or(String::new(), age).into(),
             ]
         })
         .collect();
@@ -438,7 +586,7 @@ fn ls(root: &Path, json_out: bool) -> Result<(), String> {
 }
 
 fn show(
-    exp: &Path,
+    exp: &Source,
     sort: Option<&str>,
     desc: bool,
     filters: &[String],
@@ -518,7 +666,7 @@ fn logs(exp: &Path, trial: Option<&str>, stderr: bool) -> Result<(), String> {
 }
 
 fn best(
-    exp: &Path,
+    exp: &Source,
     metric: &str,
     mode: Mode,
     scope: ScopeArg,
@@ -586,7 +734,7 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn export(exp: &Path, json_out: bool, output: Option<&Path>) -> Result<(), String> {
+fn export(exp: &Source, json_out: bool, output: Option<&Path>) -> Result<(), String> {
     let log = load(exp)?;
     let (cols, rows) = table(&log);
     let mut text = String::new();
@@ -621,7 +769,7 @@ fn export(exp: &Path, json_out: bool, output: Option<&Path>) -> Result<(), Strin
 }
 
 fn report(
-    exp: &Path,
+    exp: &Source,
     output: &Path,
     metric: Option<String>,
     mode: Option<ModeArg>,
@@ -641,7 +789,18 @@ fn report(
     Ok(())
 }
 
-fn dashboard(root: &Path, host: &str, port: u16) -> Result<(), String> {
+fn dashboard(root: &Path, local_dir: Option<&Path>, host: &str, port: u16) -> Result<(), String> {
+    if let Some(url) = postgres_url(root) {
+        let d =
+            pg::dashboard(url, local_dir.map_or_else(default_root, Path::to_path_buf), host, port)?;
+        println!("dashboard of `{url}` at {} (Ctrl-C to stop)", d.url());
+        let _ = std::io::stdout().flush();
+        d.wait();
+        return Ok(());
+    }
+    if local_dir.is_some() {
+        return Err("`--local-dir` goes with a PostgreSQL URL; drop it for a directory".into());
+    }
     if !root.is_dir() {
         return Err(format!(
             "`{}` is not a directory; pass the directory holding your experiments",
@@ -669,8 +828,8 @@ fn main() -> ExitCode {
         Command::Export { exp, csv: _, json, output } => export(&exp, json, output.as_deref()),
         Command::Logs { exp, trial, stderr } => logs(&exp, trial.as_deref(), stderr),
         Command::Report { exp, output, metric, mode } => report(&exp, &output, metric, mode),
-        Command::Dashboard { root, host, port } => {
-            dashboard(&root.unwrap_or_else(default_root), &host, port)
+        Command::Dashboard { root, local_dir, host, port } => {
+            dashboard(&root.unwrap_or_else(default_root), local_dir.as_deref(), &host, port)
         }
     };
     match result {

@@ -365,9 +365,9 @@ pub fn run(
         .to_path_buf();
     let context =
         TrialContext::detached("best", 0).with_data(SharedData::new::<DigitsTensors>(data));
-    let mut model = CandleMlp::setup(&config, &context)?;
+    let mut model = CandleMlp::setup(&config, &context).map_err(|e| e.to_string())?;
     restore_checkpoint(&mut model, &checkpoint)?;
-    let (_, reloaded_val_accuracy) = model.validate()?;
+    let (_, reloaded_val_accuracy) = model.validate().map_err(|e| e.to_string())?;
     Ok(Outcome { analysis, best_val_accuracy, checkpoint, reloaded_val_accuracy })
 }
 

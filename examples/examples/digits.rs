@@ -204,12 +204,12 @@ impl Layout {
         let mut hidden: Vec<Array2<f32>> = Vec::with_capacity(hidden_layers.len());
         for layer in hidden_layers {
             let input = hidden.last().unwrap_or(x);
-            let mut h = input.dot(&self.weights(layer, params)) + &part(params, layer.biases());
+            let mut h = input.dot(&self.weights(layer, params)) + part(params, layer.biases());
             h.mapv_inplace(|v| v.max(0.0));
             hidden.push(h);
         }
         let mut p = hidden.last().unwrap_or(x).dot(&self.weights(last, params))
-            + &part(params, last.biases());
+            + part(params, last.biases());
         for mut row in p.rows_mut() {
             let max = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             row.mapv_inplace(|v| (v - max).exp());

@@ -459,4 +459,46 @@ mod tests {
         let err = restore_checkpoint(&mut other, dir.path()).unwrap_err().to_string();
         assert!(err.contains("error setting") && err.contains(WEIGHTS_FILE), "{err}");
     }
+
+    /// What a PBT exploit does to this trainable: the runner builds the target with
+    /// `setup(new_config)` and restores the source's checkpoint into it. The target gets the
+    /// source's weights and epoch, and an AdamW with the new config's learning rate and
+    /// weight decay but none of the source's moments: one more epoch of the source, at the
+    /// same learning rate with its moments kept, ends at other weights than the target's,
+    /// although both start from the same weights, data order and rate.
+    #[test]
+    fn an_exploit_copies_the_weights_and_restarts_adamw_with_the_new_lr() {
+        let data = Arc::new(load_digits().unwrap());
+        let shared = SharedData::new::<DigitsTensors>(data);
+        let config = CandleConfig { lr: 3e-3, hidden: 32, batch: 64, weight_decay: 1e-4 };
+        let mut source =
+            CandleMlp::setup(&config, &TrialContext::detached("s", 4).with_data(shared.clone()))
+                .unwrap();
+        for _ in 0..3 {
+            source.step().unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        tune_runtime::storage::save_checkpoint(&source, dir.path()).unwrap();
+
+        let explored = CandleConfig { lr: config.lr * 1.2, weight_decay: 2e-4, ..config };
+        let mut target =
+            CandleMlp::setup(&explored, &TrialContext::detached("t", 5).with_data(shared)).unwrap();
+        restore_checkpoint(&mut target, dir.path()).unwrap();
+        assert_eq!(target.epoch(), 3);
+        assert_eq!(target.weights().unwrap(), source.weights().unwrap());
+        assert_eq!(target.optimizer.learning_rate(), explored.lr);
+        assert_eq!(target.optimizer.params().weight_decay, explored.weight_decay);
+
+        source.optimizer.set_params(ParamsAdamW {
+            lr: explored.lr,
+            weight_decay: explored.weight_decay,
+            ..ParamsAdamW::default()
+        });
+        let continued = source.step().unwrap();
+        let exploited = target.step().unwrap();
+        assert_ne!(target.weights().unwrap(), source.weights().unwrap());
+        // Both go on from the trained network.
+        assert!(continued.val_accuracy > 0.8, "{}", continued.val_accuracy);
+        assert!(exploited.val_accuracy > 0.8, "{}", exploited.val_accuracy);
+    }
 }

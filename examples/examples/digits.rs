@@ -18,11 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ndarray::{Array2, Axis, Zip};
+use std::ops::Range;
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Axis, Slice, Zip};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use tune_runtime::prelude::*;
 use tune_runtime::{SharedData, scheduler::Asha, searcher::Tpe, storage::restore_checkpoint};
 
@@ -117,79 +118,98 @@ const INPUTS: usize = 64;
 /// Digits.
 const CLASSES: usize = 10;
 
-/// A parameter matrix with Adam's first and second moment estimates.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Param {
-    value: Array2<f32>,
-    m: Array2<f32>,
-    v: Array2<f32>,
+/// Where one layer's weights (`inputs x outputs`, row-major) and biases (`outputs`) lie in
+/// the network's flat parameter vector.
+#[derive(Debug, Clone, Copy)]
+struct Layer {
+    inputs: usize,
+    outputs: usize,
+    offset: usize,
 }
 
-impl Param {
-    fn new(value: Array2<f32>) -> Self {
-        let zeros = Array2::zeros(value.raw_dim());
-        Param { m: zeros.clone(), v: zeros, value }
+impl Layer {
+    fn weights(&self) -> Range<usize> {
+        self.offset..self.offset + self.inputs * self.outputs
     }
 
-    /// One AdamW update at step `t` (from 1) with gradient `grad`.
-    fn adam(&mut self, grad: &Array2<f32>, lr: f32, weight_decay: f32, t: i32) {
-        const BETA1: f32 = 0.9;
-        const BETA2: f32 = 0.999;
-        const EPS: f32 = 1e-8;
-        let (c1, c2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
-        Zip::from(&mut self.value).and(&mut self.m).and(&mut self.v).and(grad).for_each(
-            |w, m, v, &g| {
-                *m = BETA1 * *m + (1.0 - BETA1) * g;
-                *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-                *w -= lr * ((*m / c1) / ((*v / c2).sqrt() + EPS) + weight_decay * *w);
-            },
-        );
+    fn biases(&self) -> Range<usize> {
+        let end = self.weights().end;
+        end..end + self.outputs
     }
 }
 
-/// One fully connected layer: `x . w + b`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Dense {
-    w: Param,
-    b: Param,
+/// The numbers `range` of a parameter vector (or of a moment, or a gradient).
+fn part(v: &Array1<f32>, range: Range<usize>) -> ArrayView1<'_, f32> {
+    v.slice_axis(Axis(0), Slice::from(range))
 }
 
-/// `64 -> hidden (ReLU) [-> hidden (ReLU)] -> 10 (softmax)`, with its optimizer state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Mlp {
-    layers: Vec<Dense>,
-    /// Adam steps taken.
-    t: i32,
+fn part_mut(v: &mut Array1<f32>, range: Range<usize>) -> ArrayViewMut1<'_, f32> {
+    v.slice_axis_mut(Axis(0), Slice::from(range))
 }
 
-impl Mlp {
-    /// `hidden_layers` layers of `width` units; He-uniform weights, zero biases.
-    fn new(hidden_layers: usize, width: usize, rng: &mut impl Rng) -> Self {
+/// `64 -> hidden (ReLU) [-> hidden (ReLU)] -> 10 (softmax)`: the shapes of the layers.
+///
+/// Every weight and bias lies in one flat vector of `len()` numbers, layer after layer (and
+/// so do Adam's two moments): the checkpoint stores these three vectors as tensors, and
+/// the config rebuilds the layout.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    layers: Vec<Layer>,
+    len: usize,
+}
+
+impl Layout {
+    /// `hidden_layers` layers of `width` units.
+    fn new(hidden_layers: usize, width: usize) -> Self {
         let mut sizes = vec![INPUTS];
         sizes.extend(std::iter::repeat_n(width, hidden_layers));
         sizes.push(CLASSES);
+        let mut len = 0;
         let layers = sizes
             .windows(2)
             .map(|io| {
-                let a = (6.0 / io[0] as f32).sqrt();
-                let w = Array2::from_shape_simple_fn((io[0], io[1]), || rng.random_range(-a..a));
-                Dense { w: Param::new(w), b: Param::new(Array2::zeros((1, io[1]))) }
+                let layer = Layer { inputs: io[0], outputs: io[1], offset: len };
+                len = layer.biases().end;
+                layer
             })
             .collect();
-        Mlp { layers, t: 0 }
+        Layout { layers, len }
+    }
+
+    /// The number of parameters.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// He-uniform weights, zero biases.
+    fn init(&self, rng: &mut impl Rng) -> Array1<f32> {
+        let mut params = Array1::zeros(self.len);
+        for layer in &self.layers {
+            let a = (6.0 / layer.inputs as f32).sqrt();
+            part_mut(&mut params, layer.weights()).map_inplace(|w| *w = rng.random_range(-a..a));
+        }
+        params
+    }
+
+    /// A layer's weights in `params`, as an `inputs x outputs` matrix.
+    fn weights<'a>(&self, layer: &Layer, params: &'a Array1<f32>) -> ArrayView2<'a, f32> {
+        part(params, layer.weights())
+            .into_shape_with_order((layer.inputs, layer.outputs))
+            .expect("a layer's weights are a contiguous range of the parameters")
     }
 
     /// The hidden layers' activations and the class probabilities of a batch.
-    fn forward(&self, x: &Array2<f32>) -> (Vec<Array2<f32>>, Array2<f32>) {
-        let mut hidden: Vec<Array2<f32>> = Vec::with_capacity(self.layers.len() - 1);
-        for layer in &self.layers[..self.layers.len() - 1] {
+    fn forward(&self, params: &Array1<f32>, x: &Array2<f32>) -> (Vec<Array2<f32>>, Array2<f32>) {
+        let (last, hidden_layers) = self.layers.split_last().expect("a network has layers");
+        let mut hidden: Vec<Array2<f32>> = Vec::with_capacity(hidden_layers.len());
+        for layer in hidden_layers {
             let input = hidden.last().unwrap_or(x);
-            let mut h = input.dot(&layer.w.value) + &layer.b.value;
+            let mut h = input.dot(&self.weights(layer, params)) + part(params, layer.biases());
             h.mapv_inplace(|v| v.max(0.0));
             hidden.push(h);
         }
-        let last = &self.layers[self.layers.len() - 1];
-        let mut p = hidden.last().unwrap_or(x).dot(&last.w.value) + &last.b.value;
+        let mut p = hidden.last().unwrap_or(x).dot(&self.weights(last, params))
+            + part(params, last.biases());
         for mut row in p.rows_mut() {
             let max = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             row.mapv_inplace(|v| (v - max).exp());
@@ -206,9 +226,10 @@ impl Mlp {
         total / y.len() as f64
     }
 
-    /// One Adam step on a batch; returns the batch's mean loss before the step.
-    fn train_batch(&mut self, x: &Array2<f32>, y: &[usize], lr: f32, weight_decay: f32) -> f64 {
-        let (hidden, p) = self.forward(x);
+    /// The mean loss of a batch and its gradient with respect to every parameter (laid out
+    /// like the parameters).
+    fn gradient(&self, params: &Array1<f32>, x: &Array2<f32>, y: &[usize]) -> (f64, Array1<f32>) {
+        let (hidden, p) = self.forward(params, x);
         let loss = Self::loss(&p, y);
         // d(loss)/d(logits) = (p - onehot(y)) / batch
         let mut d = p;
@@ -216,15 +237,16 @@ impl Mlp {
             d[[i, c]] -= 1.0;
         }
         d /= y.len() as f32;
-        self.t += 1;
-        for i in (0..self.layers.len()).rev() {
+        let mut grad = Array1::zeros(self.len);
+        for (i, layer) in self.layers.iter().enumerate().rev() {
             let input = if i == 0 { x } else { &hidden[i - 1] };
             let gw = input.t().dot(&d);
-            let gb = d.sum_axis(Axis(0)).insert_axis(Axis(0));
-            let layer = &mut self.layers[i];
+            // `gw` is `inputs x outputs`; its logical (row-major) order is the layout's.
+            part_mut(&mut grad, layer.weights()).iter_mut().zip(&gw).for_each(|(g, &v)| *g = v);
+            part_mut(&mut grad, layer.biases()).assign(&d.sum_axis(Axis(0)));
             if i > 0 {
-                // Through this layer's weights (before their update) and the ReLU below.
-                let mut below = d.dot(&layer.w.value.t());
+                // Through this layer's weights and the ReLU below.
+                let mut below = d.dot(&self.weights(layer, params).t());
                 Zip::from(&mut below).and(&hidden[i - 1]).for_each(|g, &a| {
                     if a <= 0.0 {
                         *g = 0.0;
@@ -232,15 +254,13 @@ impl Mlp {
                 });
                 d = below;
             }
-            layer.w.adam(&gw, lr, weight_decay, self.t);
-            layer.b.adam(&gb, lr, 0.0, self.t);
         }
-        loss
+        (loss, grad)
     }
 
     /// Mean loss and accuracy on a split.
-    fn evaluate(&self, split: &Split) -> (f64, f64) {
-        let (_, p) = self.forward(&split.x);
+    fn evaluate(&self, params: &Array1<f32>, split: &Split) -> (f64, f64) {
+        let (_, p) = self.forward(params, &split.x);
         let correct = p
             .rows()
             .into_iter()
@@ -260,16 +280,31 @@ impl Mlp {
 
 /// One trial: the network, trained one epoch per step.
 ///
-/// The generated checkpoint holds `net` (weights and Adam moments), `epoch` and `seed`;
+/// The generated checkpoint holds the parameters and both Adam moments as tensors in
+/// `state.safetensors` (`#[checkpoint(binary)]` on `ndarray` arrays, tune-runtime's feature
+/// `ndarray`), and Adam's step count, the epoch and the seed in `state.json`; the layout,
 /// the config and the data are rebuilt by `setup`.
 #[trainable(config = MlpConfig, metrics = Epoch, data = Digits, test_data = digits_for_the_test, resources(cpu = 1))]
 #[derive(Debug)]
 pub struct DigitsMlp {
-    net: Mlp,
+    /// Every weight and bias, laid out by `layout`.
+    #[checkpoint(binary)]
+    params: Array1<f32>,
+    /// AdamW's first moment estimate of each parameter.
+    #[checkpoint(binary)]
+    adam_m: Array1<f32>,
+    /// AdamW's second moment estimate of each parameter.
+    #[checkpoint(binary)]
+    adam_v: Array1<f32>,
+    /// AdamW steps taken (its bias correction depends on it).
+    adam_steps: i32,
     epoch: u64,
     /// Seeds each epoch's shuffle (with the epoch number), so a restored trial shuffles
     /// exactly as the original would have.
     seed: u64,
+    /// The network's shape, from the config.
+    #[checkpoint(skip)]
+    layout: Layout,
     #[checkpoint(skip)]
     config: MlpConfig,
     /// The data set, loaded once by `run` and shared by every trial (`Tuner::with_data`).
@@ -285,18 +320,26 @@ fn digits_for_the_test() -> Digits {
 impl Trainable for DigitsMlp {
     fn setup(config: &MlpConfig, ctx: &TrialContext) -> TrainResult<Self> {
         let mut rng = ctx.rng();
+        let layout = Layout::new(config.layers, config.hidden);
+        let params = layout.init(&mut rng);
         Ok(DigitsMlp {
-            net: Mlp::new(config.layers, config.hidden, &mut rng),
+            adam_m: Array1::zeros(params.len()),
+            adam_v: Array1::zeros(params.len()),
+            params,
+            adam_steps: 0,
             epoch: 0,
             seed: rng.random(),
+            layout,
             config: config.clone(),
             data: Self::data(ctx)?,
         })
     }
 
     fn step(&mut self) -> TrainResult<Epoch> {
+        self.check_lengths()?;
         self.epoch += 1;
-        let train = &self.data.train;
+        let data = Arc::clone(&self.data);
+        let train = &data.train;
         let mut order: Vec<usize> = (0..train.y.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(self.seed ^ self.epoch));
         let (lr, weight_decay) = (self.config.lr as f32, self.config.weight_decay as f32);
@@ -304,22 +347,67 @@ impl Trainable for DigitsMlp {
         for rows in order.chunks(self.config.batch.max(1)) {
             let x = train.x.select(Axis(0), rows);
             let y: Vec<usize> = rows.iter().map(|&i| train.y[i]).collect();
-            total += self.net.train_batch(&x, &y, lr, weight_decay) * rows.len() as f64;
+            let (loss, grad) = self.layout.gradient(&self.params, &x, &y);
+            self.adam_step(&grad, lr, weight_decay);
+            total += loss * rows.len() as f64;
         }
-        let (val_loss, val_accuracy) = self.net.evaluate(&self.data.val);
+        let (val_loss, val_accuracy) = self.validate();
         Ok(Epoch { val_accuracy, val_loss, train_loss: total / train.y.len() as f64 })
     }
 }
 
 impl DigitsMlp {
+    /// One AdamW step with gradient `grad`; the decay applies to the weights, not the biases.
+    fn adam_step(&mut self, grad: &Array1<f32>, lr: f32, weight_decay: f32) {
+        const BETA1: f32 = 0.9;
+        const BETA2: f32 = 0.999;
+        const EPS: f32 = 1e-8;
+        self.adam_steps += 1;
+        let t = self.adam_steps;
+        let (c1, c2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
+        for layer in &self.layout.layers {
+            for (range, decay) in [(layer.weights(), weight_decay), (layer.biases(), 0.0)] {
+                Zip::from(part_mut(&mut self.params, range.clone()))
+                    .and(part_mut(&mut self.adam_m, range.clone()))
+                    .and(part_mut(&mut self.adam_v, range.clone()))
+                    .and(part(grad, range))
+                    .for_each(|w, m, v, &g| {
+                        *m = BETA1 * *m + (1.0 - BETA1) * g;
+                        *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+                        *w -= lr * ((*m / c1) / ((*v / c2).sqrt() + EPS) + decay * *w);
+                    });
+            }
+        }
+    }
+
+    /// A checkpoint of another config holds vectors of another length: say so instead of
+    /// training on them.
+    fn check_lengths(&self) -> TrainResult<()> {
+        let want = self.layout.len();
+        for (name, len) in [
+            ("params", self.params.len()),
+            ("adam_m", self.adam_m.len()),
+            ("adam_v", self.adam_v.len()),
+        ] {
+            if len != want {
+                return Err(TrainError::msg(format!(
+                    "`{name}` holds {len} numbers, but a network of {} x {} hidden units has \
+                     {want} parameters: the checkpoint is of another config",
+                    self.config.layers, self.config.hidden
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Mean loss and accuracy on the validation split.
     pub fn validate(&self) -> (f64, f64) {
-        self.net.evaluate(&self.data.val)
+        self.layout.evaluate(&self.params, &self.data.val)
     }
 
     /// Mean loss and accuracy on the test split.
     pub fn test(&self) -> (f64, f64) {
-        self.net.evaluate(&self.data.test)
+        self.layout.evaluate(&self.params, &self.data.test)
     }
 }
 
@@ -487,12 +575,10 @@ mod tests {
         let data = load_digits().unwrap();
         let x = data.train.x.select(Axis(0), &[0, 1, 2, 3, 4, 5, 6, 7]);
         let y = &data.train.y[..8];
-        let net = Mlp::new(2, 16, &mut ChaCha8Rng::seed_from_u64(1));
-        // One step with lr = 0 leaves the weights and fills Adam's first moment with
-        // (1 - beta1) * gradient.
-        let mut stepped = net.clone();
-        stepped.train_batch(&x, y, 0.0, 0.0);
-        let loss_at = |net: &Mlp| Mlp::loss(&net.forward(&x).1, y);
+        let layout = Layout::new(2, 16);
+        let params = layout.init(&mut ChaCha8Rng::seed_from_u64(1));
+        let (_, grad) = layout.gradient(&params, &x, y);
+        let loss_at = |p: &Array1<f32>| Layout::loss(&layout.forward(p, &x).1, y);
         for (layer, i, j) in [
             (0, 3, 0),
             (0, 20, 5),
@@ -503,17 +589,60 @@ mod tests {
             (2, 7, 3),
             (2, 15, 9),
         ] {
-            let analytic = f64::from(stepped.layers[layer].w.m[[i, j]]) / 0.1;
+            let l = layout.layers[layer];
+            let index = l.weights().start + i * l.outputs + j;
+            let analytic = f64::from(grad[index]);
             let h = 1e-2;
-            let (mut plus, mut minus) = (net.clone(), net.clone());
-            plus.layers[layer].w.value[[i, j]] += h;
-            minus.layers[layer].w.value[[i, j]] -= h;
+            let (mut plus, mut minus) = (params.clone(), params.clone());
+            plus[index] += h;
+            minus[index] -= h;
             let numeric = (loss_at(&plus) - loss_at(&minus)) / (2.0 * f64::from(h));
             assert!(
                 (analytic - numeric).abs() < 1e-3 + 0.05 * numeric.abs(),
                 "layer {layer} w[{i},{j}]: backward {analytic}, finite differences {numeric}"
             );
         }
+        // The biases of the output layer too.
+        let last = layout.layers[2];
+        let index = last.biases().start + 4;
+        let (mut plus, mut minus) = (params.clone(), params.clone());
+        plus[index] += 1e-2;
+        minus[index] -= 1e-2;
+        let numeric = (loss_at(&plus) - loss_at(&minus)) / 2e-2;
+        let analytic = f64::from(grad[index]);
+        assert!((analytic - numeric).abs() < 1e-3 + 0.05 * numeric.abs(), "{analytic} {numeric}");
+    }
+
+    /// The largest network's checkpoint is binary: its three vectors of parameters and
+    /// moments as `F32` tensors in `state.safetensors`, within 1% of their raw size, and
+    /// `state.json` holds only the small fields.
+    #[test]
+    fn the_largest_network_checkpoints_in_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let digits = Arc::new(load_digits().unwrap());
+        let context = TrialContext::detached("big", 3).with_data(SharedData::new::<Digits>(digits));
+        let config = MlpConfig { lr: 1e-3, layers: 2, hidden: 512, batch: 128, weight_decay: 1e-4 };
+        let mut net = DigitsMlp::setup(&config, &context).unwrap();
+        net.step().unwrap();
+        tune_runtime::storage::save_checkpoint(&net, dir.path()).unwrap();
+        let n = net.layout.len();
+        assert_eq!(n, 64 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10);
+        let raw = (3 * n * 4) as u64;
+        let size = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().len();
+        let tensors = size(tune_runtime::storage::TENSORS_FILE);
+        assert!(tensors >= raw && tensors < raw + raw / 100, "{tensors} bytes for {raw} raw");
+        assert!(size(tune_runtime::storage::STATE_FILE) < 200);
+        let mut back = DigitsMlp::setup(&config, &context.clone()).unwrap();
+        restore_checkpoint(&mut back, dir.path()).unwrap();
+        assert_eq!(back.params, net.params);
+        assert_eq!(back.adam_v, net.adam_v);
+        assert_eq!(back.adam_steps, net.adam_steps);
+        // A checkpoint of another config is refused by name, not trained on.
+        let small = MlpConfig { layers: 1, hidden: 32, ..config };
+        let mut other = DigitsMlp::setup(&small, &context).unwrap();
+        restore_checkpoint(&mut other, dir.path()).unwrap();
+        let err = other.step().unwrap_err().to_string();
+        assert!(err.contains("`params` holds"), "{err}");
     }
 
     /// A reduced search (6 trials of up to 9 epochs, one hidden layer of 64 units, so that
@@ -544,5 +673,6 @@ mod tests {
         assert!(out.checkpoint_val_accuracy > 0.85, "{}", out.checkpoint_val_accuracy);
         assert!(out.test_accuracy > 0.85, "test accuracy {}", out.test_accuracy);
         assert!(out.checkpoint.join(tune_runtime::storage::STATE_FILE).is_file());
+        assert!(out.checkpoint.join(tune_runtime::storage::TENSORS_FILE).is_file());
     }
 }

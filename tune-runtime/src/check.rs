@@ -273,9 +273,9 @@ pub fn test_config<T: Trainable>(
 #[doc(hidden)]
 pub fn test_data<T: Trainable>(
     options: SaveRestoreOptions<T::Config>,
-    data: impl Into<Arc<T::Data>>,
+    data: impl crate::trainable::IntoSharedData<T::Data>,
 ) -> SaveRestoreOptions<T::Config> {
-    options.data::<T::Data>(data.into())
+    options.data::<T::Data>(data.into_shared())
 }
 
 /// Panicking form of [`validate_save_restore_with`], called by the generated test when

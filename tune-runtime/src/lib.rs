@@ -74,7 +74,8 @@ pub use space::Space;
 pub use state::StateError;
 pub use stop::Stop;
 pub use trainable::{
-    Checkpointable, InvalidResources, Resources, SharedData, Trainable, TrainableSpec, TrialContext,
+    Checkpointable, IntoSharedData, InvalidResources, Resources, SharedData, Trainable,
+    TrainableSpec, TrialContext,
 };
 pub use trial::{Mode, Scope, TrialId, TrialResult, TrialStatus};
 pub use tuner::{RunError, Tuner};

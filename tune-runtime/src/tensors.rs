@@ -91,10 +91,12 @@ tensor_element!(
 );
 
 /// A field type that `#[checkpoint(binary)]` stores as a tensor: `Vec<T>`, `Box<[T]>` and
-/// `[T; N]` of `f32`, `f64` or a primitive integer type.
+/// `[T; N]` of `f32`, `f64` or a primitive integer type, and with the feature `ndarray`,
+/// `ndarray`'s owned arrays of them (`Array1<f32>`, `Array2<f64>`, `ArrayD<i64>`, ..), stored
+/// with their shape.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be checkpointed as a tensor",
-    label = "`#[checkpoint(binary)]` takes `Vec<T>`, `Box<[T]>` or `[T; N]` of `f32`, `f64` or an integer type",
+    label = "`#[checkpoint(binary)]` takes `Vec<T>`, `Box<[T]>` or `[T; N]` of `f32`, `f64` or an integer type (and `ndarray::Array<T, D>` with tune-runtime's feature `ndarray`)",
     note = "remove `binary` to checkpoint this field as JSON"
 )]
 pub trait TensorField: Sized {
@@ -109,16 +111,26 @@ fn values_of<E: TensorElement>(
     shape: &[usize],
     bytes: &[u8],
 ) -> Result<Vec<E>, String> {
-    if dtype != E::DTYPE {
-        return Err(format!("it holds {dtype} numbers, the field is of {}", E::NAME));
-    }
     if shape.len() != 1 {
         return Err(format!("it has shape {shape:?}, the field is one-dimensional"));
     }
-    if shape[0] * std::mem::size_of::<E>() != bytes.len() {
-        return Err(format!("{} bytes do not hold {} numbers", bytes.len(), shape[0]));
+    elements_of(dtype, shape, bytes)
+}
+
+/// The numbers of a tensor of any shape, once its type and length are checked.
+fn elements_of<E: TensorElement>(
+    dtype: Dtype,
+    shape: &[usize],
+    bytes: &[u8],
+) -> Result<Vec<E>, String> {
+    if dtype != E::DTYPE {
+        return Err(format!("it holds {dtype} numbers, the field is of {}", E::NAME));
     }
-    Ok(E::from_bytes(bytes))
+    let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    match count.and_then(|n| n.checked_mul(std::mem::size_of::<E>())) {
+        Some(len) if len == bytes.len() => Ok(E::from_bytes(bytes)),
+        _ => Err(format!("{} bytes do not hold a tensor of shape {shape:?}", bytes.len())),
+    }
 }
 
 impl<E: TensorElement> TensorField for Vec<E> {
@@ -147,6 +159,37 @@ impl<E: TensorElement, const N: usize> TensorField for [E; N] {
         let values = values_of::<E>(dtype, shape, bytes)?;
         let len = values.len();
         values.try_into().map_err(|_| format!("it has {len} numbers, the array {N}"))
+    }
+}
+
+/// An `ndarray` array is one tensor of its shape (feature `ndarray`). Its numbers are
+/// borrowed when the array is in standard (row-major, contiguous) layout and copied in
+/// row-major order otherwise; reading checks the number of dimensions (`Array2` takes a
+/// 2-dimensional tensor, `ArrayD` any).
+#[cfg(feature = "ndarray")]
+impl<E: TensorElement, D: ndarray::Dimension> TensorField for ndarray::Array<E, D> {
+    fn tensor(&self) -> TensorRef<'_> {
+        let data = match self.as_slice() {
+            Some(values) => E::to_bytes(values),
+            None => {
+                let values: Vec<E> = self.iter().copied().collect();
+                Cow::Owned(E::to_bytes(&values).into_owned())
+            }
+        };
+        TensorRef { dtype: E::DTYPE, shape: self.shape().to_vec(), data }
+    }
+    fn from_tensor(dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result<Self, String> {
+        if let Some(ndim) = D::NDIM {
+            if shape.len() != ndim {
+                return Err(format!(
+                    "it has shape {shape:?}, the field is an array of {ndim} dimensions"
+                ));
+            }
+        }
+        let values = elements_of::<E>(dtype, shape, bytes)?;
+        ndarray::Array::from_shape_vec(ndarray::IxDyn(shape), values)
+            .and_then(|a| a.into_dimensionality::<D>())
+            .map_err(|e| format!("it does not fit the field's array: {e}"))
     }
 }
 
@@ -244,5 +287,43 @@ mod tests {
         assert!(err.contains("field `x`: missing"), "{err}");
         std::fs::write(dir.path().join(TENSORS_FILE), b"\xff\xff").unwrap();
         assert!(TensorFile::open(dir.path(), "Net").is_err());
+    }
+
+    /// `ndarray` arrays keep their shape; a transposed (not row-major) array is written in
+    /// its logical order; a tensor of another number of dimensions is refused by name.
+    #[cfg(feature = "ndarray")]
+    #[test]
+    fn ndarray_arrays_round_trip_with_their_shape() {
+        use ndarray::{Array1, Array2, ArrayD, array};
+        let dir = tempfile::tempdir().unwrap();
+        let w: Array2<f32> = array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+        let t: Array2<f64> = array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]].reversed_axes();
+        assert!(t.as_slice().is_none(), "the transposed array is not row-major");
+        let b: Array1<i64> = array![-1, 0, 7];
+        write_tensors(
+            dir.path(),
+            "Net",
+            vec![("w", w.tensor()), ("t", t.tensor()), ("b", b.tensor())],
+        )
+        .unwrap();
+        let len = std::fs::metadata(dir.path().join(TENSORS_FILE)).unwrap().len();
+        assert!(len < 6 * 4 + 6 * 8 + 3 * 8 + 400, "{len} bytes");
+        let file = TensorFile::open(dir.path(), "Net").unwrap();
+        assert_eq!(file.take::<Array2<f32>>("w").unwrap(), w);
+        let back = file.take::<Array2<f64>>("t").unwrap();
+        assert_eq!(back.shape(), &[2, 3]);
+        assert_eq!(back, t);
+        assert_eq!(file.take::<Array1<i64>>("b").unwrap(), b);
+        let any = file.take::<ArrayD<f32>>("w").unwrap();
+        assert_eq!(any.shape(), &[2, 3]);
+        let err = file.take::<Array1<f32>>("w").unwrap_err().to_string();
+        assert!(
+            err.contains("field `w`: it has shape [2, 3], the field is an array of 1 dimensions"),
+            "{err}"
+        );
+        let err = file.take::<Vec<f32>>("w").unwrap_err().to_string();
+        assert!(err.contains("the field is one-dimensional"), "{err}");
+        let err = file.take::<Array2<f64>>("w").unwrap_err().to_string();
+        assert!(err.contains("it holds F32 numbers, the field is of F64"), "{err}");
     }
 }

@@ -203,6 +203,32 @@ impl SharedData {
     }
 }
 
+/// What [`Tuner::with_data`](crate::Tuner::with_data) (and `test_data = fn`) accepts for a
+/// trainable declaring `#[trainable(data = D)]`: a `D`, or an `Arc<D>` already shared.
+///
+/// Any other type is a compile error that names the declared type and the given one.
+#[diagnostic::on_unimplemented(
+    message = "`with_data` was given `{Self}`, but the trainable declares `data = {D}`",
+    label = "expected `{D}` or `Arc<{D}>`, found `{Self}`",
+    note = "pass a `{D}` (or an `Arc<{D}>`), or change the trainable's `#[trainable(data = ..)]` to the type of this value (a trainable without `data = ..` takes `()`)"
+)]
+pub trait IntoSharedData<D> {
+    /// The value behind the one `Arc` every trial shares.
+    fn into_shared(self) -> Arc<D>;
+}
+
+impl<D> IntoSharedData<D> for D {
+    fn into_shared(self) -> Arc<D> {
+        Arc::new(self)
+    }
+}
+
+impl<D> IntoSharedData<D> for Arc<D> {
+    fn into_shared(self) -> Arc<D> {
+        self
+    }
+}
+
 impl TrialContext {
     /// A context for running a trainable outside an experiment (tests, benchmarks).
     pub fn detached(trial_id: impl Into<String>, seed: u64) -> Self {

@@ -339,13 +339,15 @@ impl<T: Trainable> Tuner<T> {
 
     /// The data set every trial's `setup` gets (Ray Tune's `tune.with_parameters`): loaded
     /// once by the caller, shared behind an [`Arc`](std::sync::Arc), never copied or
-    /// serialized. Its type is the trainable's `#[trainable(data = Type)]`, so a value of
-    /// another type does not compile; `setup` reads it with `Self::data(ctx)?`.
+    /// serialized. Its type is the trainable's `#[trainable(data = Type)]`: a `Type` or an
+    /// `Arc<Type>` ([`IntoSharedData`](crate::IntoSharedData)); a value of another type
+    /// does not compile, and the error names both types. `setup` reads it with
+    /// `Self::data(ctx)?`.
     ///
     /// With [`Tuner::isolate_trials`] each worker process runs `main` again up to this
     /// `run()`, so it loads the data itself, with the same code.
-    pub fn with_data(mut self, data: impl Into<std::sync::Arc<T::Data>>) -> Self {
-        self.data = Some(crate::trainable::SharedData::new::<T::Data>(data));
+    pub fn with_data(mut self, data: impl crate::IntoSharedData<T::Data>) -> Self {
+        self.data = Some(crate::trainable::SharedData::new::<T::Data>(data.into_shared()));
         self
     }
 

@@ -23,6 +23,13 @@ impl Trainable for Net {
 }
 
 fn main() {
-    // The data must be of the trainable's `data = Digits`.
+    // The data must be of the trainable's `data = Digits`: a `Digits` or an `Arc<Digits>`.
     let _ = Tuner::<Net>::new().with_data(vec![1.0f32, 2.0]);
+    // Not a reference, and not an `Arc` of another type.
+    let digits = Digits;
+    let _ = Tuner::<Net>::new().with_data(&digits);
+    let _ = Tuner::<Net>::new().with_data(std::sync::Arc::new(1u8));
+    // What compiles.
+    let _ = Tuner::<Net>::new().with_data(Digits);
+    let _ = Tuner::<Net>::new().with_data(std::sync::Arc::new(Digits));
 }

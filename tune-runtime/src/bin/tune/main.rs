@@ -87,10 +87,11 @@ enum Command {
     },
     /// Print what a trial wrote to its standard output (or error), as captured in its
     /// directory (`Tuner::capture_output`); with no trial, the experiment's own capture
-    /// (output not attributed to a single trial).
+    /// (output not attributed to a single trial). With a PostgreSQL URL, the files are
+    /// read under `--local-dir` on this machine (each process captures on its own machine).
     Logs {
-        /// The experiment directory (or its name under ~/tune_results).
-        exp: PathBuf,
+        #[command(flatten)]
+        exp: Source,
         /// The trial: its id as `tune show` lists it (`83b65_00003`), or its index
         /// (`00003`, `3`).
         trial: Option<String>,
@@ -623,7 +624,7 @@ fn show(
     print_table(&mut out, &Style::stdout(), &cols, &rows).map_err(w)
 }
 
-fn logs(exp: &Path, trial: Option<&str>, stderr: bool) -> Result<(), String> {
+fn logs(exp: &Source, trial: Option<&str>, stderr: bool) -> Result<(), String> {
     let log = load(exp)?;
     let dir = match trial {
         None => log.dir().to_path_buf(),

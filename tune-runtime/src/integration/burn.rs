@@ -428,7 +428,7 @@ impl MetricLogger for MemoryLogger {
 }
 
 /// burn's metrics of one epoch, as the closure of [`fit`] reads them. Names are burn's
-/// ([`Metric::name`](::burn::train::metric::Metric::name)): `"Accuracy"`, `"Loss"`, ...
+/// ([`Metric::name`](burn::train::metric::Metric::name)): `"Accuracy"`, `"Loss"`, ...
 pub struct EpochMetrics<'a> {
     epoch: usize,
     store: &'a EventStoreClient,

@@ -178,7 +178,7 @@ pub struct Scores {
 /// A start of the training function: (tag, trial id, lr, burn epoch of the restored records).
 static STARTS: Mutex<Vec<(u64, String, f64, Option<usize>)>> = Mutex::new(Vec::new());
 /// Every epoch burn finished: (tag, trial id, epoch).
-static EPOCHS: Mutex<Vec<(u64, String, usize)>> = Mutex::new(Vec::new());
+static TRAINED: Mutex<Vec<(u64, String, usize)>> = Mutex::new(Vec::new());
 
 fn restored_epoch(dir: Option<&Path>) -> Option<usize> {
     let records = dir?.join(RECORDS_DIR);
@@ -203,7 +203,7 @@ fn classify(config: &Cfg, session: &mut Session<Scores>) -> TrainResult<()> {
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .num_epochs(EPOCHS);
     fit(session, training, learner(config.lr), move |epoch| {
-        EPOCHS.lock().unwrap().push((tag, trial.clone(), epoch.epoch()));
+        TRAINED.lock().unwrap().push((tag, trial.clone(), epoch.epoch()));
         if epoch.epoch() as u64 == kill_at && std::env::var_os(CHILD_DIR).is_some() {
             let pid = std::process::id().to_string();
             let _ = Command::new("kill").args(["-9", &pid]).status();
@@ -225,7 +225,7 @@ fn overrides(tag: u64, lr: Option<f64>, kill_at: u64) -> String {
 }
 
 fn epochs_of(tag: u64, trial: &str) -> Vec<usize> {
-    EPOCHS
+    TRAINED
         .lock()
         .unwrap()
         .iter()
@@ -436,6 +436,11 @@ fn a_pbt_exploit_continues_from_the_sources_records_with_the_new_learning_rate()
     for entry in &log {
         // The first exploit of each target that trained on after it.
         if !seen.insert(entry.target) {
+            continue;
+        }
+        // A later exploit of the same target from the same iteration replaces the copy.
+        let replaced = log.iter().filter(|e| e.target == entry.target);
+        if replaced.filter(|e| e.source_iteration == entry.source_iteration).count() > 1 {
             continue;
         }
         let target = &a.trials()[entry.target as usize];

@@ -187,7 +187,7 @@ impl InferenceStep for Net {
 /// The most epochs burn is asked for.
 const MAX_EPOCHS: usize = 27;
 
-#[trainable(config = NetConfig, data = Digits, test = false)]
+#[trainable(data = Digits, test = false)]
 fn burn_digits(config: &NetConfig, session: &mut Session<Scores>) -> TrainResult<()> {
     let data = BurnDigits::data(session.context())?;
     let device = Device::flex().autodiff();

@@ -176,7 +176,8 @@ pub struct Scores {
 }
 
 /// A start of the training function: (tag, trial id, lr, burn epoch of the restored records).
-static STARTS: Mutex<Vec<(u64, String, f64, Option<usize>)>> = Mutex::new(Vec::new());
+type Start = (u64, String, f64, Option<usize>);
+static STARTS: Mutex<Vec<Start>> = Mutex::new(Vec::new());
 /// Every epoch burn finished: (tag, trial id, epoch).
 static TRAINED: Mutex<Vec<(u64, String, usize)>> = Mutex::new(Vec::new());
 

@@ -411,14 +411,21 @@ fn a_pbt_exploit_continues_from_the_sources_records_with_the_new_learning_rate()
     let dir = tempfile::tempdir().unwrap();
     let pbt = Pbt::builder(Scores::LOSS, Mode::Min)
         .perturbation_interval(2.0)
-        .quantile_fraction(0.25)
+        .quantile_fraction(0.5)
         .mutate("lr", Mutation::perturb())
         .build()
         .unwrap();
+    // One at a time, the good learning rate first; the tuner stops every trial at 4 epochs
+    // (burn would train 6). Each later trial is in the bottom half at its epoch 2, exploits
+    // a better one's checkpoint of epoch 4, and trains its epoch 5 before the stop: an
+    // exploit that trains on after it, whatever the timing.
     let a = Tuner::<Classify>::new()
-        .config_overrides_json(overrides(tag, None, 0))
+        .searcher(RandomSearch::new().points_to_evaluate(
+            [0.1, 1e-4, 1e-4, 1e-4].map(|lr| Cfg { lr, tag, kill_at: 0 }).to_vec(),
+        ))
         .num_samples(4)
-        .max_concurrent_trials(2)
+        .max_concurrent_trials(1)
+        .stop(Stop::iterations(4))
         .scheduler(pbt)
         .local_dir(dir.path())
         .name("pbt")
@@ -435,15 +442,8 @@ fn a_pbt_exploit_continues_from_the_sources_records_with_the_new_learning_rate()
     let mut checked = 0;
     let mut seen = HashSet::new();
     for entry in &log {
-        // The first exploit of each target that trained on after it.
-        if !seen.insert(entry.target) {
-            continue;
-        }
-        // A later exploit of the same target from the same iteration replaces the copy.
-        let replaced = log.iter().filter(|e| e.target == entry.target);
-        if replaced.filter(|e| e.source_iteration == entry.source_iteration).count() > 1 {
-            continue;
-        }
+        // Each target exploits once (it is stopped at the epoch after).
+        assert!(seen.insert(entry.target), "{entry:?}");
         let target = &a.trials()[entry.target as usize];
         let id = &target.id().to_string();
         let new_lr = entry.new_config["lr"].as_f64().unwrap();
@@ -457,7 +457,7 @@ fn a_pbt_exploit_continues_from_the_sources_records_with_the_new_learning_rate()
             starts_of(tag, id)
         );
         assert_epochs_are_iterations(target);
-        let Some(next) = target.results().nth(entry.target_iteration as usize) else { continue };
+        let next = target.results().nth(entry.target_iteration as usize).unwrap();
         // burn went on at the epoch after the source's checkpoint.
         assert_eq!(next.get(Scores::EPOCH), (source_epoch + 1) as f64, "{entry:?}");
         // And its loss is that of burn run by hand from the copied records with the new
@@ -473,7 +473,8 @@ fn a_pbt_exploit_continues_from_the_sources_records_with_the_new_learning_rate()
         assert!((reported - with_old).abs() > 1e-6, "the old learning rate gives the same loss");
         checked += 1;
     }
-    assert!(checked > 0, "no exploit trained on after it: {log:?}");
+    assert!(checked > 0, "no exploit: {log:?}");
+    assert_eq!(checked, log.len(), "every exploit trained on after it: {log:?}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -532,3 +532,50 @@ fn a_killed_run_resumes_from_burns_records() {
     // The numbers of an uninterrupted run.
     assert_eq!(losses(trial), reference(KILL_LR, 104));
 }
+
+// ---------------------------------------------------------------------------------------
+// Misread metrics: clear errors that end the trial.
+
+/// Reads a metric wrongly: `kill_at == 1` asks for the loss as a fraction (it has no
+/// percent unit), `kill_at == 2` misspells the accuracy.
+#[trainable(test = false)]
+fn misread(config: &Cfg, session: &mut Session<Scores>) -> TrainResult<()> {
+    let scratch = tempfile::tempdir()?;
+    let (train, valid) = loaders();
+    let training = SupervisedTraining::new(scratch.path(), train, valid)
+        .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .num_epochs(EPOCHS);
+    let wrong = config.kill_at;
+    fit(session, training, learner(config.lr), move |epoch| {
+        let accuracy =
+            if wrong == 2 { epoch.valid("Acuracy")? } else { epoch.valid("Accuracy")? };
+        let loss = if wrong == 1 { epoch.valid_fraction("Loss")? } else { epoch.valid("Loss")? };
+        Ok(Scores { accuracy, loss, epoch: epoch.epoch() as f64 })
+    })?;
+    Ok(())
+}
+
+#[test]
+fn a_misread_metric_ends_the_trial_with_an_error_naming_it() {
+    for (wrong, expected) in [
+        (1, "burn's metric `Loss` is not in percent (unit none)"),
+        (
+            2,
+            "burn recorded no numeric valid metric `Acuracy` at epoch 1 (recorded: Accuracy, Loss)",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Tuner::<Misread>::new()
+            .config_overrides_json(overrides(5, Some(0.05), wrong))
+            .local_dir(dir.path())
+            .name("misread")
+            .verbose(0)
+            .run()
+            .unwrap();
+        let trial = &a.trials()[0];
+        assert_eq!(trial.status(), TrialStatus::Error);
+        assert_eq!(trial.num_results(), 0, "nothing reported");
+        let error = trial.error().unwrap();
+        assert!(error.contains(expected), "{error}");
+    }
+}

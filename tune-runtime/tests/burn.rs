@@ -2,7 +2,9 @@
 //! `SupervisedTraining` run as a function trainable, stopped by ASHA, paused to disk and
 //! resumed, exploited by PBT, and killed and resumed; each continues from burn's own
 //! records (epoch numbers go on, and the numbers equal those of an uninterrupted run, or
-//! of burn run by hand from the checkpoint's records).
+//! of burn run by hand from the checkpoint's records); a misread metric is a clear error.
+//!
+//! `cargo test -p tune-runtime --features burn --test burn`
 #![cfg(feature = "burn")]
 #![allow(clippy::unwrap_used)]
 

@@ -6,10 +6,11 @@
 //! use tune_runtime::integration::burn::fit;
 //!
 //! #[trainable(data = Digits)]
-//! fn digits(config: &Cfg, session: &mut Session<Scores>) -> TrainResult<()> {
-//!     let data = Digits::data(session.context())?;
+//! fn mlp(config: &Cfg, session: &mut Session<Scores>) -> TrainResult<()> {
+//!     let data = Mlp::data(session.context())?; // the struct `#[trainable]` generates
 //!     let device = Device::flex().autodiff();
-//!     let learner = Learner::new(Mlp::new(config, &device), AdamConfig::new().init(), config.lr);
+//!     let net = Net::new(config, &device);
+//!     let learner = Learner::new(net, AdamConfig::new().init(), ConstantLr::new(config.lr));
 //!     let training = SupervisedTraining::new(scratch_dir, train_loader(&data), valid_loader(&data))
 //!         .metrics((AccuracyMetric::new(), LossMetric::new()))
 //!         .num_epochs(30);
@@ -22,6 +23,9 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! A whole program is the `burn_digits` example (`examples/examples/burn_digits.rs`);
+//! the guide is `docs/training.md`, section "burn".
 //!
 //! What [`fit`] does to the `SupervisedTraining` it is given, at every epoch boundary
 //! (after burn's validation pass):

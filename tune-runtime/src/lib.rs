@@ -21,6 +21,8 @@ pub mod dashboard;
 mod domain;
 mod error;
 mod faultpoint;
+#[cfg(feature = "burn")]
+pub mod integration;
 mod journal;
 pub mod logger;
 mod manifest;

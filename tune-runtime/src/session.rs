@@ -182,6 +182,27 @@ impl<M: Metrics> Session<M> {
         self.report_inner(metrics, Some(&mut save))
     }
 
+    /// Moves the session out, leaving one that reports nowhere (stopped, no channels) in
+    /// its place: for the burn integration, whose early-stopping hook must own what it
+    /// reports through. Put the returned session back when done.
+    #[cfg(feature = "burn")]
+    pub(crate) fn lend(&mut self) -> Session<M> {
+        let (events, _) = mpsc::channel();
+        let (_, commands) = mpsc::channel();
+        let placeholder = Session {
+            name: self.name,
+            ctx: self.ctx.clone(),
+            iteration: self.iteration,
+            restored: None,
+            restored_dir: None,
+            pending_checkpoint: None,
+            stopped: true,
+            events,
+            commands,
+        };
+        std::mem::replace(self, placeholder)
+    }
+
     fn report_inner(&mut self, metrics: M, mut save: Option<SaveFiles<'_>>) -> Result<(), Stopped> {
         if self.stopped {
             return Err(Stopped);

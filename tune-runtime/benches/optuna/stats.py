@@ -3,9 +3,10 @@ as written by `compare.py --finals` and by the Rust benchmark's `--finals`).
 
     python3 tune-runtime/benches/optuna/stats.py A.csv B.csv [--label-a ours --label-b optuna]
 
-For every (function, searcher) in both files: the two medians, their ratio A/B, a 95%
-bootstrap interval of that ratio (the seeds of each side resampled independently, 10,000
-times, fixed seed), and a sign test over the seeds present in both (how often A < B, ties
+For every (function, searcher) in both files: the two medians (over all the seeds of
+each file), their ratio A/B, a 95% bootstrap interval of that ratio (the seeds of each
+side resampled independently, 10,000 times, fixed seed), and a sign test over the seeds
+present in both (how often A < B, ties
 left out; two-sided binomial p-value). A ratio whose interval contains 1 and a sign-test
 p-value above 0.05 is not distinguishable from noise at this number of seeds.
 Only the standard library is needed.
@@ -68,14 +69,16 @@ def main():
             continue
         xa, xb = a[key], b[key]
         seeds = sorted(set(xa) & set(xb))
-        va, vb = [xa[s] for s in seeds], [xb[s] for s in seeds]
+        # Medians and the bootstrap over every seed of each side; the sign test over the
+        # seeds both have.
+        va, vb = list(xa.values()), list(xb.values())
         ma, mb = statistics.median(va), statistics.median(vb)
         lo, hi = bootstrap_ratio(va, vb)
         wins = sum(1 for s in seeds if xa[s] < xb[s])
         losses = sum(1 for s in seeds if xa[s] > xb[s])
         ratio = ma / mb if mb > 0 else math.inf
         print(
-            f"| {key[0]} | {key[1]} | {len(seeds)} | {ma:.4g} | {mb:.4g} | {ratio:.3f} | "
+            f"| {key[0]} | {key[1]} | {len(va)}/{len(vb)} | {ma:.4g} | {mb:.4g} | {ratio:.3f} | "
             f"{lo:.2f}-{hi:.2f} | {wins}/{wins + losses} | {sign_test(wins, losses):.3f} |"
         )
 

@@ -4,7 +4,8 @@
 //! --svg docs/searchers-curves.svg` runs everything (see `docs/benchmarks.md`);
 //! `-- latency` runs only the latency part (`-- latency-tpe` / `-- latency-gp`: one
 //! searcher's), `-- regret` only the regret part. `--searchers tpe,cmaes` runs only those
-//! searchers, `--sequential` only the sequential runs, and `--finals FILE` writes every
+//! searchers, `--sequential` only the sequential runs, `--first-seed K` uses seeds K to
+//! K + seeds - 1 (default 0), and `--finals FILE` writes every
 //! seed's final regret (sequential) as CSV lines `function,searcher,seed,final`, the format
 //! of `optuna/compare.py --finals`, which `optuna/stats.py` compares.
 //!
@@ -347,7 +348,7 @@ fn bench_function<C: Space>(
                 continue;
             }
             let start = Instant::now();
-            let seeds: Vec<u64> = (0..o.seeds as u64).collect();
+            let seeds: Vec<u64> = (o.first_seed..o.first_seed + o.seeds as u64).collect();
             let curves: Vec<Vec<f64>> = std::thread::scope(|scope| {
                 let chunks: Vec<_> = seeds
                     .chunks(o.seeds.div_ceil(o.threads).max(1))
@@ -366,7 +367,7 @@ fn bench_function<C: Space>(
                 chunks.into_iter().flat_map(|h| h.join().expect("benchmark thread")).collect()
             });
             if concurrency == 1 {
-                for (seed, c) in curves.iter().enumerate() {
+                for (seed, c) in seeds.iter().zip(&curves) {
                     let last = c.last().copied().unwrap_or(f64::NAN);
                     let line = format!("{function},{name},{seed},{last:?}\n");
                     let _ = std::io::Write::write_all(&mut *out_finals(o), line.as_bytes());
@@ -394,6 +395,7 @@ struct Opts {
     sequential: bool,
     finals: std::sync::Mutex<Box<dyn std::io::Write + Send>>,
     seeds: usize,
+    first_seed: u64,
     trials: usize,
     threads: usize,
     svg: Option<String>,
@@ -412,6 +414,7 @@ fn parse() -> Opts {
         sequential: false,
         finals: std::sync::Mutex::new(Box::new(std::io::sink())),
         seeds: 30,
+        first_seed: 0,
         trials: 100,
         threads: 2,
         svg: None,
@@ -429,6 +432,9 @@ fn parse() -> Opts {
     while i < args.len() {
         match args[i].as_str() {
             "--seeds" => o.seeds = value(i).unwrap_or(o.seeds),
+            "--first-seed" => {
+                o.first_seed = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
             "--trials" => o.trials = value(i).unwrap_or(o.trials),
             "--threads" => o.threads = value(i).unwrap_or(o.threads).max(1),
             "--svg" => o.svg = args.get(i + 1).cloned(),

@@ -443,10 +443,12 @@ fn parse() -> Opts {
             }
             "--sequential" => o.sequential = true,
             "--finals" => {
-                let path = args.get(i + 1).cloned().unwrap_or_default();
+                // A relative path is taken from the workspace root, as for `--svg`.
+                let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+                let path = root.join(args.get(i + 1).cloned().unwrap_or_default());
                 match std::fs::File::create(&path) {
                     Ok(f) => o.finals = std::sync::Mutex::new(Box::new(f)),
-                    Err(e) => eprintln!("cannot write {path}: {e}"),
+                    Err(e) => eprintln!("cannot write {}: {e}", path.display()),
                 }
             }
             "latency" => (o.regret, o.mo) = (false, false),

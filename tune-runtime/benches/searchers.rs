@@ -3,7 +3,11 @@
 //! `cargo bench -p tune-runtime --bench searchers -- --seeds 30 --trials 100 --threads 2
 //! --svg docs/searchers-curves.svg` runs everything (see `docs/benchmarks.md`);
 //! `-- latency` runs only the latency part (`-- latency-tpe` / `-- latency-gp`: one
-//! searcher's), `-- regret` only the regret part.
+//! searcher's), `-- regret` only the regret part. `--searchers tpe,cmaes` runs only those
+//! searchers, `--sequential` only the sequential runs, `--first-seed K` uses seeds K to
+//! K + seeds - 1 (default 0), and `--finals FILE` writes every
+//! seed's final regret (sequential) as CSV lines `function,searcher,seed,final`, the format
+//! of `optuna/compare.py --finals`, which `optuna/stats.py` compares.
 //!
 //! The searchers are driven directly, not through the runner: a simulated experiment keeps
 //! `concurrency` trials in flight (suggested, not yet finished) and finishes the oldest
@@ -335,13 +339,16 @@ fn bench_function<C: Space>(
     o: &Opts,
     out: &mut Vec<Cell>,
 ) {
-    for concurrency in [1, 4] {
+    let concurrencies: &[usize] = if o.sequential { &[1] } else { &[1, 4] };
+    for &concurrency in concurrencies {
         for name in SEARCHERS {
-            if make::<C>(name).is_none() {
+            if make::<C>(name).is_none()
+                || !o.searchers.as_ref().is_none_or(|v| v.iter().any(|s| s == name))
+            {
                 continue;
             }
             let start = Instant::now();
-            let seeds: Vec<u64> = (0..o.seeds as u64).collect();
+            let seeds: Vec<u64> = (o.first_seed..o.first_seed + o.seeds as u64).collect();
             let curves: Vec<Vec<f64>> = std::thread::scope(|scope| {
                 let chunks: Vec<_> = seeds
                     .chunks(o.seeds.div_ceil(o.threads).max(1))
@@ -359,6 +366,13 @@ fn bench_function<C: Space>(
                     .collect();
                 chunks.into_iter().flat_map(|h| h.join().expect("benchmark thread")).collect()
             });
+            if concurrency == 1 {
+                for (seed, c) in seeds.iter().zip(&curves) {
+                    let last = c.last().copied().unwrap_or(f64::NAN);
+                    let line = format!("{function},{name},{seed},{last:?}\n");
+                    let _ = std::io::Write::write_all(&mut *out_finals(o), line.as_bytes());
+                }
+            }
             let curve = (0..o.trials)
                 .map(|t| {
                     median(&mut curves.iter().map(|c| c[t.min(c.len() - 1)]).collect::<Vec<_>>())
@@ -371,8 +385,17 @@ fn bench_function<C: Space>(
     }
 }
 
+/// Where `--finals` lines go (a sink when the option is not given).
+fn out_finals(o: &Opts) -> std::sync::MutexGuard<'_, Box<dyn std::io::Write + Send>> {
+    o.finals.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 struct Opts {
+    searchers: Option<Vec<String>>,
+    sequential: bool,
+    finals: std::sync::Mutex<Box<dyn std::io::Write + Send>>,
     seeds: usize,
+    first_seed: u64,
     trials: usize,
     threads: usize,
     svg: Option<String>,
@@ -387,7 +410,11 @@ struct Opts {
 
 fn parse() -> Opts {
     let mut o = Opts {
+        searchers: None,
+        sequential: false,
+        finals: std::sync::Mutex::new(Box::new(std::io::sink())),
         seeds: 30,
+        first_seed: 0,
         trials: 100,
         threads: 2,
         svg: None,
@@ -405,9 +432,25 @@ fn parse() -> Opts {
     while i < args.len() {
         match args[i].as_str() {
             "--seeds" => o.seeds = value(i).unwrap_or(o.seeds),
+            "--first-seed" => {
+                o.first_seed = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
             "--trials" => o.trials = value(i).unwrap_or(o.trials),
             "--threads" => o.threads = value(i).unwrap_or(o.threads).max(1),
             "--svg" => o.svg = args.get(i + 1).cloned(),
+            "--searchers" => {
+                o.searchers = args.get(i + 1).map(|v| v.split(',').map(str::to_string).collect());
+            }
+            "--sequential" => o.sequential = true,
+            "--finals" => {
+                // A relative path is taken from the workspace root, as for `--svg`.
+                let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+                let path = root.join(args.get(i + 1).cloned().unwrap_or_default());
+                match std::fs::File::create(&path) {
+                    Ok(f) => o.finals = std::sync::Mutex::new(Box::new(f)),
+                    Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+                }
+            }
             "latency" => (o.regret, o.mo) = (false, false),
             "regret" => (o.latency, o.mo) = (false, false),
             "mo" => (o.latency, o.regret) = (false, false),

@@ -9,6 +9,11 @@ and TPE with their defaults.
 
     python3 tune-runtime/benches/optuna/compare.py regret --seeds 30
     python3 tune-runtime/benches/optuna/compare.py mo --seeds 10
+
+`--finals FILE` (regret) also writes every seed's final regret as CSV lines
+`function,searcher,seed,final` (the format of the Rust benchmark's `--finals`), for
+`stats.py`; `--samplers tpe` or `--samplers cmaes` runs one of the two; `--first K`
+starts at seed K (to add seeds to an earlier run).
 """
 
 import math
@@ -76,24 +81,28 @@ def objective(name):
     return 0.0, mixed
 
 
-def regret(seeds, trials):
+def regret(seeds, trials, finals_path=None, samplers=("tpe", "cmaes"), first=0):
+    out = open(finals_path, "w") if finals_path else None
     print(f"optuna {optuna.__version__}, {trials} trials, {seeds} seeds, sequential")
     print("| function | sampler | median final regret | after 50 | seconds |")
     print("|---|---|---|---|---|")
     for fn in ["Branin", "Hartmann6", "Rosenbrock4", "Ackley5", "Mixed"]:
         opt, f = objective(fn)
-        for sname in ["tpe", "cmaes"]:
+        for sname in samplers:
             if sname == "cmaes" and fn == "Mixed":
                 continue
             finals, halves = [], []
             start = time.time()
-            for seed in range(seeds):
+            for seed in range(first, first + seeds):
                 sampler = optuna.samplers.TPESampler(seed=seed) if sname == "tpe" else optuna.samplers.CmaEsSampler(seed=seed)
                 study = optuna.create_study(sampler=sampler)
                 study.optimize(f, n_trials=trials)
                 vals = [t.value for t in study.trials]
                 finals.append(min(vals) - opt)
                 halves.append(min(vals[:50]) - opt)
+                if out:
+                    out.write(f"{fn},{sname},{seed},{float(max(finals[-1], 0.0))!r}\n")
+                    out.flush()
             print(f"| {fn} | {sname} | {statistics.median(finals):.4f} | {statistics.median(halves):.4f} | {time.time() - start:.1f} |", flush=True)
 
 
@@ -159,6 +168,8 @@ def arg(name, default):
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "regret"
     if what == "regret":
-        regret(arg("--seeds", 30), arg("--trials", 100))
+        finals = sys.argv[sys.argv.index("--finals") + 1] if "--finals" in sys.argv else None
+        samplers = sys.argv[sys.argv.index("--samplers") + 1].split(",") if "--samplers" in sys.argv else ["tpe", "cmaes"]
+        regret(arg("--seeds", 30), arg("--trials", 100), finals, samplers, arg("--first", 0))
     else:
         mo(arg("--seeds", 10), arg("--trials", 200))

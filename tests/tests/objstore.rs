@@ -1,6 +1,8 @@
 //! Checkpoints in an object store (`ObjectStoreCheckpoints`) against a real S3-compatible
 //! server: moto's, started on loopback by `tune_tests::s3` (or `TUNE_TEST_S3_ENDPOINT`).
-//! Without moto every test says `SKIPPED`; with `CI` set they fail instead.
+//! Without moto every test says `SKIPPED`; with `CI` set they fail instead. With the
+//! feature `object-store-azure`, the main one also runs against Azurite (`az://` URLs,
+//! `tune_tests::azurite`), under the same rule.
 //!
 //! The tests run one at a time (they share one server and the trainable's counters).
 #![allow(clippy::unwrap_used)]
@@ -94,14 +96,20 @@ impl Trainable for Weights {
     }
 }
 
-/// One test at a time, on one shared server (stopped when the test binary exits).
-fn serial() -> (MutexGuard<'static, ()>, Option<&'static S3Server>) {
+/// One test at a time (whatever its server), with the trainable's switches off.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    static SERVER: std::sync::OnceLock<Option<S3Server>> = std::sync::OnceLock::new();
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     FAILS_LEFT.store(0, Ordering::SeqCst);
     KILL_SERVER.store(false, Ordering::SeqCst);
     CUT_RELAY.store(false, Ordering::SeqCst);
+    guard
+}
+
+/// One test at a time, on one shared server (stopped when the test binary exits).
+fn serial() -> (MutexGuard<'static, ()>, Option<&'static S3Server>) {
+    static SERVER: std::sync::OnceLock<Option<S3Server>> = std::sync::OnceLock::new();
+    let guard = one_at_a_time();
     let server = SERVER.get_or_init(S3Server::start).as_ref();
     if server.is_none() {
         tune_tests::s3::skipped("no S3 server (see the first SKIPPED line)");
@@ -169,17 +177,19 @@ fn key(exp: &Path, checkpoint: &Path, file: &str) -> String {
 fn checkpoints_only_in_the_store_restore_on_retry_and_on_resume() {
     let (_serial, Some(server)) = serial() else { return };
     let bucket = server.new_bucket();
+    restore_on_retry_and_on_resume(|| store(server, &bucket));
+}
+
+/// The test above with the stores `store` makes (all with the same URL), for every kind of
+/// store.
+fn restore_on_retry_and_on_resume(store: impl Fn() -> ObjectStoreCheckpoints) {
     let reference = tempfile::tempdir().unwrap();
     let expected = rows(&weights(reference.path(), "exp").run().unwrap());
 
     let dir = tempfile::tempdir().unwrap();
     FAILS_LEFT.store(1, Ordering::SeqCst);
     let before = RESTORES.load(Ordering::SeqCst);
-    let a = weights(dir.path(), "retry")
-        .max_failures(1)
-        .checkpoint_store(store(server, &bucket))
-        .run()
-        .unwrap();
+    let a = weights(dir.path(), "retry").max_failures(1).checkpoint_store(store()).run().unwrap();
     assert_eq!(rows(&a), expected, "the retry continued from the store's checkpoint");
     assert_eq!(RESTORES.load(Ordering::SeqCst), before + 1);
     assert_eq!(RESTORED_AT.load(Ordering::SeqCst), 4);
@@ -188,13 +198,13 @@ fn checkpoints_only_in_the_store_restore_on_retry_and_on_resume() {
     // A trial errors at iteration 5 (no retries), and a resume continues it from its
     // checkpoint at 4, read from the store by a new store object.
     FAILS_LEFT.store(1, Ordering::SeqCst);
-    let b = weights(dir.path(), "resume").checkpoint_store(store(server, &bucket)).run().unwrap();
+    let b = weights(dir.path(), "resume").checkpoint_store(store()).run().unwrap();
     assert_eq!(b.count(TrialStatus::Error), 1);
     let before = RESTORES.load(Ordering::SeqCst);
     let c = weights(dir.path(), "resume")
         .resume(true)
         .resume_errored(true)
-        .checkpoint_store(store(server, &bucket))
+        .checkpoint_store(store())
         .run()
         .unwrap();
     assert_eq!(rows(&c), expected, "the resume continued from the store's checkpoint");
@@ -204,7 +214,7 @@ fn checkpoints_only_in_the_store_restore_on_retry_and_on_resume() {
 
     // Another machine: another local directory, the same objects.
     let elsewhere = tempfile::tempdir().unwrap();
-    let other = store(server, &bucket);
+    let other = store();
     other.attach(&elsewhere.path().join("resume")).unwrap();
     for t in c.trials() {
         let last = t.checkpoints().last().unwrap().path.clone();
@@ -214,6 +224,68 @@ fn checkpoints_only_in_the_store_restore_on_retry_and_on_resume() {
         assert_eq!((meta.iteration, meta.trial.as_deref()), (6, Some(&*t.id().to_string())));
         assert_eq!(std::fs::read(local.join("weights.bin")).unwrap(), 6u64.to_le_bytes());
     }
+}
+
+/// The same against Azurite (npm's Azure blob server) through an `az://` URL: checkpoints
+/// are published to the container, restored on a retry and on a resume and by another
+/// machine, and verified against their manifests; a run that keeps one checkpoint per
+/// trial deletes the older ones' blobs, and deleting a checkpoint removes all of its blobs.
+#[cfg(feature = "object-store-azure")]
+#[test]
+fn azure_checkpoints_are_published_restored_and_deleted() {
+    use tune_tests::azurite::Azurite;
+    static SERVER: std::sync::OnceLock<Option<Azurite>> = std::sync::OnceLock::new();
+    let _serial = one_at_a_time();
+    let Some(server) = SERVER.get_or_init(Azurite::start).as_ref() else {
+        tune_tests::s3::skipped("no Azurite (see the first SKIPPED line)");
+        return;
+    };
+    let container = server.new_container();
+    let url = format!("az://{container}/runs");
+    let store = || ObjectStoreCheckpoints::from_url(&url, server.options()).unwrap();
+    restore_on_retry_and_on_resume(store);
+    let keys = server.keys(&container);
+    let last = keys.iter().filter(|k| k.starts_with("runs/resume/Weights_"));
+    assert_eq!(
+        last.filter(|k| k.ends_with("/checkpoint_000006/.tune_manifest.json")).count(),
+        2,
+        "{keys:?}"
+    );
+
+    // Deleted by the run: one checkpoint kept per trial, the others' blobs go.
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("kept");
+    let a = weights(dir.path(), "kept")
+        .keep_checkpoints_num(1)
+        .checkpoint_store(store())
+        .run()
+        .unwrap();
+    assert_eq!(a.count(TrialStatus::Terminated), 2);
+    let kept: Vec<PathBuf> = a.trials().iter().map(|t| t.checkpoints()[0].path.clone()).collect();
+    assert!(kept.iter().all(|ck| ck.ends_with("checkpoint_000006")), "{kept:?}");
+    let keys: Vec<String> =
+        server.keys(&container).into_iter().filter(|k| k.starts_with("runs/kept/")).collect();
+    for ck in &kept {
+        for file in [".tune_manifest.json", "weights.bin"] {
+            assert!(keys.contains(&key(&exp, ck, file)), "{file} of {ck:?} in {keys:?}");
+        }
+    }
+    let prefixes: Vec<String> = kept.iter().map(|ck| key(&exp, ck, "")).collect();
+    assert!(
+        keys.iter().all(|k| prefixes.iter().any(|p| k.starts_with(p))),
+        "only the kept checkpoints stay: {keys:?}"
+    );
+
+    // Deleted through another store object (another machine): every blob of it goes.
+    let other = store();
+    other.attach(&exp).unwrap();
+    other.delete(&kept[0]).unwrap();
+    let keys = server.keys(&container);
+    assert!(!keys.iter().any(|k| k.starts_with(&prefixes[0])), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with(&prefixes[1])), "{keys:?}");
+    let err = other.open(&kept[0]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    assert!(other.open(&kept[1]).unwrap().join("weights.bin").is_file());
 }
 
 /// Runs an experiment in which trial 0 or 1 errors at iteration 5 with checkpoints at 2

@@ -1,5 +1,6 @@
 //! Checkpoints in an object store (feature `object-store`): S3 and S3-compatible servers
-//! from a URL, or any [`object_store::ObjectStore`].
+//! from a URL (Azure Blob Storage and Google Cloud Storage too, with the features
+//! `object-store-azure` and `object-store-gcp`), or any [`object_store::ObjectStore`].
 //!
 //! A checkpoint is written into a local scratch directory as always, then uploaded under
 //! `<prefix>/<experiment name>/<path relative to the experiment directory>/` (the layout of
@@ -39,15 +40,160 @@ const S3_HINT: &str = "check that the bucket exists, that the endpoint and regio
      credentials (`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, or the options \
      `access_key_id` and `secret_access_key`) may read and write it";
 
-/// Checkpoints in an object store: S3 or an S3-compatible server (MinIO, Ceph, moto)
-/// through [`from_url`](Self::from_url), any other [`object_store::ObjectStore`] (GCS,
-/// Azure, in memory) through [`new`](Self::new). Set it with
+const AZURE_HINT: &str = "check that the container exists, that the account and endpoint \
+     are right (options `account_name`, `endpoint`, or `AZURE_STORAGE_ACCOUNT_NAME`, \
+     `AZURE_STORAGE_ENDPOINT`), and that the credentials (`AZURE_STORAGE_ACCOUNT_KEY`, a SAS \
+     token, a service principal, ...) may read and write it";
+const GCS_HINT: &str = "check that the bucket exists and that the credentials (a service \
+     account: option `service_account` or `GOOGLE_SERVICE_ACCOUNT`, or \
+     `GOOGLE_APPLICATION_CREDENTIALS`) may read and write it";
+const HINT: &str = "check that the store is reachable and that its credentials may read and \
+     write it";
+
+/// Applies the options common to every store (`max_retries`, `retry_timeout_s`) and hands
+/// the others to `set`, which says whether it knows the key (an unknown one is an error
+/// that lists `known`).
+fn configure(
+    url: &str,
+    options: impl Iterator<Item = (String, String)>,
+    known: &str,
+    mut set: impl FnMut(&str, String) -> Result<(), ()>,
+) -> Result<RetryConfig, StoreError> {
+    let bad = |message: String| StoreError::new(url, message);
+    let mut retry = RetryConfig::default();
+    for (key, value) in options {
+        let number = |what: &str| {
+            value
+                .parse::<u64>()
+                .map_err(|_| bad(format!("option `{key}` must be {what}, not `{value}`")))
+        };
+        match key.as_str() {
+            "max_retries" => retry.max_retries = number("a whole number")? as usize,
+            "retry_timeout_s" => {
+                retry.retry_timeout = Duration::from_secs(number("a number of seconds")?)
+            }
+            _ => set(&key, value).map_err(|()| {
+                bad(format!(
+                    "unknown option `{key}`; use {known}, `max_retries`, `retry_timeout_s`"
+                ))
+            })?,
+        }
+    }
+    // rustls without a bundled provider (see the workspace Cargo.toml): ring's, unless the
+    // program installed one already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(retry)
+}
+
+/// An S3 store of `bucket`.
+fn s3(
+    url: &str,
+    bucket: &str,
+    options: impl Iterator<Item = (String, String)>,
+) -> Result<object_store::aws::AmazonS3, StoreError> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let known = "`endpoint`, `region`, `access_key_id`, `secret_access_key`, \
+                 `session_token`, `allow_http` or another key of \
+                 `object_store::aws::AmazonS3ConfigKey`";
+    let retry = configure(url, options, known, |key, value| {
+        let parsed: AmazonS3ConfigKey = key.parse().map_err(|_| ())?;
+        if parsed == AmazonS3ConfigKey::Endpoint && value.starts_with("http://") {
+            builder = std::mem::take(&mut builder).with_allow_http(true);
+        }
+        builder = std::mem::take(&mut builder).with_config(parsed, value);
+        Ok(())
+    })?;
+    builder
+        .with_retry(retry)
+        .build()
+        .map_err(|e| StoreError::new(url, format!("invalid configuration: {e}")))
+}
+
+/// An Azure Blob Storage store of the container `url` names.
+#[cfg(feature = "object-store-azure")]
+fn azure(
+    url: &str,
+    options: impl Iterator<Item = (String, String)>,
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+    let mut builder = MicrosoftAzureBuilder::from_env().with_url(url);
+    let known = "`account_name`, `access_key`, `sas_token`, `client_id`, `client_secret`, \
+                 `tenant_id`, `endpoint`, `use_emulator`, `azure_allow_http` or another key \
+                 of `object_store::azure::AzureConfigKey`";
+    let retry = configure(url, options, known, |key, value| {
+        let parsed: AzureConfigKey = key.parse().map_err(|_| ())?;
+        if parsed == AzureConfigKey::Endpoint && value.starts_with("http://") {
+            builder = std::mem::take(&mut builder).with_allow_http(true);
+        }
+        builder = std::mem::take(&mut builder).with_config(parsed, value);
+        Ok(())
+    })?;
+    let store = builder
+        .with_retry(retry)
+        .build()
+        .map_err(|e| StoreError::new(url, format!("invalid configuration: {e}")))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "object-store-azure"))]
+fn azure(
+    url: &str,
+    _options: impl Iterator<Item = (String, String)>,
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    Err(StoreError::new(
+        url,
+        "Azure Blob Storage needs the feature `object-store-azure` of tune-runtime; enable it \
+         (`features = [\"object-store-azure\"]`)",
+    ))
+}
+
+/// A Google Cloud Storage store of `bucket`.
+#[cfg(feature = "object-store-gcp")]
+fn gcp(
+    url: &str,
+    bucket: &str,
+    options: impl Iterator<Item = (String, String)>,
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+    let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+    let known = "`service_account`, `service_account_key`, `application_credentials`, \
+                 `base_url` or another key of `object_store::gcp::GoogleConfigKey`";
+    let retry = configure(url, options, known, |key, value| {
+        let parsed: GoogleConfigKey = key.parse().map_err(|_| ())?;
+        builder = std::mem::take(&mut builder).with_config(parsed, value);
+        Ok(())
+    })?;
+    let store = builder
+        .with_retry(retry)
+        .build()
+        .map_err(|e| StoreError::new(url, format!("invalid configuration: {e}")))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "object-store-gcp"))]
+fn gcp(
+    url: &str,
+    _bucket: &str,
+    _options: impl Iterator<Item = (String, String)>,
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    Err(StoreError::new(
+        url,
+        "Google Cloud Storage needs the feature `object-store-gcp` of tune-runtime; enable it \
+         (`features = [\"object-store-gcp\"]`)",
+    ))
+}
+
+/// Checkpoints in an object store: S3 or an S3-compatible server (MinIO, Ceph, moto),
+/// Azure Blob Storage (feature `object-store-azure`) or Google Cloud Storage (feature
+/// `object-store-gcp`) through [`from_url`](Self::from_url), any other
+/// [`object_store::ObjectStore`] (in memory, local files, ...) through [`new`](Self::new). Set it with
 /// [`Tuner::checkpoint_store`](crate::Tuner::checkpoint_store); processes on other machines
 /// with the same URL share the checkpoints, whatever their local directories.
 ///
 /// Credentials come from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-/// `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT`, ...) or from the options, and are
-/// never written to the journal, the logs or error messages.
+/// `AWS_REGION`, `AWS_ENDPOINT`, ...; `AZURE_STORAGE_ACCOUNT_NAME`,
+/// `AZURE_STORAGE_ACCOUNT_KEY`, ...; `GOOGLE_APPLICATION_CREDENTIALS`, ...) or from the
+/// options, and are never written to the journal, the logs or error messages.
 ///
 /// ```
 /// use tune_runtime::storage::ObjectStoreCheckpoints;
@@ -61,6 +207,8 @@ const S3_HINT: &str = "check that the bucket exists, that the endpoint and regio
 pub struct ObjectStoreCheckpoints {
     store: Arc<dyn ObjectStore>,
     url: String,
+    /// What store error messages end with: where to look.
+    hint: &'static str,
     prefix: ObjPath,
     runtime: tokio::runtime::Runtime,
     /// Local scratch (`scratch/`) and download cache (`cache/`) directories.
@@ -80,20 +228,33 @@ impl std::fmt::Debug for ObjectStoreCheckpoints {
 }
 
 impl ObjectStoreCheckpoints {
-    /// An S3 (or S3-compatible) store from a URL `s3://bucket/prefix` and options; the
-    /// environment's `AWS_*` variables fill what the options do not give.
+    /// A store from a URL and options; the environment fills what the options do not give.
     ///
-    /// Options: every key of [`AmazonS3ConfigKey`] (`endpoint`, `region`,
-    /// `access_key_id`, `secret_access_key`, `session_token`, `allow_http`,
-    /// `virtual_hosted_style_request`, ...), and `max_retries` and `retry_timeout_s` for
-    /// how long a failing request is retried (with exponential backoff; by default 10
-    /// times within 180 s). An `endpoint` given as `http://...` allows plain HTTP.
+    /// - `s3://bucket/prefix` (or `s3a://`): S3 or an S3-compatible server. Options: every
+    ///   key of [`AmazonS3ConfigKey`] (`endpoint`, `region`, `access_key_id`,
+    ///   `secret_access_key`, `session_token`, `allow_http`, `virtual_hosted_style_request`,
+    ///   ...); the environment's `AWS_*` variables. An `endpoint` given as `http://...`
+    ///   allows plain HTTP.
+    /// - `az://container/prefix` (or `azure://`, `abfs://`, `abfss://`, also as
+    ///   `abfss://container@account.dfs.core.windows.net/prefix`), with the feature
+    ///   `object-store-azure`: Azure Blob Storage or Azurite. Options: every key of
+    ///   `object_store::azure::AzureConfigKey` (`account_name`, `access_key`, `sas_token`,
+    ///   `client_id`, `client_secret`, `tenant_id`, `endpoint`, `use_emulator`, ...); the
+    ///   environment's `AZURE_*` variables.
+    /// - `gs://bucket/prefix`, with the feature `object-store-gcp`: Google Cloud Storage.
+    ///   Options: every key of `object_store::gcp::GoogleConfigKey` (`service_account`,
+    ///   `service_account_key`, `application_credentials`, `base_url`, ...); the
+    ///   environment's `GOOGLE_*` variables (`GOOGLE_APPLICATION_CREDENTIALS`, ...).
+    ///
+    /// Every store also takes `max_retries` and `retry_timeout_s`, for how long a failing
+    /// request is retried (with exponential backoff; by default 10 times within 180 s).
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the URL is not `s3://bucket[/prefix]`, an option is unknown
-    /// or its value is invalid. Nothing is contacted here: the run checks that the bucket
-    /// can be read and written before its first trial.
+    /// A [`StoreError`] when the URL is not one of these (or names a store whose feature is
+    /// off: the message names the feature), names no bucket or container, an option is
+    /// unknown or its value is invalid. Nothing is contacted here: the run checks that the
+    /// store can be read and written before its first trial.
     pub fn from_url<K, V>(
         url: &str,
         options: impl IntoIterator<Item = (K, V)>,
@@ -103,54 +264,51 @@ impl ObjectStoreCheckpoints {
         V: Into<String>,
     {
         let bad = |message: String| StoreError::new(url, message);
-        let rest =
-            url.strip_prefix("s3://").or_else(|| url.strip_prefix("s3a://")).ok_or_else(|| {
-                bad("the URL must look like `s3://bucket/prefix` (for another kind of store, \
-                     build an `object_store::ObjectStore` and use `ObjectStoreCheckpoints::new`)"
-                    .into())
-            })?;
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        // `container@account.host` for Azure's `abfss://` form: the prefix is the path.
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(bad("the URL names no bucket; write it `s3://bucket/prefix`".into()));
-        }
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        let mut retry = RetryConfig::default();
-        for (key, value) in options {
-            let (key, value) = (key.as_ref(), value.into());
-            let number = |what: &str| {
-                value
-                    .parse::<u64>()
-                    .map_err(|_| bad(format!("option `{key}` must be {what}, not `{value}`")))
-            };
-            match key {
-                "max_retries" => retry.max_retries = number("a whole number")? as usize,
-                "retry_timeout_s" => {
-                    retry.retry_timeout = Duration::from_secs(number("a number of seconds")?)
+        let options = options.into_iter().map(|(k, v)| (k.as_ref().to_string(), v.into()));
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "s3" | "s3a" => {
+                if bucket.is_empty() {
+                    return Err(bad(
+                        "the URL names no bucket; write it `s3://bucket/prefix`".into()
+                    ));
                 }
-                _ => {
-                    let parsed: AmazonS3ConfigKey = key.parse().map_err(|_| {
-                        bad(format!(
-                            "unknown option `{key}`; use `endpoint`, `region`, \
-                             `access_key_id`, `secret_access_key`, `session_token`, \
-                             `allow_http`, `max_retries`, `retry_timeout_s` or another key \
-                             of `object_store::aws::AmazonS3ConfigKey`"
-                        ))
-                    })?;
-                    if parsed == AmazonS3ConfigKey::Endpoint && value.starts_with("http://") {
-                        builder = builder.with_allow_http(true);
-                    }
-                    builder = builder.with_config(parsed, value);
-                }
+                Arc::new(s3(url, bucket, options)?)
             }
-        }
-        // rustls without a bundled provider (see the workspace Cargo.toml): ring's, unless
-        // the program installed one already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let store = builder
-            .with_retry(retry)
-            .build()
-            .map_err(|e| bad(format!("invalid configuration: {e}")))?;
-        Self::new(Arc::new(store), prefix, url)
+            "az" | "azure" | "abfs" | "abfss" => {
+                if bucket.is_empty() || bucket.starts_with('@') {
+                    return Err(bad(format!(
+                        "the URL names no container; write it `{scheme}://container/prefix`"
+                    )));
+                }
+                azure(url, options)?
+            }
+            "gs" => {
+                if bucket.is_empty() {
+                    return Err(bad(
+                        "the URL names no bucket; write it `gs://bucket/prefix`".into()
+                    ));
+                }
+                gcp(url, bucket, options)?
+            }
+            _ => {
+                return Err(bad(format!(
+                    "the URL must look like `s3://bucket/prefix`, `az://container/prefix` \
+                     (feature `object-store-azure`) or `gs://bucket/prefix` (feature \
+                     `object-store-gcp`){}; for another kind of store, build an \
+                     `object_store::ObjectStore` and use `ObjectStoreCheckpoints::new`",
+                    if scheme.is_empty() { String::new() } else { format!(", not `{scheme}://`") }
+                )));
+            }
+        };
+        let hint = match scheme {
+            "s3" | "s3a" => S3_HINT,
+            "gs" => GCS_HINT,
+            _ => AZURE_HINT,
+        };
+        Self::with_hint(store, prefix, url, hint)
     }
 
     /// Checkpoints in any object store, under `prefix` (`""` for the root); `url` names it
@@ -173,6 +331,16 @@ impl ObjectStoreCheckpoints {
         prefix: &str,
         url: impl Into<String>,
     ) -> Result<Self, StoreError> {
+        Self::with_hint(store, prefix, url, HINT)
+    }
+
+    /// [`new`](Self::new) with `hint` (where to look) ending every store error message.
+    fn with_hint(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        url: impl Into<String>,
+        hint: &'static str,
+    ) -> Result<Self, StoreError> {
         let url = url.into();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -188,6 +356,7 @@ impl ObjectStoreCheckpoints {
             store,
             prefix: ObjPath::from(prefix.trim_matches('/')),
             url,
+            hint,
             runtime,
             local,
             experiment_dir: Mutex::new(None),
@@ -202,7 +371,7 @@ impl ObjectStoreCheckpoints {
 
     /// A store error (which stops a run) about `what`.
     fn failed(&self, what: impl std::fmt::Display, e: impl std::fmt::Display) -> io::Error {
-        io::Error::other(StoreError::new(&self.url, format!("{what} failed: {e}; {S3_HINT}")))
+        io::Error::other(StoreError::new(&self.url, format!("{what} failed: {e}; {}", self.hint)))
     }
 
     /// The path of `dir` relative to the experiment directory, `/`-separated.
@@ -608,8 +777,11 @@ mod tests {
 
     #[test]
     fn urls_and_options_are_checked() {
-        let err = ObjectStoreCheckpoints::from_url("gs://b/p", [("region", "x")]).unwrap_err();
+        let err = ObjectStoreCheckpoints::from_url("ftp://b/p", [("region", "x")]).unwrap_err();
         assert!(err.to_string().contains("s3://bucket/prefix"), "{err}");
+        assert!(err.to_string().contains("not `ftp://`"), "{err}");
+        let err = ObjectStoreCheckpoints::from_url("my-bucket", [("region", "x")]).unwrap_err();
+        assert!(err.to_string().contains("`az://container/prefix`"), "{err}");
         let err = ObjectStoreCheckpoints::from_url("s3:///p", [("region", "x")]).unwrap_err();
         assert!(err.to_string().contains("names no bucket"), "{err}");
         let err = ObjectStoreCheckpoints::from_url("s3://b/p", [("endpiont", "x")]).unwrap_err();
@@ -627,6 +799,87 @@ mod tests {
         .unwrap();
         assert_eq!(store.prefix.as_ref(), "p/q");
         assert!(!format!("{store:?}").contains("hush"), "Debug shows no credentials");
+    }
+
+    /// The message of a failed `from_url`.
+    fn refused(url: &str, options: &[(&str, &str)]) -> String {
+        ObjectStoreCheckpoints::from_url(url, options.iter().copied()).unwrap_err().to_string()
+    }
+
+    #[cfg(not(feature = "object-store-azure"))]
+    #[test]
+    fn azure_urls_name_their_feature_when_it_is_off() {
+        for url in ["az://c/p", "azure://c/p", "abfss://c/p"] {
+            let err = refused(url, &[]);
+            assert!(err.contains("feature `object-store-azure`"), "{err}");
+        }
+    }
+
+    #[cfg(not(feature = "object-store-gcp"))]
+    #[test]
+    fn gcs_urls_name_their_feature_when_it_is_off() {
+        let err = refused("gs://b/p", &[]);
+        assert!(err.contains("feature `object-store-gcp`"), "{err}");
+    }
+
+    #[cfg(feature = "object-store-azure")]
+    #[test]
+    fn azure_urls_and_options_are_checked() {
+        // Azurite's well-known development key (base64), not a secret.
+        let key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/\
+                   KBHBeksoGMGw==";
+        let options = [
+            ("account_name", "devstoreaccount1"),
+            ("access_key", key),
+            ("endpoint", "http://127.0.0.1:1/devstoreaccount1"),
+            ("max_retries", "1"),
+        ];
+        for (url, prefix) in [
+            ("az://box/runs/a", "runs/a"),
+            ("azure://box/runs", "runs"),
+            ("abfs://box", ""),
+            ("abfss://box@devstoreaccount1.dfs.core.windows.net/runs/", "runs"),
+        ] {
+            let store = ObjectStoreCheckpoints::from_url(url, options).unwrap();
+            assert_eq!((store.url(), store.prefix.as_ref()), (url, prefix));
+            assert_eq!(store.hint, AZURE_HINT);
+            let shown = format!("{store:?}");
+            assert!(!shown.contains("Eby8") && shown.contains(url), "{shown}");
+        }
+        let err = refused("az:///runs", &options);
+        assert!(err.contains("names no container; write it `az://container/prefix`"), "{err}");
+        let err = refused("az://box/runs", &[("acount_name", "x")]);
+        assert!(err.contains("unknown option `acount_name`; use `account_name`"), "{err}");
+        let err = refused("az://box/runs", &[("retry_timeout_s", "soon")]);
+        assert!(err.contains("`retry_timeout_s` must be a number of seconds"), "{err}");
+        // A container name with dots is refused by object_store's URL parsing.
+        let err = refused("az://a.b/runs", &options);
+        assert!(err.contains("invalid configuration"), "{err}");
+        // Neither an account in the options nor in the environment (`AZURE_*`).
+        if std::env::vars().all(|(k, _)| !k.starts_with("AZURE_")) {
+            let err = refused("az://box/runs", &[]);
+            assert!(err.contains("invalid configuration") && err.contains("ccount"), "{err}");
+        }
+    }
+
+    #[cfg(feature = "object-store-gcp")]
+    #[test]
+    fn gcs_urls_and_options_are_checked() {
+        let options =
+            [("bearer_token", "hush"), ("base_url", "http://127.0.0.1:1"), ("max_retries", "1")];
+        let store = ObjectStoreCheckpoints::from_url("gs://bucket/runs/a/", options).unwrap();
+        assert_eq!((store.url(), store.prefix.as_ref()), ("gs://bucket/runs/a/", "runs/a"));
+        assert_eq!(store.hint, GCS_HINT);
+        assert!(!format!("{store:?}").contains("hush"), "Debug shows no credentials");
+        let err = refused("gs:///runs", &options);
+        assert!(err.contains("names no bucket; write it `gs://bucket/prefix`"), "{err}");
+        let err = refused("gs://bucket/runs", &[("service_acount", "x")]);
+        assert!(err.contains("unknown option `service_acount`; use `service_account`"), "{err}");
+        let err = refused("gs://bucket/runs", &[("max_retries", "-1")]);
+        assert!(err.contains("`max_retries` must be a whole number"), "{err}");
+        // A service account key that is no key.
+        let err = refused("gs://bucket/runs", &[("service_account_key", "{}")]);
+        assert!(err.contains("invalid configuration"), "{err}");
     }
 
     #[test]

@@ -127,7 +127,10 @@ fn ctrl_c_stops_gracefully_and_twice_exits_at_once_both_resumable() {
         let child = Command::new(BIN)
             .arg(dir.path())
             .arg("exp")
-            .env("STEP_MS", "15")
+            // Twice: steps long enough that the graceful stop the first Ctrl-C starts is
+            // still waiting for them when the second arrives, even on a loaded machine (with
+            // 15 ms steps the child sometimes finished first and exited with 3).
+            .env("STEP_MS", if twice { "300" } else { "15" })
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

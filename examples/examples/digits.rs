@@ -4,7 +4,8 @@
 //! by hand on `ndarray`, trained with mini-batch AdamW) learns the UCI handwritten digits
 //! (1,797 8x8 images of the digits 0-9, the copy shipped inside smartcore, so nothing is
 //! downloaded). TPE proposes the learning rate, depth, width, batch size and weight decay;
-//! ASHA stops the trials that fall behind at 3, 9 and 27 epochs. Every third epoch is
+//! ASHA stops the trials that fall behind at 3, 9 and 27 epochs; the search runs for 30
+//! seconds (`--seconds S` changes it, `--seed N` the seed). Every third epoch is
 //! checkpointed (weights and Adam moments) and each trial keeps its best; at the end the
 //! best checkpoint is read back from disk and evaluated on the test split, which no trial
 //! has seen.
@@ -427,12 +428,47 @@ pub struct Budget {
     pub seed: u64,
     /// Hyperparameters fixed in every trial, as JSON (`{"layers": 1}`), or none.
     pub fixed: Option<&'static str>,
+    /// Wall time for the whole search, or none: once spent, no trial starts and the running
+    /// ones stop after their current epoch.
+    pub time: Option<Duration>,
 }
 
 impl Budget {
-    /// The README's run: 64 trials of up to 81 epochs.
-    pub const FULL: Budget =
-        Budget { samples: 64, max_epochs: 81, grace_epochs: 3, seed: 7, fixed: None };
+    /// The README's run: 30 seconds of search (at most 1,000 trials) of up to 81 epochs.
+    pub const FULL: Budget = Budget {
+        samples: 1000,
+        max_epochs: 81,
+        grace_epochs: 3,
+        seed: 7,
+        fixed: None,
+        time: Some(Duration::from_secs(30)),
+    };
+
+    /// [`Budget::FULL`] changed by the command line's `--seed N`, `--seconds S` and
+    /// `--samples N`.
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Budget, String> {
+        let mut budget = Budget::FULL;
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let value = args.next().ok_or_else(|| format!("`{flag}` needs a value"))?;
+            let number = |what: &str| {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| format!("`{flag} {value}`: expected {what}, a whole number"))
+            };
+            match flag.as_str() {
+                "--seed" => budget.seed = number("a seed")?,
+                "--seconds" => budget.time = Some(Duration::from_secs(number("seconds")?)),
+                "--samples" => budget.samples = number("a number of trials")? as usize,
+                _ => {
+                    return Err(format!(
+                        "unknown option `{flag}`: use `--seed N`, `--seconds S` or `--samples N`"
+                    ));
+                }
+            }
+        }
+        Ok(budget)
+    }
 }
 
 /// What the experiment found.
@@ -470,6 +506,9 @@ pub fn run(local_dir: &Path, budget: &Budget, verbose: u8) -> Result<Outcome, Bo
     let mut tuner = Tuner::<DigitsMlp>::new().with_data(Arc::clone(&digits));
     if let Some(json) = budget.fixed {
         tuner = tuner.config_overrides_json(json);
+    }
+    if let Some(time) = budget.time {
+        tuner = tuner.time_budget(time);
     }
     let analysis = tuner
         .searcher(Tpe::new().n_startup(10))
@@ -531,7 +570,8 @@ pub fn run(local_dir: &Path, budget: &Budget, verbose: u8) -> Result<Outcome, Bo
 
 fn main() -> Result<(), Box<dyn Error>> {
     let start = Instant::now();
-    let out = run(&tune_examples::results_dir("digits"), &Budget::FULL, 2)?;
+    let budget = Budget::from_args(std::env::args().skip(1))?;
+    let out = run(&tune_examples::results_dir("digits"), &budget, 2)?;
     let c = &out.best_config;
     println!(
         "best config: lr = {:.2e}, {} x {} hidden, batch = {}, weight_decay = {:.1e}",
@@ -541,7 +581,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "{} trials, {} epochs in all ({} if none had been stopped), {:.1} s",
         out.analysis.trials().len(),
         out.epochs,
-        Budget::FULL.samples as u64 * Budget::FULL.max_epochs,
+        out.analysis.trials().len() as u64 * budget.max_epochs,
         start.elapsed().as_secs_f64()
     );
     println!("best validation accuracy: {:.4}", out.best_val_accuracy);
@@ -645,6 +685,18 @@ mod tests {
         assert!(err.contains("`params` holds"), "{err}");
     }
 
+    #[test]
+    fn the_command_line_changes_the_budget_and_says_what_it_cannot_read() {
+        let args = |a: &[&str]| Budget::from_args(a.iter().map(|s| s.to_string()));
+        let b = args(&["--seed", "3", "--seconds", "45"]).unwrap();
+        assert_eq!((b.seed, b.time, b.samples), (3, Some(Duration::from_secs(45)), 1000));
+        assert_eq!(args(&[]).unwrap().time, Budget::FULL.time);
+        let err = args(&["--seconds", "half"]).unwrap_err();
+        assert!(err.contains("`--seconds half`: expected seconds"), "{err}");
+        assert!(args(&["--seed"]).unwrap_err().contains("`--seed` needs a value"));
+        assert!(args(&["--epochs", "9"]).unwrap_err().contains("unknown option `--epochs`"));
+    }
+
     /// A reduced search (6 trials of up to 9 epochs, one hidden layer of 64 units, so that
     /// it runs in seconds unoptimized) still learns the digits, and the best checkpoint read
     /// back from disk is the network that was checkpointed.
@@ -657,6 +709,7 @@ mod tests {
             grace_epochs: 3,
             seed: 7,
             fixed: Some(r#"{"layers": 1, "hidden": 64}"#),
+            time: None,
         };
         let out = run(dir.path(), &budget, 0).unwrap();
         assert_eq!(out.analysis.trials().len(), 6);

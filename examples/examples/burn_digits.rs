@@ -283,21 +283,11 @@ pub fn run(local_dir: &Path, budget: &Budget, verbose: u8) -> Result<Outcome, Bo
     let key = Scores::VAL_ACCURACY;
     let best = analysis.best_trial(key, Mode::Max, Scope::All).ok_or("no trial reported")?;
     let best_val_accuracy = best.score(key, Mode::Max, Scope::All).ok_or("no trial reported")?;
-    let checkpoint = analysis
-        .best_checkpoint(key, Mode::Max, Scope::All)
-        .ok_or("the best trial kept no checkpoint")?
-        .to_path_buf();
-    let epoch = best
-        .checkpoints()
-        .iter()
-        .find(|c| c.path == checkpoint)
-        .map(|c| c.iteration)
-        .ok_or("the best checkpoint is not the best trial's")?;
-    let checkpoint_val_accuracy = best
-        .results()
-        .find(|r| r.training_iteration() == epoch)
-        .map(|r| r.get(key))
-        .ok_or("no result at the checkpoint's epoch")?;
+    // The trial's best checkpoint and the result it reported when writing it.
+    let (saved, result) =
+        best.best_checkpoint(key, Mode::Max).ok_or("the best trial kept no checkpoint")?;
+    let (checkpoint, epoch) = (saved.path.clone(), saved.iteration);
+    let checkpoint_val_accuracy = result.get(key);
 
     // A fresh network of the best config, loaded from burn's record in the checkpoint.
     let record = checkpoint.join(RECORDS_DIR).join(format!("model-{epoch}.bpk"));

@@ -532,21 +532,11 @@ pub fn run(local_dir: &Path, budget: &Budget, verbose: u8) -> Result<Outcome, Bo
     let best = analysis.best_trial(key, Mode::Max, Scope::All).ok_or("no trial reported")?;
     let best_val_accuracy = best.score(key, Mode::Max, Scope::All).ok_or("no trial reported")?;
     let best_config = best.config().clone();
-    let checkpoint = analysis
-        .best_checkpoint(key, Mode::Max, Scope::All)
-        .ok_or("the best trial kept no checkpoint")?
-        .to_path_buf();
-    let checkpoint_epoch = best
-        .checkpoints()
-        .iter()
-        .find(|c| c.path == checkpoint)
-        .map(|c| c.iteration)
-        .ok_or("the best checkpoint is not the best trial's")?;
-    let checkpoint_val_accuracy = best
-        .results()
-        .find(|r| r.training_iteration() == checkpoint_epoch)
-        .map(|r| r.get(key))
-        .ok_or("no result at the checkpoint's epoch")?;
+    // The trial's best checkpoint and the result it reported when writing it.
+    let (saved, result) =
+        best.best_checkpoint(key, Mode::Max).ok_or("the best trial kept no checkpoint")?;
+    let (checkpoint, checkpoint_epoch) = (saved.path.clone(), saved.iteration);
+    let checkpoint_val_accuracy = result.get(key);
 
     // A fresh network of the best config, loaded from the checkpoint on disk.
     let context = TrialContext::detached("best", 0).with_data(SharedData::new::<Digits>(digits));

@@ -122,6 +122,34 @@ impl<C: Space, M: Metrics> TrialInfo<C, M> {
         &self.checkpoints
     }
 
+    /// The result the trial reported just before writing `checkpoint` (the one at its
+    /// iteration): what the state in it scored. `None` for a checkpoint that is not one of
+    /// this trial's, and for a copy of another trial's checkpoint taken by a PBT exploit,
+    /// which none of this trial's results describes (even when the iterations match).
+    pub fn checkpoint_result(&self, checkpoint: &CheckpointInfo) -> Option<ResultRow<'_, M>> {
+        if checkpoint.copied || !self.checkpoints.contains(checkpoint) {
+            return None;
+        }
+        let row = self.results().nth(checkpoint.rows.checked_sub(1)?)?;
+        (row.training_iteration() == checkpoint.iteration).then_some(row)
+    }
+
+    /// The trial's checkpoint whose result ([`TrialInfo::checkpoint_result`]) scores best
+    /// for `key` and `mode`, with that result; the newer one on a tie. Checkpoints without
+    /// a result of their own (PBT copies) are not ranked.
+    pub fn best_checkpoint(
+        &self,
+        key: impl Into<Key<M>>,
+        mode: Mode,
+    ) -> Option<(&CheckpointInfo, ResultRow<'_, M>)> {
+        let key = key.into();
+        self.checkpoints
+            .iter()
+            .filter_map(|c| self.checkpoint_result(c).map(|r| (c, r)))
+            .filter(|(_, r)| !r.get(key).is_nan())
+            .reduce(|a, b| if mode.better(a.1.get(key), b.1.get(key)) { a } else { b })
+    }
+
     /// The trial's score for `key` in `scope`: the last value, the best one (by `mode`),
     /// or the average of the last `k`. `None` without results.
     pub fn score(&self, key: impl Into<Key<M>>, mode: Mode, scope: Scope) -> Option<f64> {
@@ -405,8 +433,9 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
         self.best_trial(key, mode, scope).and_then(|t| t.pick(key, mode, scope))
     }
 
-    /// The best checkpoint of [`Analysis::best_trial`]: the one whose iteration's result
-    /// scores best for `key` and `mode`.
+    /// The best checkpoint of [`Analysis::best_trial`]: the one whose result scores best
+    /// for `key` and `mode` ([`TrialInfo::best_checkpoint`], which also gives that result
+    /// and the checkpoint's iteration).
     pub fn best_checkpoint(
         &self,
         key: impl Into<Key<M>>,
@@ -415,14 +444,7 @@ impl<C: Space, M: Metrics> Analysis<C, M> {
     ) -> Option<&Path> {
         let key = key.into();
         let t = self.best_trial(key, mode, scope)?;
-        let score = |c: &CheckpointInfo| {
-            t.results().find(|r| r.training_iteration() == c.iteration).map(|r| r.get(key))
-        };
-        t.checkpoints
-            .iter()
-            .filter_map(|c| score(c).map(|s| (c, s)))
-            .reduce(|a, b| if mode.better(b.1, a.1) { b } else { a })
-            .map(|(c, _)| c.path.as_path())
+        t.best_checkpoint(key, mode).map(|(c, _)| c.path.as_path())
     }
 
     /// One row per trial: id, status, config fields (nested fields as `a.b`), then the
@@ -560,6 +582,40 @@ mod tests {
         }
         t.status = TrialStatus::Terminated;
         t
+    }
+
+    /// A PBT exploit copies another trial's checkpoint at iteration 2 after this trial
+    /// reported its own (great) result at iteration 2: the copy is not ranked by that
+    /// result, which another state scored. Before, `best_checkpoint` took the first result
+    /// at the copy's iteration and returned the copy.
+    #[test]
+    fn a_checkpoint_is_ranked_by_its_own_result_and_pbt_copies_by_none() {
+        let mut t = trial(0, &[5.0, 9.0, 6.0, 7.0]);
+        let ckpt = |iteration: u64, rows: usize, epoch: usize, copied: bool| CheckpointInfo {
+            iteration,
+            path: PathBuf::from(format!("c{iteration}-{copied}")),
+            rows,
+            epoch,
+            copied,
+        };
+        t.checkpoints = vec![ckpt(1, 1, 0, false), ckpt(2, 2, 1, true), ckpt(4, 4, 1, false)];
+        let [own1, copy, own4] = [0, 1, 2].map(|i| t.checkpoints[i].clone());
+        assert_eq!(t.checkpoint_result(&own1).unwrap().get(SCORE), 5.0);
+        assert_eq!(t.checkpoint_result(&own4).unwrap().get(SCORE), 7.0);
+        assert!(t.checkpoint_result(&copy).is_none());
+        // Not one of this trial's checkpoints.
+        assert!(t.checkpoint_result(&ckpt(3, 3, 1, false)).is_none());
+        let (best, result) = t.best_checkpoint(SCORE, Mode::Max).unwrap();
+        assert_eq!((best.iteration, result.get(SCORE)), (4, 7.0));
+        let (worst, _) = t.best_checkpoint(SCORE, Mode::Min).unwrap();
+        assert_eq!(worst.iteration, 1);
+        let a = Analysis { experiment_dir: PathBuf::new(), trials: vec![t] };
+        assert_eq!(a.best_checkpoint(SCORE, Mode::Max, Scope::All), Some(own4.path.as_path()));
+        // A checkpoint whose result's iteration is another (rows that do not match) is
+        // not ranked either.
+        let mut odd = trial(1, &[1.0, 2.0]);
+        odd.checkpoints = vec![ckpt(5, 2, 0, false)];
+        assert!(odd.best_checkpoint(SCORE, Mode::Max).is_none());
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct CheckpointInfo {
     pub(crate) rows: usize,
     /// The trial's config epoch it was written in (exploits start a new one).
     pub(crate) epoch: usize,
+    /// A copy of another trial's checkpoint taken by a PBT exploit: none of this trial's
+    /// results was reported by the state it holds.
+    pub(crate) copied: bool,
 }
 
 /// Everything the journal records about one trial, with its config as `C` (JSON in the
@@ -717,7 +720,7 @@ impl<'a, C> Fold<'a, C> {
                 let (rows, epoch) = (t.num_results(), t.epoch());
                 // The same directory written again replaces the older checkpoint.
                 t.checkpoints.retain(|c| c.path != path);
-                t.checkpoints.push(CheckpointInfo { iteration, path, rows, epoch });
+                t.checkpoints.push(CheckpointInfo { iteration, path, rows, epoch, copied: false });
             }
             Record::CheckpointDeleted { trial, path } => {
                 let path = self.path(&path)?;
@@ -754,6 +757,7 @@ impl<'a, C> Fold<'a, C> {
                         path,
                         rows,
                         epoch,
+                        copied: true,
                     });
                 }
                 if self.replay {

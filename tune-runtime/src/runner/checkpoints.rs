@@ -62,7 +62,13 @@ impl Driver {
         let (rows, epoch) = (t.log.num_results(), t.log.epoch());
         // The same directory written again replaces the older checkpoint.
         t.log.checkpoints.retain(|c| c.path != path);
-        t.log.checkpoints.push(CheckpointInfo { iteration, path: path.clone(), rows, epoch });
+        t.log.checkpoints.push(CheckpointInfo {
+            iteration,
+            path: path.clone(),
+            rows,
+            epoch,
+            copied: false,
+        });
         if !announced {
             self.emit_checkpoint(id, iteration, path);
         }

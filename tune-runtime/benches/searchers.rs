@@ -50,6 +50,11 @@ search_space! {
     }
 }
 search_space! {
+    /// A 2-D quadratic bowl: how finely a searcher converges over many trials (run only
+    /// when named: `--functions Quadratic2`).
+    struct Quadratic2 { x: f64 = uniform(-5.0, 5.0), y: f64 = uniform(-5.0, 5.0) }
+}
+search_space! {
     /// Mixed: a float, a log-scaled float, an integer and an unordered option.
     struct MixedSpace {
         x: f64 = uniform(-5.0, 5.0),
@@ -240,6 +245,10 @@ fn ackley(c: &Ackley5) -> f64 {
     -20.0 * (-0.2 * s1.sqrt()).exp() - s2.exp() + 20.0 + std::f64::consts::E
 }
 
+fn quadratic(c: &Quadratic2) -> f64 {
+    c.x * c.x + c.y * c.y
+}
+
 fn mixed(c: &MixedSpace) -> f64 {
     (c.x - 1.5).powi(2) / 4.0
         + (c.lr.log10() + 2.0).powi(2)
@@ -339,6 +348,10 @@ fn bench_function<C: Space>(
     o: &Opts,
     out: &mut Vec<Cell>,
 ) {
+    let named = o.functions.as_ref().map(|v| v.iter().any(|f| f == function));
+    if !named.unwrap_or(function != "Quadratic2") {
+        return;
+    }
     let concurrencies: &[usize] = if o.sequential { &[1] } else { &[1, 4] };
     for &concurrency in concurrencies {
         for name in SEARCHERS {
@@ -392,6 +405,8 @@ fn out_finals(o: &Opts) -> std::sync::MutexGuard<'_, Box<dyn std::io::Write + Se
 
 struct Opts {
     searchers: Option<Vec<String>>,
+    /// `--functions`: the regret functions to run (default: all but `Quadratic2`).
+    functions: Option<Vec<String>>,
     sequential: bool,
     finals: std::sync::Mutex<Box<dyn std::io::Write + Send>>,
     seeds: usize,
@@ -411,6 +426,7 @@ struct Opts {
 fn parse() -> Opts {
     let mut o = Opts {
         searchers: None,
+        functions: None,
         sequential: false,
         finals: std::sync::Mutex::new(Box::new(std::io::sink())),
         seeds: 30,
@@ -440,6 +456,9 @@ fn parse() -> Opts {
             "--svg" => o.svg = args.get(i + 1).cloned(),
             "--searchers" => {
                 o.searchers = args.get(i + 1).map(|v| v.split(',').map(str::to_string).collect());
+            }
+            "--functions" => {
+                o.functions = args.get(i + 1).map(|v| v.split(',').map(str::to_string).collect());
             }
             "--sequential" => o.sequential = true,
             "--finals" => {
@@ -625,6 +644,7 @@ fn main() {
     bench_function("Rosenbrock4", rosenbrock, 0.0, &o, &mut cells);
     bench_function("Ackley5", ackley, 0.0, &o, &mut cells);
     bench_function("Mixed", mixed, 0.0, &o, &mut cells);
+    bench_function("Quadratic2", quadratic, 0.0, &o, &mut cells);
     println!(
         "\nMedian best-so-far regret over {} seeds ({} trials): after 25 / 50 / {} trials\n",
         o.seeds, o.trials, o.trials

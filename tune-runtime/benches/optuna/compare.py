@@ -62,6 +62,8 @@ def ackley(x):
 
 
 def objective(name):
+    if name == "Quadratic2":
+        return 0.0, lambda t: t.suggest_float("x", -5, 5) ** 2 + t.suggest_float("y", -5, 5) ** 2
     if name == "Branin":
         return 0.397887357729738, lambda t: branin(t.suggest_float("x1", -5, 10), t.suggest_float("x2", 0, 15))
     if name == "Hartmann6":
@@ -81,12 +83,12 @@ def objective(name):
     return 0.0, mixed
 
 
-def regret(seeds, trials, finals_path=None, samplers=("tpe", "cmaes"), first=0):
+def regret(seeds, trials, finals_path=None, samplers=("tpe", "cmaes"), first=0, functions=None):
     out = open(finals_path, "w") if finals_path else None
     print(f"optuna {optuna.__version__}, {trials} trials, {seeds} seeds, sequential")
     print("| function | sampler | median final regret | after 50 | seconds |")
     print("|---|---|---|---|---|")
-    for fn in ["Branin", "Hartmann6", "Rosenbrock4", "Ackley5", "Mixed"]:
+    for fn in functions or ["Branin", "Hartmann6", "Rosenbrock4", "Ackley5", "Mixed"]:
         opt, f = objective(fn)
         for sname in samplers:
             if sname == "cmaes" and fn == "Mixed":
@@ -170,6 +172,7 @@ if __name__ == "__main__":
     if what == "regret":
         finals = sys.argv[sys.argv.index("--finals") + 1] if "--finals" in sys.argv else None
         samplers = sys.argv[sys.argv.index("--samplers") + 1].split(",") if "--samplers" in sys.argv else ["tpe", "cmaes"]
-        regret(arg("--seeds", 30), arg("--trials", 100), finals, samplers, arg("--first", 0))
+        functions = sys.argv[sys.argv.index("--functions") + 1].split(",") if "--functions" in sys.argv else None
+        regret(arg("--seeds", 30), arg("--trials", 100), finals, samplers, arg("--first", 0), functions)
     else:
         mo(arg("--seeds", 10), arg("--trials", 200))

@@ -48,7 +48,13 @@ pub(crate) struct Parzen {
 
 /// `-ln(σ √(2π) Z)` for a Gaussian of width `s` centred at `mu`, truncated to `[0, 1]`.
 fn log_norm(mu: f64, s: f64) -> f64 {
-    let z = (norm_cdf((1.0 - mu) / s) - norm_cdf(-mu / s)).max(1e-300);
+    // Both bounds over 9 widths away: `Z` computes to exactly 1 (each tail is below
+    // 1e-18, under half an ulp of 1), so the two `erfc`s are skipped.
+    let z = if mu > 9.0 * s && 1.0 - mu > 9.0 * s {
+        1.0
+    } else {
+        (norm_cdf((1.0 - mu) / s) - norm_cdf(-mu / s)).max(1e-300)
+    };
     -(s * (2.0 * std::f64::consts::PI).sqrt() * z).ln()
 }
 
@@ -314,13 +320,18 @@ pub(crate) fn neighbour_kernels(
         .enumerate()
         .map(|(j, k)| match k {
             Kind::Cont => {
-                let mut idx: Vec<usize> =
-                    (0..points.len()).filter(|i| points[*i][j].is_finite()).collect();
-                idx.sort_by(|a, b| points[*a][j].total_cmp(&points[*b][j]));
-                let m = idx.len();
+                // (value, point) sorted by value; ties by point, as a stable sort of the
+                // points would leave them.
+                let mut sorted: Vec<(f64, usize)> = (0..points.len())
+                    .filter(|i| points[*i][j].is_finite())
+                    .map(|i| (points[i][j], i))
+                    .collect();
+                sorted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let m = sorted.len();
                 let min = 1.0 / (m as f64 + 2.0).min(100.0);
                 let mut sigmas = vec![1.0; points.len()];
-                let at = |r: usize| points[idx[r]][j];
+                let at = |r: usize| sorted[r].0;
+                let idx = |r: usize| sorted[r].1;
                 for r in 0..m {
                     let left = if r == 0 { at(r) } else { at(r) - at(r - 1) };
                     let right = if r + 1 == m { 1.0 - at(r) } else { at(r + 1) - at(r) };
@@ -331,7 +342,7 @@ pub(crate) fn neighbour_kernels(
                     } else {
                         left.max(right)
                     };
-                    sigmas[idx[r]] = s.clamp(min, 1.0);
+                    sigmas[idx(r)] = s.clamp(min, 1.0);
                 }
                 DimKernel::Cont(sigmas)
             }
@@ -365,6 +376,7 @@ mod tests {
     use super::*;
     use crate::searcher::test_support::*;
     use crate::space::Space;
+    use rand::SeedableRng;
 
     #[test]
     fn density_integrates_to_one_and_peaks_at_points() {
@@ -399,6 +411,27 @@ mod tests {
         assert!((p.log_pdf(&[0.0]).exp() - (0.1 + 0.25) / 2.0).abs() < 1e-5);
         let total: f64 = (0..4).map(|c| p.log_pdf(&[c as f64]).exp()).sum();
         assert!((total - 1.0).abs() < 1e-5);
+    }
+
+    /// The shortcut for kernels far inside the cube gives the same bits as the full
+    /// computation.
+    #[test]
+    fn log_norm_shortcut_is_exact() {
+        let full = |mu: f64, s: f64| {
+            let z = (norm_cdf((1.0 - mu) / s) - norm_cdf(-mu / s)).max(1e-300);
+            -(s * (2.0 * std::f64::consts::PI).sqrt() * z).ln()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut shortcuts = 0;
+        for _ in 0..200_000 {
+            let mu: f64 = rng.random();
+            let s = 10f64.powf(-4.0 * rng.random::<f64>());
+            if mu > 9.0 * s && 1.0 - mu > 9.0 * s {
+                shortcuts += 1;
+            }
+            assert_eq!(log_norm(mu, s).to_bits(), full(mu, s).to_bits(), "mu {mu}, s {s}");
+        }
+        assert!(shortcuts > 50_000, "{shortcuts}");
     }
 
     #[test]

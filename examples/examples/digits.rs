@@ -567,11 +567,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         "best config: lr = {:.2e}, {} x {} hidden, batch = {}, weight_decay = {:.1e}",
         c.lr, c.layers, c.hidden, c.batch, c.weight_decay
     );
+    // A trial created just before the time budget ran out may not have trained at all.
+    let trained = out.analysis.trials().iter().filter(|t| t.num_results() > 0).count();
     println!(
-        "{} trials, {} epochs in all ({} if none had been stopped), {:.1} s",
+        "{trained} trials trained ({} created), {} epochs in all ({} if none had been stopped), {:.1} s",
         out.analysis.trials().len(),
         out.epochs,
-        out.analysis.trials().len() as u64 * budget.max_epochs,
+        trained as u64 * budget.max_epochs,
         start.elapsed().as_secs_f64()
     );
     println!("best validation accuracy: {:.4}", out.best_val_accuracy);

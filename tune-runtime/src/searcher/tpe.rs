@@ -21,7 +21,7 @@ const MAX_ABOVE: usize = 800;
 /// [`MAX_ABOVE`] of them: all, with Optuna's recency weights. Past that, [`MAX_ABOVE`]
 /// evenly spread in rank, each weighted for the results it stands for, so `g`'s mass
 /// stays where the results are. Fewer points make `g` coarser next to the good region:
-/// with 400 the search converged about 2x less finely over 1,000 trials (the 2-D
+/// with 400 the search converged about 1.5x less finely over 1,000 trials (the 2-D
 /// quadratic in `docs/benchmarks.md`).
 fn thin_above(above: &mut Vec<usize>, n: usize) -> Vec<f64> {
     // In finishing order without a sort.
@@ -224,9 +224,9 @@ searcher_type! {
     /// whole fronts of the non-dominated sorting, the last one cut by hypervolume.
     ///
     /// With more than 800 results past the good group, the bad density is fitted on 800
-    /// of them evenly spread in rank, each weighted for the results it stands for. With several trials running, each counts as a bad
-    /// result (constant liar), so parallel suggestions spread out; turn this off with
-    /// [`Tpe::constant_liar`].
+    /// of them evenly spread in rank, each weighted for the results it stands for. With
+    /// several trials running, each counts as a bad result (constant liar), so parallel
+    /// suggestions spread out; turn this off with [`Tpe::constant_liar`].
     ///
     /// ```
     /// # use tune_runtime::prelude::*;

@@ -27,8 +27,7 @@ use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::journal::{ExperimentLog, JOURNAL_FILE};
-use crate::report::{Report, ReportOptions, guess_mode, page};
-use crate::trial::TrialStatus;
+use crate::report::{Report, ReportOptions, page};
 
 /// A running dashboard server.
 pub struct Dashboard {
@@ -80,25 +79,8 @@ fn journal_version(dir: &Path) -> Option<u64> {
 
 /// The summary of an experiment in the list.
 fn summary(name: &str, log: &ExperimentLog) -> Value {
-    let counts: serde_json::Map<String, Value> = [
-        TrialStatus::Running,
-        TrialStatus::Pending,
-        TrialStatus::Paused,
-        TrialStatus::Terminated,
-        TrialStatus::Error,
-    ]
-    .iter()
-    .map(|s| (s.as_str().to_string(), log.count(*s).into()))
-    .collect();
-    let metric = log.metric_names().first().cloned();
-    let best = metric.as_ref().and_then(|m| {
-        let mode = guess_mode(m);
-        log.trials()
-            .iter()
-            .filter_map(|t| t.rows().last().map(|r| r[0]))
-            .filter(|v| v.is_finite())
-            .reduce(|a, b| if mode.better(b, a) { b } else { a })
-    });
+    let counts = crate::report::status_counts(log);
+    let (metric, best) = crate::report::headline(log);
     json!({"name": name, "trials": log.trials().len(), "counts": counts,
            "finished": log.is_finished(), "metric": metric, "best": best})
 }

@@ -77,6 +77,31 @@ pub fn guess_mode(metric: &str) -> Mode {
     }
 }
 
+/// The number of trials in each status (`RUNNING`, `PENDING`, `PAUSED`, `TERMINATED`,
+/// `ERROR`), zeros included: the counts the report, the dashboard and `tune ls` show.
+pub fn status_counts(log: &ExperimentLog) -> Map<String, Value> {
+    crate::reporter::STATUSES
+        .iter()
+        .map(|s| (s.as_str().to_string(), Value::from(log.count(*s))))
+        .collect()
+}
+
+/// An experiment's headline in a list of experiments: its first metric and the best of the
+/// trials' last values of it, the direction guessed from the metric's name
+/// ([`guess_mode`]). `None`s without metrics or finite values.
+pub fn headline(log: &ExperimentLog) -> (Option<String>, Option<f64>) {
+    let metric = log.metric_names().first().cloned();
+    let best = metric.as_ref().and_then(|m| {
+        let mode = guess_mode(m);
+        log.trials()
+            .iter()
+            .filter_map(|t| t.rows().last().map(|r| r[0]))
+            .filter(|v| v.is_finite())
+            .reduce(|a, b| if mode.better(b, a) { b } else { a })
+    });
+    (metric, best)
+}
+
 /// A hyperparameter of the page: its flattened name and how its values are drawn.
 struct Param {
     name: String,
@@ -288,16 +313,7 @@ impl Report {
             .filter(|m| metrics.contains(m))
             .or_else(|| metrics.first().cloned());
         let mode = options.mode.unwrap_or_else(|| metric.as_deref().map_or(Mode::Max, guess_mode));
-        let counts: Map<String, Value> = [
-            TrialStatus::Running,
-            TrialStatus::Pending,
-            TrialStatus::Paused,
-            TrialStatus::Terminated,
-            TrialStatus::Error,
-        ]
-        .iter()
-        .map(|s| (s.as_str().to_string(), Value::from(log.count(*s))))
-        .collect();
+        let counts = status_counts(log);
         let data = json!({
             "name": name,
             "trainable": trainable,

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use serde_json::{Map, Value, json};
-use tune_runtime::report::{Report, ReportOptions, guess_mode};
+use serde_json::{Value, json};
+use tune_runtime::report::{Report, ReportOptions, headline, status_counts};
 use tune_runtime::{
-    Mode, TrialStatus,
+    Mode,
     storage::{ExperimentLog, JOURNAL_FILE},
 };
 
@@ -525,27 +525,10 @@ fn ls(root: &Path, json_out: bool) -> Result<(), String> {
     for (name, path, log, age_s) in listed {
         match log {
             Ok(log) => {
-                let mut counts = Map::new();
-                for s in [
-                    TrialStatus::Running,
-                    TrialStatus::Pending,
-                    TrialStatus::Paused,
-                    TrialStatus::Terminated,
-                    TrialStatus::Error,
-                ] {
-                    if log.count(s) > 0 {
-                        counts.insert(s.as_str().into(), log.count(s).into());
-                    }
-                }
-                let metric = log.metric_names().first().cloned();
-                let best = metric.as_ref().and_then(|m| {
-                    let mode = guess_mode(m);
-                    log.trials()
-                        .iter()
-                        .filter_map(|t| t.rows().last().map(|r| r[0]))
-                        .filter(|v| v.is_finite())
-                        .reduce(|a, b| if mode.better(b, a) { b } else { a })
-                });
+                // Only the statuses some trial has, to keep the listing short.
+                let mut counts = status_counts(&log);
+                counts.retain(|_, n| n.as_u64() != Some(0));
+                let (metric, best) = headline(&log);
                 list.push(json!({"name": name, "path": path, "trials": log.trials().len(), "counts": counts,
                     "metric": metric, "best": best, "finished": log.is_finished(), "age_s": age_s}));
             }

@@ -11,8 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::s3::{in_ci, skipped};
-
 /// Azurite's one account and its well-known development key (not a secret).
 pub const ACCOUNT: &str = "devstoreaccount1";
 const KEY: &str =
@@ -181,9 +179,5 @@ impl Drop for Azurite {
 }
 
 fn missing(what: &str) -> Option<Azurite> {
-    if in_ci() {
-        panic!("{what}; `.ci/run` installs Azurite (CI is set, so this fails instead of skipping)");
-    }
-    skipped(&format!("{what} (CI=true makes this a failure)"));
-    None
+    crate::s3::missing_server(what, "Azurite")
 }

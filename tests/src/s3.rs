@@ -218,8 +218,16 @@ impl Drop for S3Server {
 }
 
 fn missing(what: &str) -> Option<S3Server> {
+    missing_server(what, "moto")
+}
+
+/// A test server that could not be started: a failure under CI (`.ci/run` installs
+/// `installed`), a loud skip elsewhere.
+pub(crate) fn missing_server<T>(what: &str, installed: &str) -> Option<T> {
     if in_ci() {
-        panic!("{what}; `.ci/run` installs moto (CI is set, so this fails instead of skipping)");
+        panic!(
+            "{what}; `.ci/run` installs {installed} (CI is set, so this fails instead of skipping)"
+        );
     }
     skipped(&format!("{what} (CI=true makes this a failure)"));
     None
